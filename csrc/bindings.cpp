@@ -1,0 +1,106 @@
+// fastlmk._C: pybind11 bindings of the CPU kernels. Tensors cross as raw addresses of contiguous buffers
+// (0 for an absent optional buffer); validation and all torch integration live in Python (fastlmk/ops).
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "encode/encode.h"
+
+namespace py = pybind11;
+using fastlmk::Isa;
+
+namespace {
+
+const void* cptr(uintptr_t p) { return reinterpret_cast<const void*>(p); }
+void* mptr(uintptr_t p) { return reinterpret_cast<void*>(p); }
+
+Isa parse_isa(const std::string& name) {
+  if (name == "scalar") return Isa::kScalar;
+  if (name == "avx2") return Isa::kAvx2;
+  throw std::invalid_argument("isa must be 'scalar' or 'avx2', got '" + name + "'");
+}
+
+fastlmk::LossArgs loss_args(int kind, uintptr_t pred, uintptr_t kp, uintptr_t sigma, uintptr_t weight,
+                            int compute_dtype, int pred_dtype, int64_t bk, int64_t h, int64_t w, bool rounded,
+                            double radius, double alpha, double omega, double epsilon, double theta,
+                            int reduction, int nthreads) {
+  fastlmk::LossArgs a{};
+  a.kind = kind;
+  a.pred = cptr(pred);
+  a.kp = cptr(kp);
+  a.param = cptr(sigma);
+  a.weight = cptr(weight);
+  a.compute_dtype = compute_dtype;
+  a.pred_dtype = pred_dtype;
+  a.bk = bk;
+  a.h = h;
+  a.w = w;
+  a.rounded = rounded;
+  a.radius = radius;
+  a.awing[0] = alpha;
+  a.awing[1] = omega;
+  a.awing[2] = epsilon;
+  a.awing[3] = theta;
+  a.reduction = reduction;
+  a.nthreads = nthreads;
+  return a;
+}
+
+#define FASTLMK_LOSS_ARGS                                                                            \
+  py::arg("kind"), py::arg("pred"), py::arg("keypoints"), py::arg("sigma"), py::arg("weight"),        \
+      py::arg("compute_dtype"), py::arg("pred_dtype"), py::arg("bk"), py::arg("h"), py::arg("w"),     \
+      py::arg("rounded"), py::arg("radius"), py::arg("alpha"), py::arg("omega"), py::arg("epsilon"), \
+      py::arg("theta"), py::arg("reduction"), py::arg("nthreads")
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "fastlmk CPU kernels (C++17, OpenMP, AVX2 with run-time dispatch)";
+
+  m.def("isa", []() { return std::string(fastlmk::active_isa() == Isa::kAvx2 ? "avx2" : "scalar"); },
+        "Instruction set the kernels currently run with.");
+  m.def("isa_supported", [](const std::string& name) { return fastlmk::isa_supported(parse_isa(name)); });
+  m.def("set_isa", [](const std::string& name) { fastlmk::set_isa(parse_isa(name)); },
+        "Force 'scalar' or 'avx2' (for tests and benchmarks).");
+
+  m.def(
+      "render",
+      [](int kind, uintptr_t kp, uintptr_t param, uintptr_t weight, uintptr_t out, int compute_dtype,
+         int out_dtype, int64_t bk, int64_t h, int64_t w, bool rounded, double radius, int nthreads) {
+        fastlmk::RenderArgs a{kind,      cptr(kp), cptr(param), cptr(weight), mptr(out), compute_dtype,
+                              out_dtype, bk,       h,           w,            rounded,   radius,
+                              nthreads};
+        fastlmk::render(a);
+      },
+      py::arg("kind"), py::arg("keypoints"), py::arg("param"), py::arg("weight"), py::arg("out"),
+      py::arg("compute_dtype"), py::arg("out_dtype"), py::arg("bk"), py::arg("h"), py::arg("w"),
+      py::arg("rounded"), py::arg("radius"), py::arg("nthreads"), py::call_guard<py::gil_scoped_release>());
+
+  m.def(
+      "heatmap_loss_forward",
+      [](int kind, uintptr_t pred, uintptr_t kp, uintptr_t sigma, uintptr_t weight, int compute_dtype,
+         int pred_dtype, int64_t bk, int64_t h, int64_t w, bool rounded, double radius, double alpha,
+         double omega, double epsilon, double theta, int reduction, int nthreads, uintptr_t out) {
+        auto a = loss_args(kind, pred, kp, sigma, weight, compute_dtype, pred_dtype, bk, h, w, rounded, radius,
+                           alpha, omega, epsilon, theta, reduction, nthreads);
+        a.out = mptr(out);
+        fastlmk::loss_forward(a);
+      },
+      FASTLMK_LOSS_ARGS, py::arg("out"), py::call_guard<py::gil_scoped_release>());
+
+  m.def(
+      "heatmap_loss_backward",
+      [](int kind, uintptr_t pred, uintptr_t kp, uintptr_t sigma, uintptr_t weight, int compute_dtype,
+         int pred_dtype, int64_t bk, int64_t h, int64_t w, bool rounded, double radius, double alpha,
+         double omega, double epsilon, double theta, int reduction, int nthreads, uintptr_t grad_out,
+         uintptr_t grad_pred) {
+        auto a = loss_args(kind, pred, kp, sigma, weight, compute_dtype, pred_dtype, bk, h, w, rounded, radius,
+                           alpha, omega, epsilon, theta, reduction, nthreads);
+        a.grad_out = cptr(grad_out);
+        a.grad_pred = mptr(grad_pred);
+        fastlmk::loss_backward(a);
+      },
+      FASTLMK_LOSS_ARGS, py::arg("grad_out"), py::arg("grad_pred"), py::call_guard<py::gil_scoped_release>());
+}

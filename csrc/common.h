@@ -1,0 +1,73 @@
+// Shared helpers for the CPU kernels: dtype codes, float16/bfloat16 conversion, ISA selection.
+//
+// Everything here has internal linkage (static inline) because the kernel headers are compiled once per
+// instruction set (scalar and AVX2); a shared out-of-line copy could otherwise leak AVX2 code into the
+// scalar path at link time.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+namespace fastlmk {
+
+// Codes passed from Python for the element type of a buffer (see fastlmk/_native.py).
+enum DType : int { kFloat32 = 0, kFloat64 = 1, kFloat16 = 2, kBFloat16 = 3 };
+
+// Instruction sets a kernel family is compiled for.
+enum class Isa : int { kScalar = 0, kAvx2 = 1 };
+
+struct half_t { uint16_t bits; };
+struct bf16_t { uint16_t bits; };
+
+static inline float bits_to_float(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
+static inline uint32_t float_to_bits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
+
+// IEEE binary16 <-> float32, round to nearest even (as torch's .to(torch.float16)).
+static inline float half_to_float(half_t h) {
+  const uint32_t sign = (uint32_t(h.bits) & 0x8000u) << 16;
+  const uint32_t e = (h.bits >> 10) & 0x1fu, m = h.bits & 0x3ffu;
+  if (e == 0) {  // zero or subnormal: m * 2^-24, exact in float32
+    const float v = float(m) * 5.9604644775390625e-8f;
+    return sign ? -v : v;
+  }
+  if (e == 31) return bits_to_float(sign | 0x7f800000u | (m << 13));
+  return bits_to_float(sign | ((e + 112u) << 23) | (m << 13));
+}
+
+static inline half_t float_to_half(float f) {
+  uint32_t x = float_to_bits(f);
+  const uint16_t sign = uint16_t((x >> 16) & 0x8000u);
+  uint32_t ax = x & 0x7fffffffu;
+  if (ax >= 0x7f800000u) return {uint16_t(sign | 0x7c00u | (ax > 0x7f800000u ? 0x200u : 0u))};
+  if (ax >= 0x477ff000u) return {uint16_t(sign | 0x7c00u)};  // rounds past 65504: inf
+  if (ax < 0x38800000u) {  // below the smallest normal half: count units of 2^-24, ties to even
+    return {uint16_t(sign | uint16_t(std::nearbyint(bits_to_float(ax) * 16777216.0f)))};
+  }
+  ax += 0xc8000fffu + ((ax >> 13) & 1u);  // rebias exponent (127 -> 15) and round to nearest even
+  return {uint16_t(sign | (ax >> 13))};
+}
+
+static inline float bf16_to_float(bf16_t h) { return bits_to_float(uint32_t(h.bits) << 16); }
+
+static inline bf16_t float_to_bf16(float f) {
+  uint32_t x = float_to_bits(f);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return {uint16_t((x >> 16) | 0x40u)};  // quiet NaN
+  x += 0x7fffu + ((x >> 16) & 1u);
+  return {uint16_t(x >> 16)};
+}
+
+// load<S>(T) and store(T&, S): element conversion between a storage type T and a compute type S.
+template <class S> static inline S load(float v) { return S(v); }
+template <class S> static inline S load(double v) { return S(v); }
+template <class S> static inline S load(half_t v) { return S(half_to_float(v)); }
+template <class S> static inline S load(bf16_t v) { return S(bf16_to_float(v)); }
+
+static inline void store(float& d, float v) { d = v; }
+static inline void store(double& d, double v) { d = v; }
+static inline void store(half_t& d, float v) { d = float_to_half(v); }
+static inline void store(bf16_t& d, float v) { d = float_to_bf16(v); }
+
+static inline bool finite2(double x, double y) { return std::isfinite(x) && std::isfinite(y); }
+
+}  // namespace fastlmk

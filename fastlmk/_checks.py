@@ -1,0 +1,111 @@
+"""Argument validation shared by the ops: every error names the argument and is raised before any kernel runs.
+
+Value checks (finite, positive) on tensors are done only for CPU tensors: on a GPU they would force a
+host-device synchronisation inside the op.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+from typing import Optional, Sequence, Union
+
+import torch
+from torch import Tensor
+
+FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+Scalar = Union[float, int]
+
+
+def floating(name: str, t: object) -> Tensor:
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype not in FLOATING:
+        raise TypeError(f"{name} must have a floating dtype {FLOATING}, got {t.dtype}")
+    return t
+
+
+def keypoints(t: object, name: str = "keypoints") -> tuple[int, int]:
+    """(B, K, 2) keypoints; returns (B, K). Non-finite keypoints are allowed (missing landmarks)."""
+    floating(name, t)
+    if t.dim() != 3 or t.shape[-1] != 2:
+        raise ValueError(f"{name} must have shape (B, K, 2), got {tuple(t.shape)}")
+    return t.shape[0], t.shape[1]
+
+
+def size2(size: object, name: str = "size") -> tuple[int, int]:
+    """A positive (H, W); an int means a square map."""
+    if isinstance(size, int) and not isinstance(size, bool):
+        size = (size, size)
+    if (not isinstance(size, Sequence) or len(size) != 2
+            or not all(isinstance(s, int) and not isinstance(s, bool) for s in size)):
+        raise TypeError(f"{name} must be an int or a pair of ints (H, W), got {size!r}")
+    if size[0] <= 0 or size[1] <= 0:
+        raise ValueError(f"{name} must be positive (empty spatial size), got {tuple(size)}")
+    return int(size[0]), int(size[1])
+
+
+def dtype(value: Optional[torch.dtype], name: str = "dtype") -> torch.dtype:
+    value = torch.float32 if value is None else value
+    if value not in FLOATING:
+        raise TypeError(f"{name} must be one of {FLOATING}, got {value}")
+    return value
+
+
+def same_device(device: torch.device, **tensors: Optional[Tensor]) -> None:
+    for name, t in tensors.items():
+        if isinstance(t, Tensor) and t.device != device:
+            raise ValueError(f"{name} is on {t.device} but the other inputs are on {device}")
+
+
+def _check_values(name: str, t: Tensor, positive: bool) -> None:
+    if t.device.type != "cpu" or t.numel() == 0:
+        return
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} must be finite")
+    if positive and not bool((t > 0).all()):
+        raise ValueError(f"{name} must be positive, got min {t.min().item()}")
+    if not positive and not bool((t >= 0).all()):
+        raise ValueError(f"{name} must be non-negative, got min {t.min().item()}")
+
+
+def per_keypoint(name: str, value: object, b: int, k: int, device: torch.device, compute: torch.dtype,
+                 positive: bool = True) -> Tensor:
+    """A scalar, (K,) or (B, K) parameter as a contiguous (B, K) tensor of the compute dtype."""
+    if isinstance(value, Real) and not isinstance(value, bool):
+        value = float(value)
+        if not math.isfinite(value) or (value <= 0 if positive else value < 0):
+            raise ValueError(f"{name} must be finite and {'positive' if positive else 'non-negative'}, got {value}")
+        return torch.full((b, k), value, dtype=compute, device=device)
+    floating(name, value)
+    if value.shape not in ((), (k,), (b, k)):
+        raise ValueError(f"{name} must be a scalar or have shape (K,) = ({k},) or (B, K) = ({b}, {k}), "
+                         f"got {tuple(value.shape)}")
+    same_device(device, **{name: value})
+    _check_values(name, value, positive)
+    return value.to(compute).expand(b, k).contiguous()
+
+
+def weights(value: Optional[Tensor], b: int, k: int, device: torch.device, compute: torch.dtype) -> Optional[Tensor]:
+    """Optional (B, K) per-channel weights (0 = ignore) as a contiguous tensor of the compute dtype."""
+    if value is None:
+        return None
+    floating("weights", value)
+    if tuple(value.shape) != (b, k):
+        raise ValueError(f"weights must have shape (B, K) = ({b}, {k}), got {tuple(value.shape)}")
+    same_device(device, weights=value)
+    if value.device.type == "cpu" and not bool(torch.isfinite(value).all()):
+        raise ValueError("weights must be finite")
+    return value.to(compute).contiguous()
+
+
+def choice(name: str, value: object, options: Sequence[str]) -> str:
+    if value not in options:
+        raise ValueError(f"{name} must be one of {tuple(options)}, got {value!r}")
+    return value
+
+
+def nonneg_float(name: str, value: object) -> float:
+    if not isinstance(value, Real) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite non-negative number, got {value!r}")
+    return float(value)

@@ -1,0 +1,36 @@
+"""Loading of the native extensions and the conventions for calling them (raw addresses, dtype codes)."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Optional
+
+import torch
+
+_DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
+
+
+def _load(name: str) -> tuple[Optional[ModuleType], Optional[str]]:
+    try:
+        return importlib.import_module(name), None
+    except ImportError as exc:  # not built, or built for another platform
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+cpu, cpu_error = _load("fastlmk._C")
+cuda, cuda_error = _load("fastlmk._cuda")
+
+
+def dtype_code(dtype: torch.dtype) -> int:
+    return _DTYPE_CODES[dtype]
+
+
+def ptr(t: Optional[torch.Tensor]) -> int:
+    """Address of a contiguous tensor's data, 0 for None."""
+    return 0 if t is None else t.data_ptr()
+
+
+def num_threads() -> int:
+    """CPU kernels use as many OpenMP threads as torch does (torch.set_num_threads)."""
+    return torch.get_num_threads()

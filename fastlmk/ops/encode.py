@@ -1,0 +1,298 @@
+"""Heatmap encoding: Gaussian / disc / offset targets, HIH and H3R encodings, and the fused heatmap loss.
+
+Each op is a ``torch.library`` custom op in the ``fastlmk`` namespace (fake kernels for torch.compile,
+autograd for the loss) with the backends ``reference``, ``cpu`` and ``triton``; see fastlmk/_dispatch.py.
+Semantics: DESIGN.md 5.1.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Optional, Union
+
+import torch
+from torch import Tensor
+
+from .. import _checks, _dispatch, _native
+from .. import reference as ref
+
+__all__ = ["render_gaussian", "render_disc", "render_offsets", "encode_hih", "randomized_round", "encode_h3r",
+           "heatmap_loss"]
+
+BACKENDS = ("reference", "cpu", "triton")
+Param = Union[float, Tensor]
+Size = Union[int, tuple[int, int]]
+
+_RENDER_KINDS = {"gaussian": 0, "disc": 1, "offsets": 2}
+_LOSS_KINDS = {"mse": 0, "bce_logits": 1, "awing": 2}
+_REDUCTIONS = {"none": 0, "sum": 1, "mean": 2}
+
+
+def _triton():
+    return importlib.import_module("fastlmk.kernels.encode")
+
+
+def _compute(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+# ----------------------------------------------------------------------------------------------- render ops
+
+def _render(kind: str, keypoints: Tensor, param: Tensor, weights: Optional[Tensor], height: int, width: int,
+            rounded: bool, radius: float, dtype: torch.dtype, backend: str) -> Tensor:
+    """Shared body of the three render ops; inputs are already validated and in the compute dtype."""
+    size = (height, width)
+    if backend == "reference":
+        if kind == "gaussian":
+            center = "rounded" if rounded else "continuous"
+            return ref.render_gaussian(keypoints, size, param, weights=weights, center=center, radius=radius,
+                                       dtype=dtype)
+        fn = ref.render_disc if kind == "disc" else ref.render_offsets
+        return fn(keypoints, size, param, weights=weights, dtype=dtype)
+    b, k = keypoints.shape[:2]
+    out = torch.empty(_render_shape(kind, b, k, height, width), dtype=dtype, device=keypoints.device)
+    if out.numel() == 0:
+        return out
+    if backend == "cpu":
+        _native.cpu.render(kind=_RENDER_KINDS[kind], keypoints=_native.ptr(keypoints), param=_native.ptr(param),
+                           weight=_native.ptr(weights), out=_native.ptr(out),
+                           compute_dtype=_native.dtype_code(keypoints.dtype), out_dtype=_native.dtype_code(dtype),
+                           bk=b * k, h=height, w=width, rounded=rounded, radius=radius,
+                           nthreads=_native.num_threads())
+    else:
+        _triton().render(_RENDER_KINDS[kind], keypoints, param, weights, out, rounded, radius)
+    return out
+
+
+def _render_shape(kind: str, b: int, k: int, h: int, w: int) -> tuple[int, ...]:
+    return (b, k, 2, h, w) if kind == "offsets" else (b, k, h, w)
+
+
+def _define_render_op(kind: str):
+    name = f"fastlmk::render_{kind}"
+
+    @torch.library.custom_op(name, mutates_args=())
+    def op(keypoints: Tensor, param: Tensor, weights: Optional[Tensor], height: int, width: int, rounded: bool,
+           radius: float, dtype: torch.dtype, backend: str) -> Tensor:
+        return _render(kind, keypoints, param, weights, height, width, rounded, radius, dtype, backend)
+
+    @op.register_fake
+    def _(keypoints, param, weights, height, width, rounded, radius, dtype, backend):
+        b, k = keypoints.shape[:2]
+        return keypoints.new_empty(_render_shape(kind, b, k, height, width), dtype=dtype)
+
+    return op
+
+
+_render_gaussian_op = _define_render_op("gaussian")
+_render_disc_op = _define_render_op("disc")
+_render_offsets_op = _define_render_op("offsets")
+
+
+def _prepare(op: str, keypoints: Tensor, size: Size, param: Param, param_name: str, weights: Optional[Tensor],
+             dtype: Optional[torch.dtype], backend: Optional[str], positive: bool):
+    """Validate the common render arguments; returns (keypoints, param, weights, (H, W), dtype, backend)."""
+    b, k = _checks.keypoints(keypoints)
+    h, w = _checks.size2(size)
+    dtype = _checks.dtype(dtype)
+    cd = _compute(dtype)
+    device = keypoints.device
+    prm = _checks.per_keypoint(param_name, param, b, k, device, cd, positive=positive)
+    wts = _checks.weights(weights, b, k, device, cd)
+    backend = _dispatch.select(op, BACKENDS, device, backend)
+    return keypoints.to(cd).contiguous(), prm, wts, (h, w), dtype, backend
+
+
+def render_gaussian(keypoints: Tensor, size: Size, sigma: Param, *, weights: Optional[Tensor] = None,
+                    center: str = "continuous", radius: float = 3.0, dtype: Optional[torch.dtype] = None,
+                    backend: Optional[str] = None) -> Tensor:
+    """Gaussian heatmaps (B, K, H, W).
+
+    ``exp(-((j - cx)^2 + (i - cy)^2) / (2 sigma^2))`` for pixels with ``|j - cx| <= radius * sigma`` and
+    ``|i - cy| <= radius * sigma``, else 0, times ``weights[b, k]`` when given. ``center="continuous"`` uses
+    the keypoint itself (unbiased); ``"rounded"`` uses ``floor(x + 0.5)`` (the classic quantized target).
+    ``sigma``: scalar, (K,) or (B, K). A non-finite keypoint gives an all-zero channel. ``dtype``: float32
+    (default), float64, float16 or bfloat16 (computed in float32).
+    """
+    rounded = _checks.choice("center", center, ("continuous", "rounded")) == "rounded"
+    radius = _checks.nonneg_float("radius", radius)
+    kp, s, wts, (h, w), dtype, backend = _prepare("render_gaussian", keypoints, size, sigma, "sigma", weights,
+                                                  dtype, backend, positive=True)
+    return _render_gaussian_op(kp, s, wts, h, w, rounded, radius, dtype, backend)
+
+
+def render_disc(keypoints: Tensor, size: Size, radius: Param, *, weights: Optional[Tensor] = None,
+                dtype: Optional[torch.dtype] = None, backend: Optional[str] = None) -> Tensor:
+    """Binary disc targets (B, K, H, W) (CALE detection stage): ``weights[b, k]`` (default 1) where
+    ``(j - x)^2 + (i - y)^2 <= radius^2``, else 0. ``radius``: scalar, (K,) or (B, K), >= 0."""
+    kp, r, wts, (h, w), dtype, backend = _prepare("render_disc", keypoints, size, radius, "radius", weights,
+                                                  dtype, backend, positive=False)
+    return _render_disc_op(kp, r, wts, h, w, False, 0.0, dtype, backend)
+
+
+def render_offsets(keypoints: Tensor, size: Size, radius: Param = 1.5, *, weights: Optional[Tensor] = None,
+                   dtype: Optional[torch.dtype] = None, backend: Optional[str] = None) -> Tensor:
+    """Offset fields (B, K, 2, H, W) (the WOM baseline of HIH): ``(x - j, y - i)`` at pixels with
+    ``|j - x| <= radius`` and ``|i - y| <= radius``, else 0, so ``argmax + offset[argmax]`` recovers the
+    keypoint. ``weights`` only masks (a channel with weight 0 is all zero); offsets are never scaled."""
+    kp, r, wts, (h, w), dtype, backend = _prepare("render_offsets", keypoints, size, radius, "radius", weights,
+                                                  dtype, backend, positive=False)
+    return _render_offsets_op(kp, r, wts, h, w, False, 0.0, dtype, backend)
+
+
+def encode_hih(keypoints: Tensor, size: Size, *, sigma: Param = 1.5, decimal_size: Size = (8, 8),
+               decimal_sigma: Param = 1.0, convention: str = "paper", radius: float = 3.0,
+               weights: Optional[Tensor] = None, dtype: Optional[torch.dtype] = None,
+               backend: Optional[str] = None) -> tuple[Tensor, Tensor]:
+    """Heatmap-in-Heatmap targets (seed 000, Eq. 1-4): ``(integer (B, K, H, W), decimal (B, K, ho, wo))``.
+
+    The integer map is a Gaussian at ``floor(x), floor(y)``; the decimal map encodes ``frac = x - floor(x)``
+    per axis. ``convention="paper"``: decimal centre at ``frac * wo`` (decode ``argmax_int +
+    argmax_dec / wo``; biased by -1/(2 wo) on average, Eq. 2 rounds similarly); ``"unbiased"``: centre at
+    ``frac * wo - 0.5``, the cell centre (decode ``argmax_int + (argmax_dec + 0.5) / wo``).
+    """
+    _checks.keypoints(keypoints)
+    convention = _checks.choice("convention", convention, ("paper", "unbiased"))
+    ho, wo = _checks.size2(decimal_size, "decimal_size")
+    whole = torch.floor(keypoints)
+    scale = torch.tensor([wo, ho], dtype=keypoints.dtype, device=keypoints.device)
+    dec_center = (keypoints - whole) * scale - (0.5 if convention == "unbiased" else 0.0)
+    integer = render_gaussian(whole, size, sigma, weights=weights, radius=radius, dtype=dtype, backend=backend)
+    decimal = render_gaussian(dec_center, (ho, wo), decimal_sigma, weights=weights, radius=radius, dtype=dtype,
+                              backend=backend)
+    return integer, decimal
+
+
+def randomized_round(keypoints: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
+    """H3R randomized rounding (seed 001): per axis, ``floor(x) + 1`` with probability ``x - floor(x)``, else
+    ``floor(x)``; the expectation is ``x``. Non-finite keypoints stay non-finite."""
+    _checks.keypoints(keypoints)
+    whole = torch.floor(keypoints)
+    u = torch.rand(keypoints.shape, generator=generator, dtype=keypoints.dtype, device=keypoints.device)
+    return whole + (u < keypoints - whole).to(keypoints.dtype)
+
+
+def encode_h3r(keypoints: Tensor, size: Size, *, generator: Optional[torch.Generator] = None,
+               target: str = "onehot", sigma: Param = 1.0, weights: Optional[Tensor] = None,
+               dtype: Optional[torch.dtype] = None, backend: Optional[str] = None) -> Tensor:
+    """H3R targets (B, K, H, W): randomized rounding of each keypoint (seeded by ``generator``), then a one-hot
+    map at the rounded pixel (``target="onehot"``, for a BCE loss) or a Gaussian there (``"gaussian"``)."""
+    target = _checks.choice("target", target, ("onehot", "gaussian"))
+    rounded = randomized_round(keypoints, generator)
+    if target == "onehot":  # a disc of radius 0 at an integer centre is exactly one pixel
+        return render_disc(rounded, size, 0.0, weights=weights, dtype=dtype, backend=backend)
+    return render_gaussian(rounded, size, sigma, weights=weights, dtype=dtype, backend=backend)
+
+
+# ------------------------------------------------------------------------------------------- heatmap_loss
+
+def _loss_call(fn: str, kind: str, pred: Tensor, keypoints: Tensor, sigma: Tensor, weights: Optional[Tensor],
+               rounded: bool, radius: float, reduction: str, awing: list[float], **buffers: Tensor) -> None:
+    _native.cpu.__getattribute__(fn)(
+        kind=_LOSS_KINDS[kind], pred=_native.ptr(pred), keypoints=_native.ptr(keypoints), sigma=_native.ptr(sigma),
+        weight=_native.ptr(weights), compute_dtype=_native.dtype_code(keypoints.dtype),
+        pred_dtype=_native.dtype_code(pred.dtype), bk=pred.shape[0] * pred.shape[1], h=pred.shape[2],
+        w=pred.shape[3], rounded=rounded, radius=radius, alpha=awing[0], omega=awing[1], epsilon=awing[2],
+        theta=awing[3], reduction=_REDUCTIONS[reduction], nthreads=_native.num_threads(),
+        **{name: _native.ptr(t) for name, t in buffers.items()})
+
+
+def _loss_shape(pred: Tensor, reduction: str) -> tuple[int, ...]:
+    return tuple(pred.shape) if reduction == "none" else ()
+
+
+@torch.library.custom_op("fastlmk::heatmap_loss", mutates_args=())
+def _heatmap_loss_op(pred: Tensor, keypoints: Tensor, sigma: Tensor, weights: Optional[Tensor], kind: str,
+                     rounded: bool, radius: float, reduction: str, awing: list[float], backend: str) -> Tensor:
+    if backend == "reference":
+        return ref.heatmap_loss(pred, keypoints, sigma, kind=kind, weights=weights,
+                                center="rounded" if rounded else "continuous", radius=radius,
+                                reduction=reduction, awing=tuple(awing))
+    out = pred.new_empty(_loss_shape(pred, reduction))
+    if backend == "cpu":
+        _loss_call("heatmap_loss_forward", kind, pred, keypoints, sigma, weights, rounded, radius, reduction, awing,
+                   out=out)
+    else:
+        _triton().heatmap_loss_forward(_LOSS_KINDS[kind], pred, keypoints, sigma, weights, rounded, radius,
+                                       _REDUCTIONS[reduction], awing, out)
+    return out
+
+
+@_heatmap_loss_op.register_fake
+def _(pred, keypoints, sigma, weights, kind, rounded, radius, reduction, awing, backend):
+    return pred.new_empty(_loss_shape(pred, reduction))
+
+
+@torch.library.custom_op("fastlmk::heatmap_loss_backward", mutates_args=())
+def _heatmap_loss_backward_op(grad: Tensor, pred: Tensor, keypoints: Tensor, sigma: Tensor,
+                              weights: Optional[Tensor], kind: str, rounded: bool, radius: float, reduction: str,
+                              awing: list[float], backend: str) -> Tensor:
+    if backend == "reference":
+        return ref.heatmap_loss_backward(grad, pred, keypoints, sigma, kind=kind, weights=weights,
+                                         center="rounded" if rounded else "continuous", radius=radius,
+                                         reduction=reduction, awing=tuple(awing))
+    grad = grad.contiguous()
+    grad_pred = torch.empty_like(pred)
+    if backend == "cpu":
+        _loss_call("heatmap_loss_backward", kind, pred, keypoints, sigma, weights, rounded, radius, reduction,
+                   awing, grad_out=grad, grad_pred=grad_pred)
+    else:
+        _triton().heatmap_loss_backward(_LOSS_KINDS[kind], pred, keypoints, sigma, weights, rounded, radius,
+                                        _REDUCTIONS[reduction], awing, grad, grad_pred)
+    return grad_pred
+
+
+@_heatmap_loss_backward_op.register_fake
+def _(grad, pred, keypoints, sigma, weights, kind, rounded, radius, reduction, awing, backend):
+    return torch.empty_like(pred)
+
+
+def _loss_setup(ctx, inputs, output):
+    pred, keypoints, sigma, weights = inputs[:4]
+    ctx.save_for_backward(pred, keypoints, sigma, weights)
+    ctx.args = inputs[4:]
+
+
+def _loss_backward(ctx, grad):
+    pred, keypoints, sigma, weights = ctx.saved_tensors
+    grad_pred = _heatmap_loss_backward_op(grad, pred, keypoints, sigma, weights, *ctx.args)
+    return (grad_pred,) + (None,) * 9
+
+
+_heatmap_loss_op.register_autograd(_loss_backward, setup_context=_loss_setup)
+
+
+def heatmap_loss(pred: Tensor, keypoints: Tensor, sigma: Param, *, kind: str = "mse",
+                 weights: Optional[Tensor] = None, center: str = "continuous", radius: float = 3.0,
+                 reduction: str = "mean", alpha: float = 2.1, omega: float = 14.0, epsilon: float = 1.0,
+                 theta: float = 0.5, backend: Optional[str] = None) -> Tensor:
+    """Loss between ``pred (B, K, H, W)`` and the Gaussian target of ``render_gaussian(keypoints, (H, W), sigma,
+    center=center, radius=radius)``, without materialising the target; forward and backward are one fused
+    kernel each. Differentiable in ``pred``.
+
+    ``kind``: ``"mse"`` (p - t)^2, ``"bce_logits"`` (sigmoid BCE on logits), ``"awing"`` (Adaptive Wing with
+    ``alpha, omega, epsilon, theta``). ``weights[b, k]`` multiplies channel (b, k)'s per-pixel loss;
+    ``reduction``: ``"mean"`` (divides by B*K*H*W), ``"sum"`` or ``"none"`` (B, K, H, W). Half-precision
+    ``pred`` is computed in float32.
+    """
+    _checks.floating("pred", pred)
+    if pred.dim() != 4:
+        raise ValueError(f"pred must have shape (B, K, H, W), got {tuple(pred.shape)}")
+    b, k = _checks.keypoints(keypoints)
+    if tuple(pred.shape[:2]) != (b, k):
+        raise ValueError(f"pred has (B, K) = {tuple(pred.shape[:2])} but keypoints has ({b}, {k})")
+    _checks.size2(tuple(pred.shape[2:]), "pred spatial size")
+    _checks.same_device(pred.device, keypoints=keypoints)
+    kind = _checks.choice("kind", kind, tuple(_LOSS_KINDS))
+    rounded = _checks.choice("center", center, ("continuous", "rounded")) == "rounded"
+    reduction = _checks.choice("reduction", reduction, tuple(_REDUCTIONS))
+    radius = _checks.nonneg_float("radius", radius)
+    awing = [float(v) for v in (alpha, omega, epsilon, theta)]
+    if kind == "awing" and not (awing[1] > 0 and awing[2] > 0 and awing[3] > 0):
+        raise ValueError(f"omega, epsilon and theta must be positive, got {awing[1:]}")
+    cd = _compute(pred.dtype)
+    s = _checks.per_keypoint("sigma", sigma, b, k, pred.device, cd)
+    wts = _checks.weights(weights, b, k, pred.device, cd)
+    backend = _dispatch.select("heatmap_loss", BACKENDS, pred.device, backend)
+    return _heatmap_loss_op(pred.contiguous(), keypoints.to(cd).contiguous(), s, wts, kind, rounded, radius,
+                            reduction, awing, backend)

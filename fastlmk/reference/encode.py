@@ -1,0 +1,140 @@
+"""Pure-PyTorch reference of the heatmap-encoding family: the ground truth of every test and benchmark.
+
+Conventions (DESIGN.md 4): keypoints (B, K, 2) as (x, y) in heatmap pixels, pixel (i, j) centred at
+(x=j, y=i); per-keypoint parameters broadcast to (B, K); a non-finite keypoint gives an all-zero channel.
+Written for clarity, on the full (B, K, H, W) grid.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _offsets(keypoints: Tensor, size: tuple[int, int], dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """dx = j - x and dy = i - y on the pixel grid, shaped (B, K, H, W) by broadcasting."""
+    h, w = size
+    j = torch.arange(w, device=keypoints.device, dtype=dtype)
+    i = torch.arange(h, device=keypoints.device, dtype=dtype)
+    x = keypoints[..., 0, None, None].to(dtype)
+    y = keypoints[..., 1, None, None].to(dtype)
+    return j - x, i[:, None] - y
+
+
+def _param(value, keypoints: Tensor, dtype: torch.dtype) -> Tensor:
+    b, k = keypoints.shape[:2]
+    return torch.as_tensor(value, dtype=dtype, device=keypoints.device).expand(b, k)[..., None, None]
+
+
+def _weighted(out: Tensor, weights: Optional[Tensor]) -> Tensor:
+    return out if weights is None else out * weights[..., None, None].to(out.dtype)
+
+
+def render_gaussian(keypoints: Tensor, size: tuple[int, int], sigma, *, weights: Optional[Tensor] = None,
+                    center: str = "continuous", radius: float = 3.0, dtype: torch.dtype = torch.float32) -> Tensor:
+    """exp(-((j-cx)^2 + (i-cy)^2) / 2 sigma^2) where |j-cx|, |i-cy| <= radius*sigma, else 0; times weights."""
+    cd = _compute_dtype(dtype)
+    kp = keypoints.to(cd)
+    if center == "rounded":
+        kp = torch.floor(kp + 0.5)
+    dx, dy = _offsets(kp, size, cd)
+    s = _param(sigma, kp, cd)
+    r = radius * s
+    inside = (dx.abs() <= r) & (dy.abs() <= r)
+    g = torch.exp(-(dx * dx + dy * dy) / (2 * s * s))
+    return _weighted(torch.where(inside, g, torch.zeros((), dtype=cd, device=kp.device)), weights).to(dtype)
+
+
+def render_disc(keypoints: Tensor, size: tuple[int, int], radius, *, weights: Optional[Tensor] = None,
+                dtype: torch.dtype = torch.float32) -> Tensor:
+    """1 where (j-x)^2 + (i-y)^2 <= radius^2, else 0; times weights."""
+    cd = _compute_dtype(dtype)
+    dx, dy = _offsets(keypoints, size, cd)
+    r = _param(radius, keypoints, cd)
+    inside = (dx.abs() <= r) & (dy.abs() <= r) & (dx * dx + dy * dy <= r * r)
+    return _weighted(inside.to(cd), weights).to(dtype)
+
+
+def render_offsets(keypoints: Tensor, size: tuple[int, int], radius, *, weights: Optional[Tensor] = None,
+                   dtype: torch.dtype = torch.float32) -> Tensor:
+    """(B, K, 2, H, W): (x - j, y - i) where |j-x|, |i-y| <= radius, else 0; channels with weight 0 are 0."""
+    cd = _compute_dtype(dtype)
+    dx, dy = _offsets(keypoints, size, cd)
+    r = _param(radius, keypoints, cd)
+    inside = (dx.abs() <= r) & (dy.abs() <= r)
+    if weights is not None:
+        inside = inside & (weights != 0)[..., None, None]
+    zero = torch.zeros((), dtype=cd, device=keypoints.device)
+    ox = torch.where(inside, -dx, zero)
+    oy = torch.where(inside, -dy.expand_as(ox), zero)
+    return torch.stack([ox, oy], dim=2).to(dtype)
+
+
+def elementwise_loss(kind: str, pred: Tensor, target: Tensor, awing: tuple[float, float, float, float]) -> Tensor:
+    """Per-pixel loss l(pred, target) for kind mse, bce_logits or awing (alpha, omega, epsilon, theta)."""
+    if kind == "mse":
+        return (pred - target) ** 2
+    if kind == "bce_logits":
+        return F.binary_cross_entropy_with_logits(pred, target, reduction="none")
+    alpha, omega, eps, theta = awing
+    d = (pred - target).abs()
+    e = alpha - target
+    ue = (theta / eps) ** e
+    a = omega * e * (theta / eps) ** (e - 1) / (eps * (1 + ue))
+    c = theta * a - omega * torch.log1p(ue)
+    return torch.where(d < theta, omega * torch.log1p((d / eps) ** e), a * d - c)
+
+
+def elementwise_loss_grad(kind: str, pred: Tensor, target: Tensor, awing: tuple[float, float, float, float]) -> Tensor:
+    """d elementwise_loss / d pred."""
+    if kind == "mse":
+        return 2 * (pred - target)
+    if kind == "bce_logits":
+        return torch.sigmoid(pred) - target
+    alpha, omega, eps, theta = awing
+    d = (pred - target).abs()
+    e = alpha - target
+    sgn = torch.sign(pred - target)
+    u = d / eps
+    near = omega * e * u ** (e - 1) / (eps * (1 + u ** e))
+    far = omega * e * (theta / eps) ** (e - 1) / (eps * (1 + (theta / eps) ** e))
+    return sgn * torch.where(d < theta, near, far)
+
+
+def _target(pred: Tensor, keypoints: Tensor, sigma, center: str, radius: float) -> tuple[Tensor, Tensor]:
+    cd = _compute_dtype(pred.dtype)
+    target = render_gaussian(keypoints, tuple(pred.shape[-2:]), sigma, center=center, radius=radius, dtype=cd)
+    return pred.to(cd), target
+
+
+def heatmap_loss(pred: Tensor, keypoints: Tensor, sigma, *, kind: str = "mse", weights: Optional[Tensor] = None,
+                 center: str = "continuous", radius: float = 3.0, reduction: str = "mean",
+                 awing: tuple[float, float, float, float] = (2.1, 14.0, 1.0, 0.5)) -> Tensor:
+    """Render the Gaussian target, apply the loss per pixel, weight channel (b, k) by weights[b, k], reduce
+    ("mean" divides by B*K*H*W). Differentiable in pred through autograd."""
+    p, t = _target(pred, keypoints, sigma, center, radius)
+    loss = _weighted(elementwise_loss(kind, p, t, awing), weights)
+    if reduction == "sum":
+        loss = loss.sum()
+    elif reduction == "mean":
+        loss = loss.mean()
+    return loss.to(pred.dtype)
+
+
+def heatmap_loss_backward(grad: Tensor, pred: Tensor, keypoints: Tensor, sigma, *, kind: str = "mse",
+                          weights: Optional[Tensor] = None, center: str = "continuous", radius: float = 3.0,
+                          reduction: str = "mean",
+                          awing: tuple[float, float, float, float] = (2.1, 14.0, 1.0, 0.5)) -> Tensor:
+    """Gradient of heatmap_loss with respect to pred, given the gradient of its output."""
+    p, t = _target(pred, keypoints, sigma, center, radius)
+    g = grad.to(p.dtype)
+    if reduction == "mean":
+        g = g / pred.numel()
+    return _weighted(g * elementwise_loss_grad(kind, p, t, awing), weights).to(pred.dtype)
