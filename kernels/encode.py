@@ -1,0 +1,185 @@
+"""Triton kernels of the heatmap-encoding family (GPU backend; also runs on CPU under TRITON_INTERPRET=1).
+
+Grid: (channel, block of pixels). Every program recomputes its channel's keypoint parameters and writes its
+block densely, so the render is a single pass over the output (the write floor); the fused loss reads
+``pred`` once and writes per-block partial sums that are added in a fixed order (deterministic).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+BLOCK = 1024
+_COMPUTE = {torch.float32: tl.float32, torch.float64: tl.float64}
+
+
+@triton.jit
+def _window_offsets(offs, W, x, y, r, ROUNDED: tl.constexpr):
+    """dx = j - cx, dy = i - cy at flat pixel indices ``offs``, and the window |dx| <= r, |dy| <= r."""
+    if ROUNDED:
+        x = tl.floor(x + 0.5)
+        y = tl.floor(y + 0.5)
+    dx = (offs % W).to(x.dtype) - x
+    dy = (offs // W).to(x.dtype) - y
+    inside = (tl.abs(dx) <= r) & (tl.abs(dy) <= r)  # false for non-finite keypoints
+    return dx, dy, inside
+
+
+@triton.jit
+def _gaussian(offs, W, x, y, s, radius, ROUNDED: tl.constexpr):
+    dx, dy, inside = _window_offsets(offs, W, x, y, radius * s, ROUNDED)
+    g = tl.exp(-(dx * dx + dy * dy) / (2 * s * s))
+    return tl.where(inside, g, 0.0)
+
+
+@triton.jit
+def _render_kernel(kp_ptr, param_ptr, w_ptr, out_ptr, HW, W, radius,
+                   KIND: tl.constexpr, ROUNDED: tl.constexpr, HAS_W: tl.constexpr, BLOCK: tl.constexpr):
+    c = tl.program_id(0).to(tl.int64)
+    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < HW
+    x = tl.load(kp_ptr + 2 * c)
+    y = tl.load(kp_ptr + 2 * c + 1)
+    p = tl.load(param_ptr + c)
+    wt = tl.load(w_ptr + c) if HAS_W else 1.0
+    ty = out_ptr.dtype.element_ty
+    if KIND == 0:  # Gaussian, p = sigma
+        val = _gaussian(offs, W, x, y, p, radius, ROUNDED) * wt
+        tl.store(out_ptr + c * HW + offs, val.to(ty), mask=mask)
+    elif KIND == 1:  # disc, p = radius
+        dx, dy, inside = _window_offsets(offs, W, x, y, p, False)
+        val = tl.where(inside & (dx * dx + dy * dy <= p * p), wt, 0.0)
+        tl.store(out_ptr + c * HW + offs, val.to(ty), mask=mask)
+    else:  # offsets (x - j, y - i), p = radius; the weight only masks
+        dx, dy, inside = _window_offsets(offs, W, x, y, p, False)
+        if HAS_W:
+            inside = inside & ((dx * 0 + wt) != 0)  # broadcast the channel's weight to the block
+        tl.store(out_ptr + 2 * c * HW + offs, tl.where(inside, -dx, 0.0).to(ty), mask=mask)
+        tl.store(out_ptr + (2 * c + 1) * HW + offs, tl.where(inside, -dy, 0.0).to(ty), mask=mask)
+
+
+@triton.jit
+def _loss_value(p, t, alpha, omega, eps, theta, KIND: tl.constexpr):
+    if KIND == 0:  # mse
+        out = (p - t) * (p - t)
+    elif KIND == 1:  # bce on logits, stable form
+        out = tl.maximum(p, 0.0) - p * t + tl.log(1 + tl.exp(-tl.abs(p)))
+    else:  # Adaptive Wing; x^e = exp(e log x), 0^e = 0 for e > 0
+        d = tl.abs(p - t)
+        e = alpha - t
+        ue = tl.exp(e * tl.log(theta / eps))
+        a = omega * e * tl.exp((e - 1) * tl.log(theta / eps)) / (eps * (1 + ue))
+        cc = theta * a - omega * tl.log(1 + ue)
+        near = omega * tl.log(1 + tl.exp(e * tl.log(d / eps)))
+        out = tl.where(d < theta, near, a * d - cc)
+    return out
+
+
+@triton.jit
+def _loss_grad(p, t, alpha, omega, eps, theta, KIND: tl.constexpr):
+    if KIND == 0:
+        out = 2 * (p - t)
+    elif KIND == 1:
+        out = 1 / (1 + tl.exp(-p)) - t
+    else:
+        d = tl.abs(p - t)
+        e = alpha - t
+        sgn = tl.where(p > t, 1.0, tl.where(p < t, -1.0, 0.0))
+        lu = tl.log(d / eps)
+        near = omega * e * tl.exp((e - 1) * lu) / (eps * (1 + tl.exp(e * lu)))
+        lt = tl.log(theta / eps)
+        far = omega * e * tl.exp((e - 1) * lt) / (eps * (1 + tl.exp(e * lt)))
+        out = sgn * tl.where(d < theta, near, far)
+    return out
+
+
+@triton.jit
+def _loss_fwd_kernel(pred_ptr, kp_ptr, sigma_ptr, w_ptr, out_ptr, HW, W, radius, alpha, omega, eps, theta,
+                     KIND: tl.constexpr, ROUNDED: tl.constexpr, HAS_W: tl.constexpr, REDUCE: tl.constexpr,
+                     COMPUTE: tl.constexpr, BLOCK: tl.constexpr):
+    """REDUCE: out[c, block] = the block's weighted loss sum; else out = the weighted per-pixel loss."""
+    c = tl.program_id(0).to(tl.int64)
+    blk = tl.program_id(1)
+    offs = blk * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < HW
+    s = tl.load(sigma_ptr + c)
+    wt = tl.load(w_ptr + c) if HAS_W else 1.0
+    t = _gaussian(offs, W, tl.load(kp_ptr + 2 * c), tl.load(kp_ptr + 2 * c + 1), s, radius, ROUNDED)
+    p = tl.load(pred_ptr + c * HW + offs, mask=mask, other=0.0).to(COMPUTE)
+    val = _loss_value(p, t, alpha, omega, eps, theta, KIND)
+    if REDUCE:
+        total = tl.sum(tl.where(mask, val, 0.0), axis=0) * wt
+        tl.store(out_ptr + c * tl.num_programs(1) + blk, total)
+    else:
+        tl.store(out_ptr + c * HW + offs, (val * wt).to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _loss_bwd_kernel(grad_ptr, pred_ptr, kp_ptr, sigma_ptr, w_ptr, gp_ptr, HW, W, radius, alpha, omega, eps,
+                     theta, KIND: tl.constexpr, ROUNDED: tl.constexpr, HAS_W: tl.constexpr,
+                     REDUCE: tl.constexpr, COMPUTE: tl.constexpr, BLOCK: tl.constexpr):
+    """grad_pred = grad * weight * dl/dp; REDUCE: grad is one (already scaled) element."""
+    c = tl.program_id(0).to(tl.int64)
+    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < HW
+    s = tl.load(sigma_ptr + c)
+    wt = tl.load(w_ptr + c) if HAS_W else 1.0
+    t = _gaussian(offs, W, tl.load(kp_ptr + 2 * c), tl.load(kp_ptr + 2 * c + 1), s, radius, ROUNDED)
+    p = tl.load(pred_ptr + c * HW + offs, mask=mask, other=0.0).to(COMPUTE)
+    if REDUCE:
+        g = tl.load(grad_ptr).to(COMPUTE)
+    else:
+        g = tl.load(grad_ptr + c * HW + offs, mask=mask, other=0.0).to(COMPUTE)
+    val = g * wt * _loss_grad(p, t, alpha, omega, eps, theta, KIND)
+    tl.store(gp_ptr + c * HW + offs, val.to(gp_ptr.dtype.element_ty), mask=mask)
+
+
+def _grid(bk: int, hw: int) -> tuple[int, int]:
+    return bk, triton.cdiv(hw, BLOCK)
+
+
+def _weight_args(weights: Optional[Tensor], fallback: Tensor) -> tuple[Tensor, bool]:
+    return (fallback, False) if weights is None else (weights, True)
+
+
+def render(kind: int, keypoints: Tensor, param: Tensor, weights: Optional[Tensor], out: Tensor, rounded: bool,
+           radius: float) -> None:
+    """Writes the targets of ``kind`` (0 Gaussian, 1 disc, 2 offsets) into ``out`` (B, K, [2,] H, W)."""
+    h, w = out.shape[-2:]
+    bk = param.numel()
+    wts, has_w = _weight_args(weights, param)
+    _render_kernel[_grid(bk, h * w)](keypoints, param, wts, out, h * w, w, radius, KIND=kind, ROUNDED=rounded,
+                                     HAS_W=has_w, BLOCK=BLOCK)
+
+
+def heatmap_loss_forward(kind: int, pred: Tensor, keypoints: Tensor, sigma: Tensor, weights: Optional[Tensor],
+                         rounded: bool, radius: float, reduction: int, awing: list[float], out: Tensor) -> None:
+    """Fused loss; ``reduction`` 0 none, 1 sum, 2 mean (see fastlmk.ops.heatmap_loss)."""
+    b, k, h, w = pred.shape
+    grid = _grid(b * k, h * w)
+    wts, has_w = _weight_args(weights, sigma)
+    compute = keypoints.dtype
+    dst = out if reduction == 0 else torch.empty(grid, dtype=compute, device=pred.device)
+    _loss_fwd_kernel[grid](pred, keypoints, sigma, wts, dst, h * w, w, radius, *awing, KIND=kind,
+                           ROUNDED=rounded, HAS_W=has_w, REDUCE=reduction != 0, COMPUTE=_COMPUTE[compute],
+                           BLOCK=BLOCK)
+    if reduction != 0:
+        total = dst.sum()
+        out.copy_(total / pred.numel() if reduction == 2 else total)
+
+
+def heatmap_loss_backward(kind: int, pred: Tensor, keypoints: Tensor, sigma: Tensor, weights: Optional[Tensor],
+                          rounded: bool, radius: float, reduction: int, awing: list[float], grad: Tensor,
+                          grad_pred: Tensor) -> None:
+    b, k, h, w = pred.shape
+    wts, has_w = _weight_args(weights, sigma)
+    if reduction != 0:
+        grad = grad.to(keypoints.dtype) / (pred.numel() if reduction == 2 else 1)
+    _loss_bwd_kernel[_grid(b * k, h * w)](grad, pred, keypoints, sigma, wts, grad_pred, h * w, w, radius, *awing,
+                                          KIND=kind, ROUNDED=rounded, HAS_W=has_w, REDUCE=reduction != 0,
+                                          COMPUTE=_COMPUTE[keypoints.dtype], BLOCK=BLOCK)
