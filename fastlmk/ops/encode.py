@@ -147,9 +147,10 @@ def encode_hih(keypoints: Tensor, size: Size, *, sigma: Param = 1.5, decimal_siz
     """Heatmap-in-Heatmap targets (seed 000, Eq. 1-4): ``(integer (B, K, H, W), decimal (B, K, ho, wo))``.
 
     The integer map is a Gaussian at ``floor(x), floor(y)``; the decimal map encodes ``frac = x - floor(x)``
-    per axis. ``convention="paper"``: decimal centre at ``frac * wo`` (decode ``argmax_int +
-    argmax_dec / wo``; biased by -1/(2 wo) on average, Eq. 2 rounds similarly); ``"unbiased"``: centre at
-    ``frac * wo - 0.5``, the cell centre (decode ``argmax_int + (argmax_dec + 0.5) / wo``).
+    per axis. ``convention="paper"``: decimal centre at ``frac * wo``, decode ``argmax_int + argmax_dec / wo``
+    (error up to 1/wo px: fractions above 1 - 1/(2 wo) fold onto the last cell; mean error -1/(2 wo^2));
+    ``"unbiased"``: centre at ``frac * wo - 0.5``, decode ``argmax_int + (argmax_dec + 0.5) / wo`` (error at
+    most 1/(2 wo), mean 0, RMS 1/(wo sqrt 12)).
     """
     _checks.keypoints(keypoints)
     convention = _checks.choice("convention", convention, ("paper", "unbiased"))

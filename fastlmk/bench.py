@@ -1,0 +1,263 @@
+"""Benchmark harness: fastlmk against pure PyTorch (and the peers a user would otherwise pick) and the
+physical floor, all measured in one run (DESIGN.md 6).
+
+An op family contributes a ``*_suites(device, quick)`` function to ``FAMILIES``; each ``Suite`` is one op at
+one shape with its cases: exactly one ``fastlmk`` case, at most one ``floor`` (the memory traffic the op
+cannot avoid, e.g. writing its output once) and any number of ``baseline`` cases, one of them the suite's
+``reference`` for the headline speed-up. Every input is built when the suite is built, so a case's callable
+times exactly the work it names.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm import tqdm
+
+from . import _dispatch, ops, reference
+from .ops import encode as _encode_ops
+
+ROLES = ("fastlmk", "floor", "baseline")
+MIN_TIME = 0.3
+QUICK_MIN_TIME = 0.05
+
+
+# ------------------------------------------------------------------------------------------------- timing
+
+def measure(fn: Callable[[], object], *, device: torch.device, min_time: float = MIN_TIME, min_repeats: int = 5,
+            warmup: int = 3) -> float:
+    """Median seconds per call of ``fn`` on ``device``: ``warmup`` untimed calls, then timed calls until they
+    add up to ``min_time`` seconds and number at least ``min_repeats``. On CUDA each call is timed with
+    events on the current stream, after the queue has drained."""
+    for _ in range(warmup):
+        fn()
+    cuda = torch.device(device).type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(device)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    times: list[float] = []
+    while sum(times) < min_time or len(times) < min_repeats:
+        if cuda:
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / 1e3)
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+@dataclass
+class Case:
+    """One implementation of a suite's op: ``fn()`` does the work once; ``role`` is one of ``ROLES``."""
+
+    name: str
+    fn: Callable[[], object]
+    role: str = "baseline"
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, got {self.role!r}")
+
+
+@dataclass
+class Suite:
+    """One op at one shape: its cases and the name of the baseline case the headline speed-up is quoted against."""
+
+    op: str
+    shape: str
+    cases: list[Case]
+    reference: str
+    backend: str
+    device: torch.device
+
+    def __post_init__(self) -> None:
+        roles = [c.role for c in self.cases]
+        if roles.count("fastlmk") != 1 or roles.count("floor") > 1:
+            raise ValueError(f"suite {self.op}: needs exactly one fastlmk case and at most one floor, got {roles}")
+        if self.reference not in {c.name for c in self.cases if c.role == "baseline"}:
+            raise ValueError(f"suite {self.op}: reference {self.reference!r} is not one of its baseline cases")
+
+
+@dataclass
+class Result:
+    """One measured case. ``vs_fastlmk`` = time / time(fastlmk); ``vs_floor`` = time(fastlmk) / time(floor),
+    on the fastlmk row only (None elsewhere, or when the suite has no floor)."""
+
+    op: str
+    shape: str
+    backend: str
+    case: str
+    role: str
+    seconds: float
+    vs_fastlmk: float
+    vs_floor: Optional[float]
+    reference: bool
+
+
+def run(suites: list[Suite], progress: bool = True, min_time: float = MIN_TIME) -> list[Result]:
+    """Measure every case of every suite (in one process, one after the other) and return one row per case."""
+    timed: dict[tuple[int, str], float] = {}
+    total = sum(len(s.cases) for s in suites)
+    with tqdm(total=total, disable=not progress, unit="case", leave=False) as bar:
+        for i, suite in enumerate(suites):
+            for case in suite.cases:
+                bar.set_description(f"{suite.op}: {case.name}")
+                timed[i, case.name] = measure(case.fn, device=suite.device, min_time=min_time)
+                bar.update()
+    rows = []
+    for i, suite in enumerate(suites):
+        by_role = {c.role: timed[i, c.name] for c in suite.cases if c.role != "baseline"}
+        ours, floor = by_role["fastlmk"], by_role.get("floor")
+        for case in suite.cases:
+            seconds = timed[i, case.name]
+            vs_floor = ours / floor if case.role == "fastlmk" and floor is not None else None
+            rows.append(Result(suite.op, suite.shape, suite.backend, case.name, case.role, seconds, seconds / ours,
+                               vs_floor, case.name == suite.reference))
+    return rows
+
+
+# --------------------------------------------------------------------------------------------- reporting
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU model and the number of threads torch uses."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"{model}, {torch.get_num_threads()} threads"
+
+
+def format_table(rows: list[Result], device_name: str) -> str:
+    """A markdown table of ``rows`` headed by the device, the torch version and the fastlmk backends, followed
+    by one headline per op (speed-up over its reference baseline, distance to the floor)."""
+    backends = ", ".join(sorted({r.backend for r in rows}))
+    lines = [f"Device: {device_name}; torch {torch.__version__}; fastlmk backend: {backends}", ""]
+    shapes = dict.fromkeys((r.op, r.shape) for r in rows)
+    lines += [f"- `{op}`: {shape}" for op, shape in shapes] + [""]
+    lines += ["| op | implementation | time (ms) | vs fastlmk | x floor |", "| --- | --- | ---: | ---: | ---: |"]
+    for r in rows:
+        name = f"{r.case} (reference)" if r.reference else r.case
+        name = f"**{name}**" if r.role == "fastlmk" else name
+        ratio = "1.00x" if r.role == "fastlmk" else f"{r.vs_fastlmk:.2f}x"
+        floor = "" if r.vs_floor is None else f"{r.vs_floor:.2f}x"
+        lines.append(f"| {r.op} | {name} | {r.seconds * 1e3:.3f} | {ratio} | {floor} |")
+    lines.append("")
+    for op, _ in shapes:
+        ref = next(r for r in rows if r.op == op and r.reference)
+        ours = next(r for r in rows if r.op == op and r.role == "fastlmk")
+        floor = "" if ours.vs_floor is None else f", {ours.vs_floor:.2f}x the floor"
+        lines.append(f"- `{op}`: fastlmk {ref.vs_fastlmk:.2f}x faster than {ref.case}{floor}")
+    return "\n".join(lines) + "\n"
+
+
+# -------------------------------------------------------------------------------------- encoding baselines
+
+def render_gaussian_outer(keypoints: Tensor, size: tuple[int, int], sigma: float, radius: float = 3.0) -> Tensor:
+    """The best pure-PyTorch Gaussian render: a Gaussian is separable, so the (B, K, H, W) map is the outer
+    product of two truncated 1-D Gaussians (B, K, H) x (B, K, W); one write of the output."""
+    h, w = size
+
+    def axis(n: int, centre: Tensor) -> Tensor:
+        d = torch.arange(n, dtype=keypoints.dtype, device=keypoints.device) - centre[..., None]
+        g = torch.exp(-(d * d) / (2 * sigma * sigma))
+        return torch.where(d.abs() <= radius * sigma, g, torch.zeros((), dtype=g.dtype, device=g.device))
+
+    gx, gy = axis(w, keypoints[..., 0]), axis(h, keypoints[..., 1])
+    return gy[..., :, None] * gx[..., None, :]
+
+
+def render_gaussian_numpy(keypoints: np.ndarray, size: tuple[int, int], sigma: float,
+                          radius: float = 3.0) -> np.ndarray:
+    """What dataset pipelines do (the ``draw_gaussian`` of CornerNet/HRNet, with a continuous centre): a Python
+    loop over the keypoints, each writing its truncated Gaussian patch into a zeroed float32 array."""
+    b, k = keypoints.shape[:2]
+    h, w = size
+    out = np.zeros((b, k, h, w), np.float32)
+    flat = out.reshape(b * k, h, w)
+    r = radius * sigma
+    for n, (x, y) in enumerate(keypoints.reshape(-1, 2).tolist()):
+        x0, x1 = max(math.ceil(x - r), 0), min(math.floor(x + r) + 1, w)
+        y0, y1 = max(math.ceil(y - r), 0), min(math.floor(y + r) + 1, h)
+        if x0 >= x1 or y0 >= y1:
+            continue
+        dx = np.arange(x0, x1) - x
+        dy = np.arange(y0, y1)[:, None] - y
+        flat[n, y0:y1, x0:x1] = np.exp(-(dx * dx + dy * dy) / (2 * sigma * sigma))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ encoding suites
+
+def encode_suites(device: torch.device, quick: bool = False) -> list[Suite]:
+    """render_gaussian and the fused MSE heatmap loss (forward + backward) at B=16 (4 when quick), K=98,
+    64x64, sigma 2, float32, keypoints uniform in [0, 64)."""
+    device = torch.device(device)
+    b, k, h, w, sigma = (4 if quick else 16), 98, 64, 64, 2.0
+    size = (h, w)
+    shape = f"B={b}, K={k}, H=W={h}, sigma={sigma:g}, float32"
+    gen = torch.Generator().manual_seed(0)
+    kp = (torch.rand(b, k, 2, generator=gen) * w).to(device)
+    pred = torch.rand(b, k, h, w, generator=gen).to(device).requires_grad_()
+    pred_detached = pred.detach()
+
+    render_cases = [
+        Case("fastlmk", lambda: ops.render_gaussian(kp, size, sigma), "fastlmk"),
+        Case("floor: torch.zeros (one write)", lambda: torch.zeros(b, k, h, w, device=device), "floor"),
+        Case("torch outer-product", lambda: render_gaussian_outer(kp, size, sigma)),
+        Case("torch naive 2-D", lambda: reference.render_gaussian(kp, size, sigma)),
+    ]
+    if device.type == "cpu":
+        kp_np = kp.numpy()
+        render_cases.append(Case("numpy per-keypoint loop",
+                                 lambda: torch.from_numpy(render_gaussian_numpy(kp_np, size, sigma))))
+
+    def step(loss: Callable[[], Tensor]) -> Callable[[], None]:
+        """One training step's loss work: forward and backward into a fresh ``pred.grad``."""
+        def fn() -> None:
+            pred.grad = None
+            loss().backward()
+        return fn
+
+    def mse_to(render: Callable[[Tensor, tuple[int, int], float], Tensor]) -> Callable[[], Tensor]:
+        def loss() -> Tensor:
+            with torch.no_grad():
+                target = render(kp, size, sigma)
+            return F.mse_loss(pred, target)
+        return loss
+
+    loss_cases = [
+        Case("fastlmk", step(lambda: ops.heatmap_loss(pred, kp, sigma)), "fastlmk"),
+        Case("floor: torch.mul (one read, one write)", lambda: torch.mul(pred_detached, 2.0), "floor"),
+        Case("torch outer-product + F.mse_loss", step(mse_to(render_gaussian_outer))),
+        Case("torch naive 2-D + F.mse_loss", step(mse_to(reference.render_gaussian))),
+    ]
+
+    def backend(op: str) -> str:
+        return _dispatch.select(op, _encode_ops.BACKENDS, device)
+
+    return [
+        Suite("render_gaussian", shape, render_cases, "torch outer-product", backend("render_gaussian"), device),
+        Suite("heatmap_loss mse fwd+bwd", shape, loss_cases, "torch outer-product + F.mse_loss",
+              backend("heatmap_loss"), device),
+    ]
+
+
+FAMILIES: dict[str, Callable[[torch.device, bool], list[Suite]]] = {"encode": encode_suites}

@@ -1,0 +1,79 @@
+"""Shared fixtures: the backends under test and input generators.
+
+Without a GPU, Triton kernels run under TRITON_INTERPRET=1 on CPU tensors (set here, before triton is
+imported), so the Triton backend is exercised in CI too.
+"""
+
+import importlib.util
+import os
+
+import pytest
+import torch
+
+HAS_CUDA = torch.cuda.is_available()
+if not HAS_CUDA:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from fastlmk import _native  # noqa: E402
+
+HAS_TRITON = importlib.util.find_spec("triton") is not None
+GPU_DEVICE = "cuda" if HAS_CUDA else "cpu"
+
+# (id, backend, device, cpu instruction set or None)
+BACKENDS = [
+    pytest.param(("cpu", "cpu", "avx2"), id="cpu-avx2",
+                 marks=pytest.mark.skipif(_native.cpu is None or not _native.cpu.isa_supported("avx2"),
+                                          reason="needs fastlmk._C on an AVX2 CPU")),
+    pytest.param(("cpu", "cpu", "scalar"), id="cpu-scalar",
+                 marks=pytest.mark.skipif(_native.cpu is None, reason="fastlmk._C not built")),
+    pytest.param(("triton", GPU_DEVICE, None), id="triton" if HAS_CUDA else "triton-interpret",
+                 marks=pytest.mark.skipif(not HAS_TRITON, reason="triton not installed")),
+]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    """Yields (backend, device) with the requested CPU instruction set active."""
+    name, device, isa = request.param
+    if isa is None:
+        yield name, device
+        return
+    previous = _native.cpu.isa()
+    _native.cpu.set_isa(isa)
+    try:
+        yield name, device
+    finally:
+        _native.cpu.set_isa(previous)
+
+
+def random_keypoints(b, k, h, w, *, dtype=torch.float32, device="cpu", generator=None, missing=True):
+    """Keypoints spread over and beyond the map (x in [-0.2 W, 1.2 W]), some on pixel centres and half-pixels
+    (rounding ties), and, when ``missing``, one NaN and one inf keypoint."""
+    g = generator
+    u = torch.rand(b, k, 2, generator=g, dtype=torch.float64)
+    kp = u * 1.4 - 0.2
+    kp = kp * torch.tensor([w, h], dtype=torch.float64)
+    flat = kp.view(-1, 2)
+    n = flat.shape[0]
+    if n >= 4:
+        flat[1] = torch.floor(flat[1])  # on a pixel centre
+        flat[2] = torch.floor(flat[2]) + 0.5  # rounding tie
+    if missing and n >= 6:
+        flat[3, 0] = float("nan")
+        flat[5, 1] = float("inf")
+    return kp.to(dtype=dtype, device=device)
+
+
+@pytest.fixture
+def gen():
+    """A generator with a fresh seed each run; the seed is printed so a failure can be replayed."""
+    seed = int.from_bytes(os.urandom(4), "little")
+    print(f"seed = {seed}")
+    return torch.Generator().manual_seed(seed)
+
+
+def tolerance(dtype):
+    """(rtol, atol) for comparing a backend with the reference in ``dtype`` (one unit in the last place for
+    half types, whose rounding of a float32 value may differ by that)."""
+    return {torch.float16: (1e-3, 1e-3), torch.bfloat16: (8e-3, 8e-3), torch.float64: (1e-6, 1e-9)}.get(
+        dtype, (1e-5, 1e-6))

@@ -1,0 +1,63 @@
+"""Backend selection (fastlmk/_dispatch.py) and the native builds."""
+
+import shutil
+import warnings
+
+import pytest
+import torch
+
+from fastlmk import _dispatch, _native, ops
+
+KP = torch.rand(1, 2, 2) * 8
+
+
+def test_default_backend_is_cpu_for_cpu_tensors(monkeypatch):
+    monkeypatch.delenv("FASTLMK_BACKEND", raising=False)
+    assert _dispatch.select("render_gaussian", ops.encode.BACKENDS, torch.device("cpu")) == "cpu"
+
+
+def test_env_var_forces_backend(monkeypatch):
+    monkeypatch.setenv("FASTLMK_BACKEND", "reference")
+    assert _dispatch.select("render_gaussian", ops.encode.BACKENDS, torch.device("cpu")) == "reference"
+    monkeypatch.setenv("FASTLMK_BACKEND", "bogus")
+    with pytest.raises(ValueError, match="FASTLMK_BACKEND must be one of"):
+        ops.render_gaussian(KP, 8, 1.0)
+
+
+def test_forced_backend_on_wrong_device(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(ValueError, match="cannot run fastlmk.render_gaussian on cpu tensors"):
+        ops.render_gaussian(KP, 8, 1.0, backend="triton")
+
+
+def test_unavailable_forced_backend_is_an_error(monkeypatch):
+    monkeypatch.setattr(_native, "cpu_error", "ImportError: simulated")
+    with pytest.raises(RuntimeError, match="fastlmk._C failed to import"):
+        ops.render_gaussian(KP, 8, 1.0, backend="cpu")
+
+
+def test_missing_extension_falls_back_with_one_warning(monkeypatch):
+    monkeypatch.delenv("FASTLMK_BACKEND", raising=False)
+    monkeypatch.setattr(_native, "cpu_error", "ImportError: simulated")
+    _dispatch._warn_fallback.cache_clear()
+    with pytest.warns(UserWarning, match="using 'reference'"):
+        out = ops.render_gaussian(KP, 8, 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ops.render_gaussian(KP, 8, 1.0)  # warned once only
+    torch.testing.assert_close(out, ops.render_gaussian(KP, 8, 1.0, backend="reference"))
+
+
+def test_cpu_extension_built_with_isa_dispatch():
+    assert _native.cpu is not None, _native.cpu_error
+    assert _native.cpu.isa() in ("avx2", "scalar")
+    assert _native.cpu.isa_supported("scalar")
+    with pytest.raises(ValueError, match="isa must be"):
+        _native.cpu.set_isa("sse9")
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not installed: fastlmk._cuda is not built")
+def test_cuda_extension_builds_and_imports_without_gpu():
+    assert _native.cuda is not None, _native.cuda_error
+    assert _native.cuda.runtime_version() >= 12000
+    assert _native.cuda.device_count() == torch.cuda.device_count()

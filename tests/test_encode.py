@@ -1,0 +1,293 @@
+"""Heatmap-encoding family: every backend against the reference, opcheck, gradcheck, HIH and H3R encodings."""
+
+import math
+
+import pytest
+import torch
+from conftest import random_keypoints, tolerance
+
+from fastlmk import ops
+from fastlmk import reference as ref
+
+SHAPES = [(1, 1, 1, 1), (1, 1, 7, 5), (2, 5, 17, 23), (3, 4, 32, 45)]
+HALF = (torch.float16, torch.bfloat16)
+
+
+def _sigma(form, b, k, gen, dtype=torch.float32):
+    if form == "scalar":
+        return 1.0 + 2.0 * torch.rand((), generator=gen).item()
+    shape = (k,) if form == "per_keypoint" else (b, k)
+    return (0.5 + 2.5 * torch.rand(shape, generator=gen, dtype=torch.float64)).to(dtype)
+
+
+def _on(device, *xs):
+    return [x.to(device) if isinstance(x, torch.Tensor) else x for x in xs]
+
+
+def _close(actual, expected, dtype):
+    rtol, atol = tolerance(dtype)
+    torch.testing.assert_close(actual.cpu(), expected.cpu(), rtol=rtol, atol=atol, equal_nan=True)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("center", ["continuous", "rounded"])
+@pytest.mark.parametrize("sigma_form", ["scalar", "per_keypoint", "per_batch"])
+def test_render_gaussian_matches_reference(backend, gen, shape, center, sigma_form):
+    name, device = backend
+    b, k, h, w = shape
+    kp = random_keypoints(b, k, h, w, generator=gen)
+    sigma = _sigma(sigma_form, b, k, gen)
+    weights = torch.rand(b, k, generator=gen)
+    weights.view(-1)[0] = 0.0
+    radius = 2.0 + torch.rand((), generator=gen).item()
+    for wts in (None, weights):
+        expected = ref.render_gaussian(kp, (h, w), sigma, weights=wts, center=center, radius=radius)
+        kp_d, s_d, w_d = _on(device, kp, sigma, wts)
+        out = ops.render_gaussian(kp_d, (h, w), s_d, weights=w_d, center=center, radius=radius, backend=name)
+        assert out.shape == (b, k, h, w) and out.dtype == torch.float32 and out.device.type == device
+        _close(out, expected, torch.float32)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_render_dtypes(backend, gen, dtype):
+    name, device = backend
+    b, k, h, w = 2, 3, 19, 16
+    kp = random_keypoints(b, k, h, w, generator=gen)
+    for fn, param in ((ops.render_gaussian, 1.7), (ops.render_disc, 2.3), (ops.render_offsets, 1.5)):
+        expected = getattr(ref, fn.__name__)(kp, (h, w), param, dtype=dtype)
+        out = fn(kp.to(device), (h, w), param, dtype=dtype, backend=name)
+        assert out.dtype == dtype
+        _close(out, expected, dtype)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_render_disc_and_offsets_match_reference(backend, gen, shape):
+    name, device = backend
+    b, k, h, w = shape
+    kp = random_keypoints(b, k, h, w, generator=gen)
+    weights = torch.rand(b, k, generator=gen)
+    weights.view(-1)[-1] = 0.0
+    for fn in (ops.render_disc, ops.render_offsets):
+        for radius in (0.0, 1.0, _sigma("per_batch", b, k, gen)):
+            expected = getattr(ref, fn.__name__)(kp, (h, w), radius, weights=weights)
+            kp_d, r_d, w_d = _on(device, kp, radius, weights)
+            _close(fn(kp_d, (h, w), r_d, weights=w_d, backend=name), expected, torch.float32)
+
+
+def test_missing_keypoints_render_zero_channels(backend):
+    name, device = backend
+    kp = torch.tensor([[[float("nan"), 3.0], [2.0, float("inf")], [1e30, -1e30], [4.0, 4.0]]], device=device)
+    for fn, param in ((ops.render_gaussian, 2.0), (ops.render_disc, 2.0), (ops.render_offsets, 2.0)):
+        out = fn(kp, (9, 9), param, backend=name)
+        assert torch.all(out[0, :3] == 0) and torch.any(out[0, 3] != 0)
+
+
+def test_render_gaussian_values():
+    """Hand-checked values: peak 1 at an integer keypoint, exp(-1/(2 s^2)) one pixel away, 0 beyond the window."""
+    kp = torch.tensor([[[4.0, 3.0]]])
+    out = ops.render_gaussian(kp, (7, 9), 2.0, radius=1.0)
+    assert out[0, 0, 3, 4] == 1.0
+    assert math.isclose(out[0, 0, 3, 5].item(), math.exp(-1 / 8), rel_tol=1e-6)
+    assert out[0, 0, 3, 7] == 0 and out[0, 0, 0, 4] == 0  # 3 px away > radius * sigma = 2
+    rounded = ops.render_gaussian(torch.tensor([[[4.5, 2.6]]]), (7, 9), 1.0, center="rounded")
+    assert rounded[0, 0, 3, 5] == 1.0  # floor(x + 0.5) = 5, floor(y + 0.5) = 3
+
+
+@pytest.mark.parametrize("kind", ["mse", "bce_logits", "awing"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("shape", [(1, 1, 5, 7), (2, 5, 17, 23)])
+def test_heatmap_loss_matches_reference(backend, gen, kind, reduction, shape):
+    name, device = backend
+    b, k, h, w = shape
+    kp = random_keypoints(b, k, h, w, generator=gen)
+    sigma = _sigma("per_batch", b, k, gen)
+    weights = torch.rand(b, k, generator=gen)
+    pred = torch.rand(b, k, h, w, generator=gen) * 1.4 - 0.2
+    grad = torch.randn(pred.shape if reduction == "none" else (), generator=gen)
+    for center in ("continuous", "rounded"):
+        args = dict(kind=kind, weights=weights, center=center, reduction=reduction)
+        p = pred.clone().requires_grad_()
+        expected = ref.heatmap_loss(p, kp, sigma, **args)
+        (expected_grad,) = torch.autograd.grad(expected, p, grad)
+        p_d = pred.to(device).clone().requires_grad_()
+        kp_d, s_d, w_d = _on(device, kp, sigma, weights)
+        out = ops.heatmap_loss(p_d, kp_d, s_d, backend=name, **{**args, "weights": w_d})
+        out.backward(grad.to(device))
+        _close(out, expected, torch.float32)
+        _close(p_d.grad, expected_grad, torch.float32)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_heatmap_loss_half_precision(backend, gen, dtype):
+    name, device = backend
+    kp = random_keypoints(2, 3, 11, 13, generator=gen)
+    pred = torch.rand(2, 3, 11, 13, generator=gen).to(dtype)
+    for reduction in ("mean", "none"):
+        p = pred.to(device).clone().requires_grad_()
+        out = ops.heatmap_loss(p, kp.to(device), 1.5, reduction=reduction, backend=name)
+        out.sum().backward()
+        assert out.dtype == dtype and p.grad.dtype == dtype
+        q = pred.clone().requires_grad_()
+        expected = ref.heatmap_loss(q, kp, 1.5, reduction=reduction)
+        expected.sum().backward()
+        _close(out, expected, dtype)
+        _close(p.grad, q.grad, dtype)
+
+
+def test_reference_loss_gradient_formula(gen):
+    """The reference's explicit gradient (used by the reference backend) equals autograd of its forward."""
+    kp = random_keypoints(2, 3, 9, 11, dtype=torch.float64, generator=gen)
+    weights = torch.rand(2, 3, generator=gen, dtype=torch.float64)
+    for kind in ("mse", "bce_logits", "awing"):
+        pred = (torch.rand(2, 3, 9, 11, generator=gen, dtype=torch.float64) * 2 - 0.5).requires_grad_()
+        loss = ref.heatmap_loss(pred, kp, 1.3, kind=kind, weights=weights)
+        (auto,) = torch.autograd.grad(loss, pred)
+        explicit = ref.heatmap_loss_backward(torch.tensor(1.0, dtype=torch.float64), pred.detach(), kp, 1.3,
+                                             kind=kind, weights=weights)
+        torch.testing.assert_close(explicit, auto, rtol=1e-10, atol=1e-14)
+
+
+def test_heatmap_loss_equals_render_then_torch_loss(gen):
+    """The fused loss is the PyTorch loss on the rendered target (DESIGN.md 5.1)."""
+    kp = random_keypoints(2, 4, 16, 16, generator=gen, missing=False)
+    pred = torch.rand(2, 4, 16, 16, generator=gen)
+    target = ops.render_gaussian(kp, (16, 16), 2.0)
+    torch.testing.assert_close(ops.heatmap_loss(pred, kp, 2.0), torch.nn.functional.mse_loss(pred, target))
+    torch.testing.assert_close(ops.heatmap_loss(pred, kp, 2.0, kind="bce_logits", reduction="sum"),
+                               torch.nn.functional.binary_cross_entropy_with_logits(pred, target, reduction="sum"))
+
+
+@pytest.mark.parametrize("kind", ["mse", "bce_logits", "awing"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_heatmap_loss_gradcheck(backend, gen, kind, reduction):
+    name, device = backend
+    kp = random_keypoints(2, 2, 6, 5, dtype=torch.float64, generator=gen, device=device)
+    weights = torch.rand(2, 2, generator=gen, dtype=torch.float64).to(device)
+    pred = (torch.rand(2, 2, 6, 5, generator=gen, dtype=torch.float64) * 1.4 - 0.2).to(device).requires_grad_()
+    fn = lambda p: ops.heatmap_loss(p, kp, 1.2, kind=kind, weights=weights, reduction=reduction, backend=name)
+    assert torch.autograd.gradcheck(fn, (pred,), eps=1e-6, atol=1e-6)
+
+
+def _op_samples(device):
+    g = torch.Generator().manual_seed(0)
+    kp = random_keypoints(2, 3, 9, 8, generator=g).to(device)
+    param = (1 + torch.rand(2, 3, generator=g)).to(device)
+    weights = torch.rand(2, 3, generator=g).to(device)
+    pred = torch.rand(2, 3, 9, 8, generator=g).to(device).requires_grad_()
+    return kp, param, weights, pred
+
+
+@pytest.mark.parametrize("with_reference", [False, True])
+def test_opcheck(backend, with_reference):
+    name, device = backend
+    name = "reference" if with_reference else name
+    kp, param, weights, pred = _op_samples(device)
+    f = torch.ops.fastlmk
+    for op in (f.render_gaussian, f.render_disc, f.render_offsets):
+        for wts in (None, weights):
+            torch.library.opcheck(op, (kp, param, wts, 9, 8, True, 3.0, torch.float32, name))
+    for reduction in ("mean", "none"):
+        args = (pred, kp, param, weights, "awing", False, 3.0, reduction, [2.1, 14.0, 1.0, 0.5], name)
+        torch.library.opcheck(f.heatmap_loss, args)
+        grad = torch.rand(pred.shape if reduction == "none" else (), device=device)
+        torch.library.opcheck(f.heatmap_loss_backward, (grad, pred.detach(), *args[1:]))
+
+
+def test_torch_compile_fullgraph():
+    """Fake kernels let torch.compile trace the ops without graph breaks."""
+    kp = random_keypoints(2, 3, 16, 16, missing=False)
+    pred = torch.rand(2, 3, 16, 16, requires_grad=True)
+
+    def step(p, k):
+        return ops.heatmap_loss(p, k, 2.0) + ops.render_gaussian(k, (16, 16), 2.0).sum()
+
+    compiled = torch.compile(step, backend="aot_eager", fullgraph=True)
+    torch.testing.assert_close(compiled(pred, kp), step(pred, kp))
+
+
+def test_cpu_results_are_deterministic(gen):
+    kp = random_keypoints(4, 7, 33, 31, generator=gen)
+    pred = torch.rand(4, 7, 33, 31, generator=gen)
+    threads = torch.get_num_threads()
+    runs = []
+    for n in (1, threads, threads):
+        torch.set_num_threads(n)
+        runs.append((ops.render_gaussian(kp, (33, 31), 2.0), ops.heatmap_loss(pred, kp, 2.0, kind="awing")))
+    torch.set_num_threads(threads)
+    for a, b in runs[1:]:
+        assert torch.equal(a, runs[0][0]) and torch.equal(b, runs[0][1])
+
+
+# ------------------------------------------------------------------------------------------- HIH and H3R
+
+def _argmax_xy(maps):
+    """(x, y) of the first maximum of each map."""
+    w = maps.shape[-1]
+    idx = maps.flatten(-2).argmax(-1)
+    return torch.stack([idx % w, idx // w], dim=-1).to(torch.float64)
+
+
+@pytest.mark.parametrize("convention", ["paper", "unbiased"])
+def test_hih_round_trip(backend, gen, convention):
+    """Encode, decode by argmax (Eq. 4) and check the error bounds of each convention on a 8x8 decimal map:
+    unbiased: |error| <= 1/16 px; paper: |error| <= 1/8 px (fractions above 15/16 land on the last cell)."""
+    name, device = backend
+    b, k, size, wo = 4, 25, 32, 8
+    kp = (1 + torch.rand(b, k, 2, generator=gen, dtype=torch.float64) * (size - 2)).to(torch.float32)
+    integer, decimal = ops.encode_hih(kp.to(device), size, convention=convention, backend=name)
+    assert integer.shape == (b, k, size, size) and decimal.shape == (b, k, wo, wo)
+    shift = 0.5 if convention == "unbiased" else 0.0
+    decoded = _argmax_xy(integer.cpu()) + (_argmax_xy(decimal.cpu()) + shift) / wo
+    err = (decoded - kp.double()).abs().max().item()
+    assert err <= (1 / 16 if convention == "unbiased" else 1 / 8) + 1e-5
+
+
+def test_hih_conventions_differ_as_documented():
+    """On a uniform grid of fractions (wo = 8): unbiased mean error 0, RMS 1/(wo sqrt 12); paper mean error
+    -1/(2 wo^2): the lowest and highest half cells both decode low (there is no cell wo)."""
+    wo = 8
+    frac = (torch.arange(4096, dtype=torch.float64) + 0.5) / 4096
+    kp = torch.stack([10 + frac, torch.full_like(frac, 10.25)], -1)[None].float()
+    stats = {}
+    for convention, shift in (("paper", 0.0), ("unbiased", 0.5)):
+        _, decimal = ops.encode_hih(kp, 32, convention=convention)
+        x = 10 + (_argmax_xy(decimal)[0, :, 0] + shift) / wo
+        e = x - kp[0, :, 0].double()
+        stats[convention] = (e.mean().item(), e.pow(2).mean().sqrt().item())
+    assert abs(stats["unbiased"][0]) < 1e-4
+    assert abs(stats["unbiased"][1] - 1 / (wo * math.sqrt(12))) < 1e-4
+    assert abs(stats["paper"][0] + 1 / (2 * wo**2)) < 1e-4
+    assert stats["paper"][1] > stats["unbiased"][1]
+
+
+def test_randomized_round_is_unbiased(gen):
+    """E[randomized_round(x)] = x: the mean of n draws is within 5 standard errors (0.5 / sqrt(n) each)."""
+    kp = torch.rand(1, 40, 2, generator=gen, dtype=torch.float64) * 30
+    n = 20000
+    draws = ops.randomized_round(kp.expand(n, 40, 2).contiguous(), gen)
+    assert torch.all((draws == torch.floor(kp)) | (draws == torch.floor(kp) + 1))
+    assert (draws.mean(0) - kp[0]).abs().max().item() < 5 * 0.5 / math.sqrt(n)
+
+
+def test_encode_h3r_onehot_and_gaussian(backend, gen):
+    name, device = backend
+    kp = 2 + torch.rand(3, 6, 2, generator=gen) * 12
+    seed = int(torch.randint(0, 2**31, (), generator=gen))
+    onehot = ops.encode_h3r(kp.to(device), 16, generator=torch.Generator(device).manual_seed(seed), backend=name)
+    again = ops.encode_h3r(kp.to(device), 16, generator=torch.Generator(device).manual_seed(seed), backend=name)
+    assert torch.equal(onehot, again)  # seeded: reproducible
+    assert torch.all(onehot.sum((-1, -2)) == 1)
+    xy = _argmax_xy(onehot.cpu())
+    assert torch.all((xy == torch.floor(kp)) | (xy == torch.floor(kp) + 1))
+    rounded = ops.randomized_round(kp.to(device), torch.Generator(device).manual_seed(seed))
+    gauss = ops.encode_h3r(kp.to(device), 16, generator=torch.Generator(device).manual_seed(seed),
+                           target="gaussian", sigma=1.5, backend=name)
+    _close(gauss, ref.render_gaussian(rounded.cpu(), (16, 16), 1.5), torch.float32)
+
+
+def test_encode_h3r_decodes_unbiased(gen):
+    """Averaging the argmax of many one-hot H3R targets recovers the sub-pixel coordinate."""
+    kp = 2 + torch.rand(1, 8, 2, generator=gen, dtype=torch.float64) * 12
+    n = 4000
+    maps = ops.encode_h3r(kp.expand(n, 8, 2).contiguous(), 16, generator=gen)
+    assert (_argmax_xy(maps).mean(0) - kp[0]).abs().max().item() < 5 * 0.5 / math.sqrt(n)
