@@ -84,6 +84,8 @@ class Suite:
     device: torch.device
 
     def __post_init__(self) -> None:
+        if len({c.name for c in self.cases}) != len(self.cases):
+            raise ValueError(f"suite {self.op}: case names must be unique")
         roles = [c.role for c in self.cases]
         if roles.count("fastlmk") != 1 or roles.count("floor") > 1:
             raise ValueError(f"suite {self.op}: needs exactly one fastlmk case and at most one floor, got {roles}")
@@ -107,16 +109,23 @@ class Result:
     reference: bool
 
 
-def run(suites: list[Suite], progress: bool = True, min_time: float = MIN_TIME) -> list[Result]:
-    """Measure every case of every suite (in one process, one after the other) and return one row per case."""
-    timed: dict[tuple[int, str], float] = {}
-    total = sum(len(s.cases) for s in suites)
+def run(suites: list[Suite], progress: bool = True, min_time: float = MIN_TIME, rounds: int = 3) -> list[Result]:
+    """Measure every case of every suite in one process and return one row per case.
+
+    The cases are measured in ``rounds`` interleaved passes of ``min_time / rounds`` seconds each and a case's
+    time is the median over the passes, so a load that comes and goes (a shared machine) skews the ratios less.
+    """
+    samples: dict[tuple[int, str], list[float]] = {}
+    total = rounds * sum(len(s.cases) for s in suites)
     with tqdm(total=total, disable=not progress, unit="case", leave=False) as bar:
-        for i, suite in enumerate(suites):
-            for case in suite.cases:
-                bar.set_description(f"{suite.op}: {case.name}")
-                timed[i, case.name] = measure(case.fn, device=suite.device, min_time=min_time)
-                bar.update()
+        for _ in range(rounds):
+            for i, suite in enumerate(suites):
+                for case in suite.cases:
+                    bar.set_description(f"{suite.op}: {case.name}")
+                    seconds = measure(case.fn, device=suite.device, min_time=min_time / rounds)
+                    samples.setdefault((i, case.name), []).append(seconds)
+                    bar.update()
+    timed = {key: statistics.median(times) for key, times in samples.items()}
     rows = []
     for i, suite in enumerate(suites):
         by_role = {c.role: timed[i, c.name] for c in suite.cases if c.role != "baseline"}
@@ -150,19 +159,19 @@ def format_table(rows: list[Result], device_name: str) -> str:
     by one headline per op (speed-up over its reference baseline, distance to the floor)."""
     backends = ", ".join(sorted({r.backend for r in rows}))
     lines = [f"Device: {device_name}; torch {torch.__version__}; fastlmk backend: {backends}", ""]
-    shapes = dict.fromkeys((r.op, r.shape) for r in rows)
-    lines += [f"- `{op}`: {shape}" for op, shape in shapes] + [""]
+    suites = dict.fromkeys((r.op, r.shape) for r in rows)
+    lines += [f"- `{op}`: {shape}" for op, shape in suites] + [""]
     lines += ["| op | implementation | time (ms) | vs fastlmk | x floor |", "| --- | --- | ---: | ---: | ---: |"]
     for r in rows:
         name = f"{r.case} (reference)" if r.reference else r.case
         name = f"**{name}**" if r.role == "fastlmk" else name
-        ratio = "1.00x" if r.role == "fastlmk" else f"{r.vs_fastlmk:.2f}x"
         floor = "" if r.vs_floor is None else f"{r.vs_floor:.2f}x"
-        lines.append(f"| {r.op} | {name} | {r.seconds * 1e3:.3f} | {ratio} | {floor} |")
+        lines.append(f"| {r.op} | {name} | {r.seconds * 1e3:.3f} | {r.vs_fastlmk:.2f}x | {floor} |")
     lines.append("")
-    for op, _ in shapes:
-        ref = next(r for r in rows if r.op == op and r.reference)
-        ours = next(r for r in rows if r.op == op and r.role == "fastlmk")
+    for op, shape in suites:
+        suite = [r for r in rows if (r.op, r.shape) == (op, shape)]
+        ref = next(r for r in suite if r.reference)
+        ours = next(r for r in suite if r.role == "fastlmk")
         floor = "" if ours.vs_floor is None else f", {ours.vs_floor:.2f}x the floor"
         lines.append(f"- `{op}`: fastlmk {ref.vs_fastlmk:.2f}x faster than {ref.case}{floor}")
     return "\n".join(lines) + "\n"

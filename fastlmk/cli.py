@@ -50,7 +50,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
-        return 2
+        parser.exit(2)
     return _bench(args, parser)
 
 

@@ -143,35 +143,53 @@ struct Awing {  // Adaptive Wing (Wang et al. 2019)
   }
 };
 
-// Runs body(c, i, prow_offset, trow, wt) for every row i of every channel c, with trow the target row
-// (zeros outside the window) -- the shared skeleton of the fused forward and backward passes.
+// Calls body(c, off, n, t, wt) over spans of each channel c that cover it in order: the n pixels from flat
+// offset off, with t the target there, or t == nullptr where the target is 0 (rows outside the window),
+// so most of the map is handled in long, vectorisable runs. Shared by the fused forward and backward.
 template <class S, class Body>
-void for_each_target_row(const LossArgs& a, Body body) {
+void for_each_target_span(const LossArgs& a, Body body) {
   const S* kp = static_cast<const S*>(a.kp);
   const S* sigma = static_cast<const S*>(a.param);
   const S* weight = static_cast<const S*>(a.weight);
   const int64_t H = a.h, W = a.w;
 #pragma omp parallel num_threads(a.nthreads)
   {
-    S* buf = static_cast<S*>(std::calloc(size_t(3 * W + H), sizeof(S)));
-    S *gx = buf, *gy = buf + W, *row = buf + W + H, *zeros = buf + 2 * W + H;
+    S* buf = static_cast<S*>(std::calloc(size_t(2 * W + H), sizeof(S)));
+    S *gx = buf, *gy = buf + W, *row = buf + W + H;
 #pragma omp for schedule(static)
     for (int64_t c = 0; c < a.bk; ++c) {
       const S wt = weight ? weight[c] : S(1), s = sigma[c];
       const Channel<S> ch(kp[2 * c], kp[2 * c + 1], S(a.radius) * s, a.rounded, H, W);
-      if (!ch.empty) {
-        ch.profiles(s, S(1), gx, gy);
-        std::fill(row, row + W, S(0));
+      const int64_t base = c * H * W;
+      if (ch.empty) {
+        body(c, base, H * W, static_cast<const S*>(nullptr), wt);
+        continue;
       }
-      for (int64_t i = 0; i < H; ++i) {
-        const bool inside = !ch.empty && i >= ch.i0 && i <= ch.i1;
-        if (inside)
-          for (int64_t j = ch.j0; j <= ch.j1; ++j) row[j] = gy[i] * gx[j];
-        body(c, i, (c * H + i) * W, inside ? row : zeros, wt);
+      ch.profiles(s, S(1), gx, gy);
+      std::fill(row, row + W, S(0));
+      if (ch.i0 > 0) body(c, base, ch.i0 * W, static_cast<const S*>(nullptr), wt);
+      for (int64_t i = ch.i0; i <= ch.i1; ++i) {
+        for (int64_t j = ch.j0; j <= ch.j1; ++j) row[j] = gy[i] * gx[j];
+        body(c, base + i * W, W, static_cast<const S*>(row), wt);
       }
+      if (ch.i1 < H - 1) body(c, base + (ch.i1 + 1) * W, (H - 1 - ch.i1) * W, static_cast<const S*>(nullptr), wt);
     }
     std::free(buf);
   }
+}
+
+// sum_j l(p[j], t[j]) over a span; t == nullptr means a zero target.
+template <class S, class T, template <class> class L>
+S span_loss_sum(const T* p, const S* t, int64_t n, const S* q) {
+  S acc = 0;
+  if (t) {
+#pragma omp simd reduction(+ : acc)
+    for (int64_t j = 0; j < n; ++j) acc += L<S>::value(load<S>(p[j]), t[j], q);
+  } else {
+#pragma omp simd reduction(+ : acc)
+    for (int64_t j = 0; j < n; ++j) acc += L<S>::value(load<S>(p[j]), S(0), q);
+  }
+  return acc;
 }
 
 template <class S, class T, template <class> class L>
@@ -179,20 +197,17 @@ void loss_forward_impl(const LossArgs& a) {
   const T* pred = static_cast<const T*>(a.pred);
   T* out = static_cast<T*>(a.out);
   const S q[4] = {S(a.awing[0]), S(a.awing[1]), S(a.awing[2]), S(a.awing[3])};
-  const int64_t W = a.w;
   if (a.reduction == kNone) {
-    for_each_target_row<S>(a, [&](int64_t, int64_t, int64_t off, const S* t, S wt) {
-      for (int64_t j = 0; j < W; ++j) store(out[off + j], wt * L<S>::value(load<S>(pred[off + j]), t[j], q));
+    for_each_target_span<S>(a, [&](int64_t, int64_t off, int64_t n, const S* t, S wt) {
+      for (int64_t j = 0; j < n; ++j)
+        store(out[off + j], wt * L<S>::value(load<S>(pred[off + j]), t ? t[j] : S(0), q));
     });
     return;
   }
   double* partial = static_cast<double*>(std::calloc(size_t(a.bk), sizeof(double)));
   if (!partial) throw std::bad_alloc();
-  for_each_target_row<S>(a, [&](int64_t c, int64_t, int64_t off, const S* t, S wt) {
-    S acc = 0;
-#pragma omp simd reduction(+ : acc)
-    for (int64_t j = 0; j < W; ++j) acc += L<S>::value(load<S>(pred[off + j]), t[j], q);
-    partial[c] += double(wt) * double(acc);
+  for_each_target_span<S>(a, [&](int64_t c, int64_t off, int64_t n, const S* t, S wt) {
+    partial[c] += double(wt) * double(span_loss_sum<S, T, L>(pred + off, t, n, q));
   });
   double total = 0;  // fixed order: bitwise reproducible
   for (int64_t c = 0; c < a.bk; ++c) total += partial[c];
@@ -207,19 +222,19 @@ void loss_backward_impl(const LossArgs& a) {
   const T* go = static_cast<const T*>(a.grad_out);
   T* gp = static_cast<T*>(a.grad_pred);
   const S q[4] = {S(a.awing[0]), S(a.awing[1]), S(a.awing[2]), S(a.awing[3])};
-  const int64_t W = a.w;
-  if (a.reduction == kNone) {
-    for_each_target_row<S>(a, [&](int64_t, int64_t, int64_t off, const S* t, S wt) {
-      for (int64_t j = 0; j < W; ++j)
-        store(gp[off + j], load<S>(go[off + j]) * wt * L<S>::grad(load<S>(pred[off + j]), t[j], q));
-    });
-    return;
-  }
-  S g = load<S>(go[0]);
+  const bool per_pixel = a.reduction == kNone;
+  S g = per_pixel ? S(0) : load<S>(go[0]);
   if (a.reduction == kMean) g = S(double(g) / double(a.bk * a.h * a.w));
-  for_each_target_row<S>(a, [&](int64_t, int64_t, int64_t off, const S* t, S wt) {
+  for_each_target_span<S>(a, [&](int64_t, int64_t off, int64_t n, const S* t, S wt) {
     const S gw = g * wt;
-    for (int64_t j = 0; j < W; ++j) store(gp[off + j], gw * L<S>::grad(load<S>(pred[off + j]), t[j], q));
+    if (per_pixel) {
+      for (int64_t j = 0; j < n; ++j)
+        store(gp[off + j], load<S>(go[off + j]) * wt * L<S>::grad(load<S>(pred[off + j]), t ? t[j] : S(0), q));
+    } else if (t) {
+      for (int64_t j = 0; j < n; ++j) store(gp[off + j], gw * L<S>::grad(load<S>(pred[off + j]), t[j], q));
+    } else {
+      for (int64_t j = 0; j < n; ++j) store(gp[off + j], gw * L<S>::grad(load<S>(pred[off + j]), S(0), q));
+    }
   });
 }
 
