@@ -189,7 +189,7 @@ def encode_h3r(keypoints: Tensor, size: Size, *, generator: Optional[torch.Gener
 
 def _loss_call(fn: str, kind: str, pred: Tensor, keypoints: Tensor, sigma: Tensor, weights: Optional[Tensor],
                rounded: bool, radius: float, reduction: str, awing: list[float], **buffers: Tensor) -> None:
-    _native.cpu.__getattribute__(fn)(
+    getattr(_native.cpu, fn)(
         kind=_LOSS_KINDS[kind], pred=_native.ptr(pred), keypoints=_native.ptr(keypoints), sigma=_native.ptr(sigma),
         weight=_native.ptr(weights), compute_dtype=_native.dtype_code(keypoints.dtype),
         pred_dtype=_native.dtype_code(pred.dtype), bk=pred.shape[0] * pred.shape[1], h=pred.shape[2],
