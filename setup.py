@@ -69,7 +69,7 @@ def extensions():
     exts = [
         Extension(
             "fastlmk._C",
-            sources=["csrc/bindings.cpp", *sorted(glob("csrc/encode/*.cpp"))],
+            sources=["csrc/bindings.cpp", "csrc/isa.cpp", *sorted(glob("csrc/encode/*.cpp") + glob("csrc/decode/*.cpp"))],
             include_dirs=includes,
             extra_compile_args=CXX_FLAGS,
             extra_link_args=["-fopenmp"],

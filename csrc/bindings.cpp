@@ -6,7 +6,9 @@
 #include <stdexcept>
 #include <string>
 
+#include "decode/decode.h"
 #include "encode/encode.h"
+#include "isa.h"
 
 namespace py = pybind11;
 using fastlmk::Isa;
@@ -103,4 +105,45 @@ PYBIND11_MODULE(_C, m) {
         fastlmk::loss_backward(a);
       },
       FASTLMK_LOSS_ARGS, py::arg("grad_out"), py::arg("grad_pred"), py::call_guard<py::gil_scoped_release>());
+
+  m.def(
+      "decode",
+      [](int method, uintptr_t maps, uintptr_t offsets, uintptr_t affine, int compute_dtype, int map_dtype,
+         int64_t bk, int64_t k_per_batch, int64_t h, int64_t w, int blur, int window, int topk, uintptr_t coords,
+         uintptr_t scores, int nthreads) {
+        fastlmk::DecodeArgs a{method, cptr(maps), cptr(offsets), cptr(affine), compute_dtype, map_dtype,
+                              bk,     k_per_batch, h,          w,            blur,          window,
+                              topk,   mptr(coords), mptr(scores), nthreads};
+        fastlmk::decode(a);
+      },
+      py::arg("method"), py::arg("maps"), py::arg("offsets"), py::arg("affine"), py::arg("compute_dtype"),
+      py::arg("map_dtype"), py::arg("bk"), py::arg("k_per_batch"), py::arg("h"), py::arg("w"), py::arg("blur"),
+      py::arg("window"), py::arg("topk"), py::arg("coords"), py::arg("scores"), py::arg("nthreads"),
+      py::call_guard<py::gil_scoped_release>());
+
+  m.def(
+      "soft_argmax_forward",
+      [](uintptr_t maps, int compute_dtype, int map_dtype, int64_t bk, int64_t h, int64_t w, double beta,
+         bool relu, uintptr_t coords, uintptr_t stat, int nthreads) {
+        fastlmk::SoftArgmaxArgs a{cptr(maps), compute_dtype, map_dtype, bk, h, w, beta, relu, mptr(coords),
+                                  mptr(stat), nullptr, nullptr, nullptr, nthreads};
+        fastlmk::soft_argmax_forward(a);
+      },
+      py::arg("maps"), py::arg("compute_dtype"), py::arg("map_dtype"), py::arg("bk"), py::arg("h"), py::arg("w"),
+      py::arg("beta"), py::arg("relu"), py::arg("coords"), py::arg("stat"), py::arg("nthreads"),
+      py::call_guard<py::gil_scoped_release>());
+
+  m.def(
+      "soft_argmax_backward",
+      [](uintptr_t maps, int compute_dtype, int map_dtype, int64_t bk, int64_t h, int64_t w, double beta,
+         bool relu, uintptr_t coords, uintptr_t stat, uintptr_t grad_coords, uintptr_t grad_stat,
+         uintptr_t grad_maps, int nthreads) {
+        fastlmk::SoftArgmaxArgs a{cptr(maps), compute_dtype, map_dtype, bk, h, w, beta, relu,
+                                  mptr(coords), mptr(stat), cptr(grad_coords), cptr(grad_stat),
+                                  mptr(grad_maps), nthreads};
+        fastlmk::soft_argmax_backward(a);
+      },
+      py::arg("maps"), py::arg("compute_dtype"), py::arg("map_dtype"), py::arg("bk"), py::arg("h"), py::arg("w"),
+      py::arg("beta"), py::arg("relu"), py::arg("coords"), py::arg("stat"), py::arg("grad_coords"),
+      py::arg("grad_stat"), py::arg("grad_maps"), py::arg("nthreads"), py::call_guard<py::gil_scoped_release>());
 }

@@ -1,4 +1,5 @@
-// Shared helpers for the CPU kernels: dtype codes, float16/bfloat16 conversion, ISA selection.
+// Shared helpers for the CPU kernels: dtype codes, float16/bfloat16 conversion, dtype dispatch, a
+// vectorisable exp.
 //
 // Everything here has internal linkage (static inline) because the kernel headers are compiled once per
 // instruction set (scalar and AVX2); a shared out-of-line copy could otherwise leak AVX2 code into the
@@ -8,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <stdexcept>
 
 namespace fastlmk {
 
@@ -68,6 +70,37 @@ static inline void store(double& d, double v) { d = v; }
 static inline void store(half_t& d, float v) { d = float_to_half(v); }
 static inline void store(bf16_t& d, float v) { d = float_to_bf16(v); }
 
-static inline bool finite2(double x, double y) { return std::isfinite(x) && std::isfinite(y); }
+// Runs f.template run<S, T>() for the (compute S, storage T) pair of the given dtype codes: float64 maps
+// compute in double, every other storage type in float.
+template <class F>
+static void by_dtype(int compute_dtype, int storage_dtype, const F& f) {
+  if (compute_dtype == kFloat64 && storage_dtype == kFloat64) return f.template run<double, double>();
+  if (compute_dtype == kFloat32) {
+    switch (storage_dtype) {
+      case kFloat32: return f.template run<float, float>();
+      case kFloat16: return f.template run<float, half_t>();
+      case kBFloat16: return f.template run<float, bf16_t>();
+    }
+  }
+  throw std::invalid_argument("fastlmk: unsupported dtype combination");
+}
+
+// exp(x) for x <= 88 that compilers vectorise (Cephes' expf: range reduction by ln 2 and a degree-6
+// polynomial, within 2 ulp; 0 below -87.3, where expf is subnormal; NaN stays NaN). Double uses std::exp.
+static inline float vexp(float x) {
+  const float xc = x < -87.3f ? -87.3f : (x > 88.0f ? 88.0f : x);
+  const float n = std::floor(xc * 1.44269504088896341f + 0.5f);
+  const float r = (xc - n * 0.693359375f) + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const float e = p * bits_to_float(uint32_t(int32_t(n) + 127) << 23);
+  return x != x ? x : (x < -87.3f ? 0.0f : e);
+}
+static inline double vexp(double x) { return std::exp(x); }
 
 }  // namespace fastlmk

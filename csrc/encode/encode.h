@@ -58,13 +58,9 @@ struct LossArgs {
 FASTLMK_ENCODE_DECLARE(scalar)
 FASTLMK_ENCODE_DECLARE(avx2)
 
-// Entry points: pick the instruction set selected by set_isa() (default: the best the CPU supports).
+// Entry points: run the kernels of the active instruction set (csrc/isa.h).
 void render(const RenderArgs& a);
 void loss_forward(const LossArgs& a);
 void loss_backward(const LossArgs& a);
-
-Isa active_isa();
-bool isa_supported(Isa isa);
-void set_isa(Isa isa);
 
 }  // namespace fastlmk

@@ -249,20 +249,6 @@ void loss_dispatch(const LossArgs& a, bool backward) {
   throw std::invalid_argument("fastlmk: unknown loss kind");
 }
 
-// Runs f.template run<S, T>() for the (compute, storage) pair of the given dtype codes.
-template <class F>
-void by_dtype(int compute_dtype, int storage_dtype, const F& f) {
-  if (compute_dtype == kFloat64 && storage_dtype == kFloat64) return f.template run<double, double>();
-  if (compute_dtype == kFloat32) {
-    switch (storage_dtype) {
-      case kFloat32: return f.template run<float, float>();
-      case kFloat16: return f.template run<float, half_t>();
-      case kBFloat16: return f.template run<float, bf16_t>();
-    }
-  }
-  throw std::invalid_argument("fastlmk: unsupported dtype combination");
-}
-
 struct RenderOp {
   const RenderArgs& a;
   template <class S, class T>

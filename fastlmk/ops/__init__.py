@@ -1,5 +1,6 @@
 """Functional ops of fastlmk; each is a torch.library custom op in the ``fastlmk`` namespace."""
 
+from .decode import decode, decode_hih, soft_argmax
 from .encode import (
     encode_h3r,
     encode_hih,
@@ -10,5 +11,5 @@ from .encode import (
     render_offsets,
 )
 
-__all__ = ["encode_h3r", "encode_hih", "heatmap_loss", "randomized_round", "render_disc", "render_gaussian",
-           "render_offsets"]
+__all__ = ["decode", "decode_hih", "encode_h3r", "encode_hih", "heatmap_loss", "randomized_round", "render_disc",
+           "render_gaussian", "render_offsets", "soft_argmax"]

@@ -1,0 +1,63 @@
+// Decoding family (decode, soft_argmax): CPU entry points.
+//
+// Maps are contiguous (BK, H, W) in their storage dtype; every other buffer is contiguous in the compute
+// dtype (float64 for float64 maps, else float32). Parallel over channels with OpenMP.
+#pragma once
+
+#include <cstdint>
+
+#include "../common.h"
+
+namespace fastlmk {
+
+// Order of fastlmk.reference.decode.METHODS.
+enum DecodeMethod : int {
+  kArgmax = 0, kQuarter = 1, kWsm = 2, kParabola = 3, kDark = 4, kLocalSoftargmax = 5, kTopk = 6, kOffset = 7
+};
+
+struct DecodeArgs {
+  int method;
+  const void* maps;     // (BK, H, W)
+  const void* offsets;  // (BK, 2, H, W) for kOffset, else null
+  const void* affine;   // (B, 2, 3) or null; channel c belongs to batch c / k_per_batch
+  int compute_dtype;
+  int map_dtype;
+  int64_t bk, k_per_batch, h, w;
+  int blur;    // odd DARK kernel size
+  int window;  // local soft-argmax radius
+  int topk;    // 1 <= topk <= H*W
+  void* coords;  // (BK, 2)
+  void* scores;  // (BK,)
+  int nthreads;
+};
+
+struct SoftArgmaxArgs {
+  const void* maps;  // (BK, H, W)
+  int compute_dtype;
+  int map_dtype;
+  int64_t bk, h, w;
+  double beta;
+  bool relu;
+  void* coords;             // (BK, 2): written by the forward, read by the backward
+  void* stat;               // (BK,): logsumexp(beta h) (softmax) or sum relu(h) (relu)
+  const void* grad_coords;  // backward: (BK, 2)
+  const void* grad_stat;    // backward: (BK,)
+  void* grad_maps;          // backward: (BK, H, W) in the maps' dtype
+  int nthreads;
+};
+
+#define FASTLMK_DECODE_DECLARE(ns)                    \
+  namespace ns {                                      \
+  void decode(const DecodeArgs& a);                   \
+  void soft_argmax_forward(const SoftArgmaxArgs& a);  \
+  void soft_argmax_backward(const SoftArgmaxArgs& a); \
+  }
+
+FASTLMK_DECODE_DECLARE(scalar)
+FASTLMK_DECODE_DECLARE(avx2)
+
+void decode(const DecodeArgs& a);
+void soft_argmax_forward(const SoftArgmaxArgs& a);
+void soft_argmax_backward(const SoftArgmaxArgs& a);
+
+}  // namespace fastlmk

@@ -1,0 +1,21 @@
+// AVX2 + FMA build of the decoding kernels, selected at run time (see decode.cpp). The standard headers
+// are included before the target pragma so that their inline functions stay baseline code.
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <numeric>
+#include <stdexcept>
+#include <vector>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#endif
+
+#if defined(__x86_64__) || defined(_M_X64)
+#pragma GCC target("avx2,fma")
+#define FASTLMK_ISA_NS avx2
+#define FASTLMK_AVX2
+#include "decode_kernels.h"
+#endif

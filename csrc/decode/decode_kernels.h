@@ -1,0 +1,395 @@
+// Decoding kernels, compiled once per instruction set: the including file defines FASTLMK_ISA_NS (and, for
+// AVX2, a target pragma and FASTLMK_AVX2). One channel per OpenMP iteration, so results do not depend on
+// the thread count.
+//
+// decode: one scan of the map finds the first maximum (and NaN); the refinements then read a few pixels
+// around it (wsm and topk rescan the map, which is in cache by then). DARK blurs only the region its 5x5
+// Taylor patch needs. soft_argmax: the forward reads the map twice (max, then exp-sums; the channel is in
+// cache), the backward reads it once and writes the gradient once.
+#ifndef FASTLMK_ISA_NS
+#error "define FASTLMK_ISA_NS before including decode_kernels.h"
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <numeric>
+#include <vector>
+
+#include "decode.h"
+
+namespace fastlmk {
+namespace FASTLMK_ISA_NS {
+namespace {
+
+template <class S>
+struct Peak {
+  S value;
+  int64_t index;
+  bool nan;
+};
+
+// First maximum in row-major order; NaN anywhere sets `nan`.
+template <class S, class T>
+Peak<S> scan(const T* m, int64_t n) {
+  Peak<S> p{load<S>(m[0]), 0, false};
+  p.nan = p.value != p.value;
+  for (int64_t i = 1; i < n; ++i) {
+    const S v = load<S>(m[i]);
+    p.nan |= v != v;
+    if (v > p.value) {
+      p.value = v;
+      p.index = i;
+    }
+  }
+  return p;
+}
+
+#ifdef FASTLMK_AVX2
+// float32 maps: two 8-lane accumulators of (max, first index); lanes only take strictly greater values, so
+// the merge (largest value, then smallest index) yields the first maximum.
+template <>
+Peak<float> scan<float, float>(const float* m, int64_t n) {
+  if (n < 16 || n > std::numeric_limits<int32_t>::max()) {
+    Peak<float> p{m[0], 0, m[0] != m[0]};
+    for (int64_t i = 1; i < n; ++i) {
+      p.nan |= m[i] != m[i];
+      if (m[i] > p.value) p = {m[i], i, p.nan};
+    }
+    return p;
+  }
+  __m256 best0 = _mm256_loadu_ps(m), best1 = _mm256_loadu_ps(m + 8);
+  __m256i idx0 = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), idx1 = _mm256_add_epi32(idx0, _mm256_set1_epi32(8));
+  __m256i cur0 = idx0, cur1 = idx1;
+  const __m256i step = _mm256_set1_epi32(16);
+  __m256 nan = _mm256_or_ps(_mm256_cmp_ps(best0, best0, _CMP_UNORD_Q), _mm256_cmp_ps(best1, best1, _CMP_UNORD_Q));
+  int64_t i = 16;
+  for (; i + 16 <= n; i += 16) {
+    cur0 = _mm256_add_epi32(cur0, step);
+    cur1 = _mm256_add_epi32(cur1, step);
+    const __m256 v0 = _mm256_loadu_ps(m + i), v1 = _mm256_loadu_ps(m + i + 8);
+    const __m256 gt0 = _mm256_cmp_ps(v0, best0, _CMP_GT_OQ), gt1 = _mm256_cmp_ps(v1, best1, _CMP_GT_OQ);
+    nan = _mm256_or_ps(nan, _mm256_or_ps(_mm256_cmp_ps(v0, v0, _CMP_UNORD_Q), _mm256_cmp_ps(v1, v1, _CMP_UNORD_Q)));
+    best0 = _mm256_blendv_ps(best0, v0, gt0);
+    best1 = _mm256_blendv_ps(best1, v1, gt1);
+    idx0 = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(idx0), _mm256_castsi256_ps(cur0), gt0));
+    idx1 = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(idx1), _mm256_castsi256_ps(cur1), gt1));
+  }
+  alignas(32) float bv[16];
+  alignas(32) int32_t bi[16];
+  _mm256_store_ps(bv, best0);
+  _mm256_store_ps(bv + 8, best1);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(bi), idx0);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(bi + 8), idx1);
+  Peak<float> p{bv[0], bi[0], _mm256_movemask_ps(nan) != 0};
+  for (int l = 1; l < 16; ++l)
+    if (bv[l] > p.value || (bv[l] == p.value && bi[l] < p.index)) p.value = bv[l], p.index = bi[l];
+  for (; i < n; ++i) {
+    p.nan |= m[i] != m[i];
+    if (m[i] > p.value) p.value = m[i], p.index = i;
+  }
+  return p;
+}
+#endif
+
+// The channel being decoded: its map, size and first maximum at (x, y).
+template <class S, class T>
+struct Map {
+  const T* m;
+  int64_t H, W, x, y;
+  S at(int64_t i, int64_t j) const { return load<S>(m[i * W + j]); }
+};
+
+// 0.25 * sign(right - left) per axis, interior pixels only.
+template <class S, class T>
+void quarter(const Map<S, T>& c, S& dx, S& dy) {
+  auto step = [](S lo, S hi) { return S(0.25) * S((hi > lo) - (hi < lo)); };
+  if (c.x >= 1 && c.x <= c.W - 2) dx = step(c.at(c.y, c.x - 1), c.at(c.y, c.x + 1));
+  if (c.y >= 1 && c.y <= c.H - 2) dy = step(c.at(c.y - 1, c.x), c.at(c.y + 1, c.x));
+}
+
+// A quarter pixel toward the second maximum (first in row-major order among the other pixels).
+template <class S, class T>
+void wsm(const Map<S, T>& c, S& dx, S& dy) {
+  const int64_t n = c.H * c.W, peak = c.y * c.W + c.x;
+  if (n == 1) return;
+  int64_t second = peak == 0 ? 1 : 0;
+  S best = load<S>(c.m[second]);
+  for (int64_t i = second + 1; i < n; ++i) {
+    const S v = load<S>(c.m[i]);
+    if (i != peak && v > best) best = v, second = i;
+  }
+  const S ex = S(second % c.W - c.x), ey = S(second / c.W - c.y), norm = std::sqrt(ex * ex + ey * ey);
+  dx = S(0.25) * ex / norm;
+  dy = S(0.25) * ey / norm;
+}
+
+// Vertex of the parabola through (-1, lo), (0, mid), (1, hi), clamped to [-0.5, 0.5].
+template <class S>
+S parabola_axis(S lo, S mid, S hi) {
+  const S denom = lo - S(2) * mid + hi;
+  if (denom == S(0)) return S(0);
+  return std::min(S(0.5), std::max(S(-0.5), S(0.5) * (lo - hi) / denom));
+}
+
+template <class S, class T>
+void parabola(const Map<S, T>& c, S& dx, S& dy) {
+  const S mid = c.at(c.y, c.x);
+  if (c.x >= 1 && c.x <= c.W - 2) dx = parabola_axis(c.at(c.y, c.x - 1), mid, c.at(c.y, c.x + 1));
+  if (c.y >= 1 && c.y <= c.H - 2) dy = parabola_axis(c.at(c.y - 1, c.x), mid, c.at(c.y + 1, c.x));
+}
+
+// DARK (mmpose's refine_keypoints_dark) in double: blur the 5x5 patch around the peak (separable kernel g
+// of size 2r+1, zero outside the map), rescale by peak / patch maximum, clamp at 1e-10, log, then one
+// Newton step x -= H^-1 grad with central differences. Only for 1 < x < W-2, 1 < y < H-2 and det(H) != 0.
+template <class S, class T>
+void dark(const Map<S, T>& c, const double* g, int r, double* rows, S& dx, S& dy) {
+  if (!(c.x > 1 && c.x < c.W - 2 && c.y > 1 && c.y < c.H - 2)) return;
+  const int span = 5 + 2 * r;
+  for (int a = 0; a < span; ++a) {  // horizontal pass: rows y-2-r .. y+2+r at columns x-2 .. x+2
+    const int64_t i = c.y - 2 - r + a;
+    for (int b = 0; b < 5; ++b) {
+      double acc = 0;
+      if (i >= 0 && i < c.H)
+        for (int t = -r; t <= r; ++t) {
+          const int64_t j = c.x - 2 + b + t;
+          if (j >= 0 && j < c.W) acc += g[t + r] * double(c.at(i, j));
+        }
+      rows[a * 5 + b] = acc;
+    }
+  }
+  double L[5][5], top = -std::numeric_limits<double>::infinity();
+  for (int a = 0; a < 5; ++a)  // vertical pass
+    for (int b = 0; b < 5; ++b) {
+      double acc = 0;
+      for (int t = 0; t <= 2 * r; ++t) acc += g[t] * rows[(a + t) * 5 + b];
+      L[a][b] = acc;
+      top = std::max(top, acc);
+    }
+  const double scale = top > 0 ? double(c.at(c.y, c.x)) / top : 1.0;
+  for (auto& row : L)
+    for (double& v : row) v = std::log(std::max(v * scale, 1e-10));
+  const double gx = 0.5 * (L[2][3] - L[2][1]), gy = 0.5 * (L[3][2] - L[1][2]);
+  const double hxx = 0.25 * (L[2][4] - 2 * L[2][2] + L[2][0]), hyy = 0.25 * (L[4][2] - 2 * L[2][2] + L[0][2]);
+  const double hxy = 0.25 * (L[3][3] - L[1][3] - L[3][1] + L[1][1]);
+  const double det = hxx * hyy - hxy * hxy;
+  if (det == 0) return;
+  dx = S(-(hyy * gx - hxy * gy) / det);
+  dy = S(-(hxx * gy - hxy * gx) / det);
+}
+
+// Mean of the pixel centres in the (2r+1)^2 window around the peak, weighted by max(h, 0).
+template <class S, class T>
+void local_softargmax(const Map<S, T>& c, int r, S& dx, S& dy) {
+  S sw = 0, sx = 0, sy = 0;
+  for (int64_t i = std::max<int64_t>(c.y - r, 0); i <= std::min<int64_t>(c.y + r, c.H - 1); ++i)
+    for (int64_t j = std::max<int64_t>(c.x - r, 0); j <= std::min<int64_t>(c.x + r, c.W - 1); ++j) {
+      const S v = std::max(c.at(i, j), S(0));
+      sw += v;
+      sx += v * S(j - c.x);
+      sy += v * S(i - c.y);
+    }
+  if (sw > S(0)) dx = sx / sw, dy = sy / sw;
+}
+
+// H3R: softmax over the k largest values (ties: lower index first) of their pixel centres. Small k keeps
+// a sorted buffer during one scan; large k partially sorts the indices.
+template <class S, class T>
+void topk(const Map<S, T>& c, int k, std::vector<std::pair<S, int64_t>>& top, S& x, S& y) {
+  const int64_t n = c.H * c.W;
+  top.clear();
+  if (k <= 32) {
+    for (int64_t i = 0; i < n; ++i) {
+      const S v = load<S>(c.m[i]);
+      if (int(top.size()) == k && !(v > top.back().first)) continue;
+      if (int(top.size()) == k) top.pop_back();
+      auto pos = std::upper_bound(top.begin(), top.end(), v,
+                                  [](S val, const std::pair<S, int64_t>& e) { return val > e.first; });
+      top.insert(pos, {v, i});
+    }
+  } else {
+    std::vector<int64_t> idx(n);
+    std::iota(idx.begin(), idx.end(), 0);
+    std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int64_t a, int64_t b) {
+      const S va = load<S>(c.m[a]), vb = load<S>(c.m[b]);
+      return va > vb || (va == vb && a < b);
+    });
+    for (int i = 0; i < k; ++i) top.push_back({load<S>(c.m[idx[i]]), idx[i]});
+  }
+  S sw = 0, sx = 0, sy = 0;
+  for (const auto& e : top) {
+    const S p = std::exp(e.first - top.front().first);
+    sw += p;
+    sx += p * S(e.second % c.W);
+    sy += p * S(e.second / c.W);
+  }
+  x = sx / sw;
+  y = sy / sw;
+}
+
+template <class S, class T>
+void decode_impl(const DecodeArgs& a) {
+  const T* maps = static_cast<const T*>(a.maps);
+  const S* offsets = static_cast<const S*>(a.offsets);
+  const S* affine = static_cast<const S*>(a.affine);
+  S* coords = static_cast<S*>(a.coords);
+  S* scores = static_cast<S*>(a.scores);
+  const int64_t H = a.h, W = a.w, n = H * W;
+  const int r = (a.blur - 1) / 2;
+  std::vector<double> g(size_t(2 * r + 1));
+  if (a.method == kDark) {  // DARK's kernel: OpenCV's sigma for size 2r+1, normalised
+    const double sd = 0.3 * (r - 1) + 0.8;
+    double sum = 0;
+    for (int t = -r; t <= r; ++t) sum += g[t + r] = std::exp(-double(t * t) / (2 * sd * sd));
+    for (double& v : g) v /= sum;
+  }
+#pragma omp parallel num_threads(a.nthreads)
+  {
+    std::vector<double> rows(size_t(5 * (5 + 2 * r)));
+    std::vector<std::pair<S, int64_t>> top;
+#pragma omp for schedule(static)
+    for (int64_t ch = 0; ch < a.bk; ++ch) {
+      const Map<S, T> c0{maps + ch * n, H, W, 0, 0};
+      const Peak<S> p = scan<S, T>(c0.m, n);
+      const Map<S, T> c{c0.m, H, W, p.index % W, p.index / W};
+      S x = S(c.x), y = S(c.y), dx = 0, dy = 0;
+      if (p.nan) {
+        x = y = std::numeric_limits<S>::quiet_NaN();
+      } else {
+        switch (a.method) {
+          case kQuarter: quarter(c, dx, dy); break;
+          case kWsm: wsm(c, dx, dy); break;
+          case kParabola: parabola(c, dx, dy); break;
+          case kDark: dark(c, g.data(), r, rows.data(), dx, dy); break;
+          case kLocalSoftargmax: local_softargmax(c, a.window, dx, dy); break;
+          case kTopk: topk(c, a.topk, top, x, y); break;
+          case kOffset:
+            dx = offsets[(2 * ch) * n + p.index];
+            dy = offsets[(2 * ch + 1) * n + p.index];
+            break;
+          default: break;
+        }
+        x += dx;
+        y += dy;
+      }
+      if (affine) {
+        const S* A = affine + 6 * (ch / a.k_per_batch);
+        const S ax = A[0] * x + A[1] * y + A[2], ay = A[3] * x + A[4] * y + A[5];
+        x = ax, y = ay;
+      }
+      coords[2 * ch] = x;
+      coords[2 * ch + 1] = y;
+      scores[ch] = p.nan ? std::numeric_limits<S>::quiet_NaN() : p.value;
+    }
+  }
+}
+
+// soft_argmax forward: coords = sum_p w_p (j_p, i_p); softmax w = exp(beta h - lse), stat = lse; relu
+// w = relu(h) / S, stat = S (the map centre when S = 0). Row sums keep the accumulation short.
+template <class S, class T>
+void soft_argmax_forward_impl(const SoftArgmaxArgs& a) {
+  const T* maps = static_cast<const T*>(a.maps);
+  S* coords = static_cast<S*>(a.coords);
+  S* stat = static_cast<S*>(a.stat);
+  const int64_t H = a.h, W = a.w;
+  const S beta = S(a.beta);
+#pragma omp parallel for schedule(static) num_threads(a.nthreads)
+  for (int64_t ch = 0; ch < a.bk; ++ch) {
+    const T* m = maps + ch * H * W;
+    S top = -std::numeric_limits<S>::infinity();  // NaN is skipped here and propagates through vexp
+    if (!a.relu)
+      for (int64_t p = 0; p < H * W; ++p) {
+        const S v = load<S>(m[p]);
+        top = v > top ? v : top;
+      }
+    S total = 0, sx = 0, sy = 0;
+    for (int64_t i = 0; i < H; ++i) {
+      S rs = 0, rx = 0;
+      const T* row = m + i * W;
+      if (a.relu) {
+#pragma omp simd reduction(+ : rs, rx)
+        for (int64_t j = 0; j < W; ++j) {
+          const S v = load<S>(row[j]), w = v > S(0) || v != v ? v : S(0);
+          rs += w;
+          rx += w * S(j);
+        }
+      } else {
+#pragma omp simd reduction(+ : rs, rx)
+        for (int64_t j = 0; j < W; ++j) {
+          const S w = vexp(beta * (load<S>(row[j]) - top));
+          rs += w;
+          rx += w * S(j);
+        }
+      }
+      total += rs;
+      sx += rx;
+      sy += rs * S(i);
+    }
+    if (a.relu && total == S(0)) {
+      coords[2 * ch] = S(W - 1) / 2;
+      coords[2 * ch + 1] = S(H - 1) / 2;
+    } else {
+      coords[2 * ch] = sx / total;
+      coords[2 * ch + 1] = sy / total;
+    }
+    stat[ch] = a.relu ? total : beta * top + std::log(total);
+  }
+}
+
+// soft_argmax backward: dL/dh = beta p (g . (pos - coords) + g_stat) (softmax, p = exp(beta h - lse)) or
+// [h > 0] (g . (pos - coords) / S + g_stat) (relu; 0 when S = 0).
+template <class S, class T>
+void soft_argmax_backward_impl(const SoftArgmaxArgs& a) {
+  const T* maps = static_cast<const T*>(a.maps);
+  const S* coords = static_cast<const S*>(a.coords);
+  const S* stat = static_cast<const S*>(a.stat);
+  const S* gc = static_cast<const S*>(a.grad_coords);
+  const S* gs = static_cast<const S*>(a.grad_stat);
+  T* out = static_cast<T*>(a.grad_maps);
+  const int64_t H = a.h, W = a.w;
+  const S beta = S(a.beta);
+#pragma omp parallel for schedule(static) num_threads(a.nthreads)
+  for (int64_t ch = 0; ch < a.bk; ++ch) {
+    const T* m = maps + ch * H * W;
+    T* o = out + ch * H * W;
+    const S gx = gc[2 * ch], gy = gc[2 * ch + 1], g_stat = gs[ch], x = coords[2 * ch], y = coords[2 * ch + 1];
+    const S s = stat[ch];
+    const S inv = s > S(0) ? S(1) / s : S(0);
+    for (int64_t i = 0; i < H; ++i) {
+      const S row = gy * (S(i) - y) - gx * x;  // g . (pos - coords) = gx j + row
+      const T* mi = m + i * W;
+      T* oi = o + i * W;
+      if (a.relu) {
+        for (int64_t j = 0; j < W; ++j)
+          store(oi[j], load<S>(mi[j]) > S(0) ? (gx * S(j) + row) * inv + g_stat : S(0));
+      } else {
+#pragma omp simd
+        for (int64_t j = 0; j < W; ++j)
+          store(oi[j], beta * vexp(beta * load<S>(mi[j]) - s) * (gx * S(j) + row + g_stat));
+      }
+    }
+  }
+}
+
+struct DecodeOp {
+  const DecodeArgs& a;
+  template <class S, class T>
+  void run() const { decode_impl<S, T>(a); }
+};
+
+struct SoftArgmaxOp {
+  const SoftArgmaxArgs& a;
+  bool backward;
+  template <class S, class T>
+  void run() const { backward ? soft_argmax_backward_impl<S, T>(a) : soft_argmax_forward_impl<S, T>(a); }
+};
+
+}  // namespace
+
+void decode(const DecodeArgs& a) { by_dtype(a.compute_dtype, a.map_dtype, DecodeOp{a}); }
+void soft_argmax_forward(const SoftArgmaxArgs& a) { by_dtype(a.compute_dtype, a.map_dtype, SoftArgmaxOp{a, false}); }
+void soft_argmax_backward(const SoftArgmaxArgs& a) { by_dtype(a.compute_dtype, a.map_dtype, SoftArgmaxOp{a, true}); }
+
+}  // namespace FASTLMK_ISA_NS
+}  // namespace fastlmk

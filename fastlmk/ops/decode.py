@@ -1,0 +1,273 @@
+"""Decoding: fused argmax + sub-pixel refinement, HIH decoding and the differentiable soft-argmax.
+
+Each op is a ``torch.library`` custom op in the ``fastlmk`` namespace with the backends ``reference``,
+``cpu`` and ``triton`` (see fastlmk/_dispatch.py). Semantics: DESIGN.md 5.2; the ground truth is
+fastlmk/reference/decode.py.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import math
+from numbers import Integral, Real
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from .. import _checks, _dispatch, _native
+from ..reference import decode as ref
+
+__all__ = ["decode", "decode_hih", "soft_argmax"]
+
+BACKENDS = ("reference", "cpu", "triton")
+METHODS = ref.METHODS
+
+
+def _triton():
+    return importlib.import_module("fastlmk.kernels.decode")
+
+
+# ----------------------------------------------------------------------------------------------- decode
+
+@torch.library.custom_op("fastlmk::decode", mutates_args=())
+def _decode_op(heatmaps: Tensor, offsets: Optional[Tensor], affine: Optional[Tensor], method: str, blur: int,
+               window: int, k: int, backend: str) -> tuple[Tensor, Tensor]:
+    if backend == "reference":
+        return ref.decode(heatmaps, method, blur=blur, window=window, k=k, offsets=offsets, affine=affine)
+    b, kk, h, w = heatmaps.shape
+    cd = ref.compute_dtype(heatmaps.dtype)
+    coords = heatmaps.new_empty((b, kk, 2), dtype=cd)
+    scores = heatmaps.new_empty((b, kk), dtype=cd)
+    if coords.numel() == 0:
+        return coords, scores
+    code = METHODS.index(method)
+    if backend == "cpu":
+        _native.cpu.decode(method=code, maps=_native.ptr(heatmaps), offsets=_native.ptr(offsets),
+                           affine=_native.ptr(affine), compute_dtype=_native.dtype_code(cd),
+                           map_dtype=_native.dtype_code(heatmaps.dtype), bk=b * kk, k_per_batch=kk, h=h, w=w,
+                           blur=blur, window=window, topk=k, coords=_native.ptr(coords),
+                           scores=_native.ptr(scores), nthreads=_native.num_threads())
+    else:
+        _triton().decode(code, heatmaps.view(b * kk, h, w), offsets, affine, kk, blur, window, k,
+                         coords.view(b * kk, 2), scores.view(b * kk))
+    return coords, scores
+
+
+@_decode_op.register_fake
+def _(heatmaps, offsets, affine, method, blur, window, k, backend):
+    b, kk = heatmaps.shape[:2]
+    cd = ref.compute_dtype(heatmaps.dtype)
+    return heatmaps.new_empty((b, kk, 2), dtype=cd), heatmaps.new_empty((b, kk), dtype=cd)
+
+
+def _maps(name: str, t: object) -> tuple[int, int, int, int]:
+    """(B, K, H, W) heatmaps with a non-empty spatial size."""
+    _checks.floating(name, t)
+    if t.dim() != 4:
+        raise ValueError(f"{name} must have shape (B, K, H, W), got {tuple(t.shape)}")
+    _checks.size2(tuple(t.shape[2:]), f"{name} spatial size")
+    return tuple(t.shape)
+
+
+def _int(name: str, value: object, low: int) -> int:
+    if not isinstance(value, Integral) or isinstance(value, bool) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def _affine(affine: Optional[Tensor], b: int, device: torch.device, cd: torch.dtype) -> Optional[Tensor]:
+    if affine is None:
+        return None
+    _checks.floating("affine", affine)
+    if tuple(affine.shape) != (b, 2, 3):
+        raise ValueError(f"affine must have shape (B, 2, 3) = ({b}, 2, 3), got {tuple(affine.shape)}")
+    _checks.same_device(device, affine=affine)
+    return affine.to(cd).contiguous()
+
+
+def decode(heatmaps: Tensor, method: str = "argmax", *, blur: int = 11, window: int = 1, k: int = 9,
+           offsets: Optional[Tensor] = None, affine: Optional[Tensor] = None,
+           backend: Optional[str] = None) -> tuple[Tensor, Tensor]:
+    """Keypoints from heatmaps (B, K, H, W) in one pass: ``(coords (B, K, 2) as (x, y), scores (B, K))``.
+
+    Every method starts at the first maximum in row-major order (as ``torch.argmax``); the score is the
+    maximum value. ``method``:
+
+    - ``"argmax"``: the maximum's pixel centre.
+    - ``"quarter"``: ``+ 0.25 sign(h[y, x+1] - h[y, x-1])`` per axis, interior pixels only (HRNet / FAN).
+    - ``"wsm"``: a quarter pixel toward the second maximum (HIH Eq. 8).
+    - ``"parabola"``: per-axis vertex of the 3-point parabola, clamped to [-0.5, 0.5].
+    - ``"dark"``: DARK (mmpose's ``refine_keypoints_dark``): Gaussian blur of odd size ``blur`` around the
+      maximum only, rescale, clamp at 1e-10, log, one Newton step; applied where ``1 < x < W-2`` and
+      ``1 < y < H-2``. The rescale uses the blurred maximum of the 5x5 patch (it only matters through the clamp).
+    - ``"local_softargmax"``: mean of the pixel centres in the ``(2 window + 1)^2`` window around the
+      maximum, weighted by ``max(h, 0)``.
+    - ``"topk"``: H3R: softmax over the ``k`` highest values of their pixel centres (ties: lower index).
+    - ``"offset"``: ``argmax + offsets[b, k, :, y, x]`` with ``offsets`` (B, K, 2, H, W) as written by
+      ``render_offsets``.
+
+    ``affine`` (B, 2, 3) maps the result to image space, ``A @ (x, y, 1)``, in the same kernel. Results are
+    float64 for float64 maps, else float32. A channel containing NaN decodes to NaN coordinates and score.
+    """
+    b, kk, h, w = _maps("heatmaps", heatmaps)
+    method = _checks.choice("method", method, METHODS)
+    blur = _int("blur", blur, 1)
+    if blur % 2 == 0:
+        raise ValueError(f"blur must be an odd kernel size, got {blur}")
+    window = _int("window", window, 0)
+    k = _int("k", k, 1)
+    if method == "topk" and k > h * w:
+        raise ValueError(f"k must be at most H*W = {h * w}, got {k}")
+    cd = ref.compute_dtype(heatmaps.dtype)
+    if method == "offset":
+        if offsets is None:
+            raise ValueError("method='offset' needs offsets (B, K, 2, H, W)")
+        _checks.floating("offsets", offsets)
+        if tuple(offsets.shape) != (b, kk, 2, h, w):
+            raise ValueError(f"offsets must have shape (B, K, 2, H, W) = ({b}, {kk}, 2, {h}, {w}), "
+                             f"got {tuple(offsets.shape)}")
+        _checks.same_device(heatmaps.device, offsets=offsets)
+        offsets = offsets.to(cd).contiguous()
+    elif offsets is not None:
+        raise ValueError(f"offsets is only used by method='offset', not {method!r}")
+    affine = _affine(affine, b, heatmaps.device, cd)
+    backend = _dispatch.select("decode", BACKENDS, heatmaps.device, backend)
+    return _decode_op(heatmaps.contiguous(), offsets, affine, method, blur, window, k, backend)
+
+
+def decode_hih(integer_maps: Tensor, decimal_maps: Tensor, *, convention: str = "paper",
+               affine: Optional[Tensor] = None, backend: Optional[str] = None) -> tuple[Tensor, Tensor]:
+    """Heatmap-in-Heatmap decoding (seed 000, Eq. 4), the inverse of ``encode_hih``.
+
+    ``integer_maps`` (B, K, H, W), ``decimal_maps`` (B, K, ho, wo). ``convention="paper"``:
+    ``argmax(integer) + argmax(decimal) / (wo, ho)``; ``"unbiased"``: ``+ (argmax(decimal) + 0.5) / (wo, ho)``
+    (see ``encode_hih`` for the error of each). The score is the integer map's maximum; ``affine`` as in
+    ``decode``. Two fused argmax passes; the combination and the affine map are elementwise PyTorch.
+    """
+    b, kk, _, _ = _maps("integer_maps", integer_maps)
+    db, dk, ho, wo = _maps("decimal_maps", decimal_maps)
+    if (db, dk) != (b, kk):
+        raise ValueError(f"decimal_maps has (B, K) = ({db}, {dk}) but integer_maps has ({b}, {kk})")
+    _checks.same_device(integer_maps.device, decimal_maps=decimal_maps)
+    convention = _checks.choice("convention", convention, ("paper", "unbiased"))
+    affine = _affine(affine, b, integer_maps.device, ref.compute_dtype(integer_maps.dtype))
+    coarse, score = decode(integer_maps, "argmax", backend=backend)
+    fine, _ = decode(decimal_maps, "argmax", backend=backend)
+    scale = torch.tensor([wo, ho], dtype=fine.dtype, device=fine.device)
+    coords = coarse + (fine.to(coarse.dtype) + (0.5 if convention == "unbiased" else 0.0)) / scale
+    return (coords if affine is None else ref.apply_affine(coords, affine)), score
+
+
+# ------------------------------------------------------------------------------------------ soft_argmax
+
+def _soft_argmax_call(fn: str, heatmaps: Tensor, beta: float, relu: bool, **buffers: Tensor) -> None:
+    b, k, h, w = heatmaps.shape
+    getattr(_native.cpu, fn)(maps=_native.ptr(heatmaps),
+                             compute_dtype=_native.dtype_code(ref.compute_dtype(heatmaps.dtype)),
+                             map_dtype=_native.dtype_code(heatmaps.dtype), bk=b * k, h=h, w=w, beta=beta,
+                             relu=relu, nthreads=_native.num_threads(),
+                             **{name: _native.ptr(t) for name, t in buffers.items()})
+
+
+@torch.library.custom_op("fastlmk::soft_argmax", mutates_args=())
+def _soft_argmax_op(heatmaps: Tensor, beta: float, relu: bool, backend: str) -> tuple[Tensor, Tensor]:
+    if backend == "reference":
+        return ref.soft_argmax(heatmaps, beta, "relu" if relu else "softmax")
+    b, k, h, w = heatmaps.shape
+    cd = ref.compute_dtype(heatmaps.dtype)
+    coords = heatmaps.new_empty((b, k, 2), dtype=cd)
+    stat = heatmaps.new_empty((b, k), dtype=cd)
+    if stat.numel() == 0:
+        return coords, stat
+    if backend == "cpu":
+        _soft_argmax_call("soft_argmax_forward", heatmaps, beta, relu, coords=coords, stat=stat)
+    else:
+        _triton().soft_argmax_forward(heatmaps.view(b * k, h, w), beta, relu, coords.view(b * k, 2),
+                                      stat.view(b * k))
+    return coords, stat
+
+
+@_soft_argmax_op.register_fake
+def _(heatmaps, beta, relu, backend):
+    b, k = heatmaps.shape[:2]
+    cd = ref.compute_dtype(heatmaps.dtype)
+    return heatmaps.new_empty((b, k, 2), dtype=cd), heatmaps.new_empty((b, k), dtype=cd)
+
+
+@torch.library.custom_op("fastlmk::soft_argmax_backward", mutates_args=())
+def _soft_argmax_backward_op(grad_coords: Tensor, grad_stat: Tensor, heatmaps: Tensor, coords: Tensor,
+                             stat: Tensor, beta: float, relu: bool, backend: str) -> Tensor:
+    if backend == "reference":
+        return ref.soft_argmax_backward(grad_coords, grad_stat, heatmaps, coords, stat, beta,
+                                        "relu" if relu else "softmax")
+    grad = torch.empty_like(heatmaps)
+    if grad.numel() == 0:
+        return grad
+    grad_coords, grad_stat = grad_coords.contiguous(), grad_stat.contiguous()
+    if backend == "cpu":
+        _soft_argmax_call("soft_argmax_backward", heatmaps, beta, relu, coords=coords, stat=stat,
+                          grad_coords=grad_coords, grad_stat=grad_stat, grad_maps=grad)
+    else:
+        b, k, h, w = heatmaps.shape
+        _triton().soft_argmax_backward(heatmaps.view(b * k, h, w), coords.view(b * k, 2), stat.view(b * k),
+                                       grad_coords.view(b * k, 2), grad_stat.view(b * k), beta, relu,
+                                       grad.view(b * k, h, w))
+    return grad
+
+
+@_soft_argmax_backward_op.register_fake
+def _(grad_coords, grad_stat, heatmaps, coords, stat, beta, relu, backend):
+    return torch.empty_like(heatmaps)
+
+
+def _soft_argmax_setup(ctx, inputs, output):
+    heatmaps, ctx.beta, ctx.relu, ctx.backend = inputs
+    ctx.save_for_backward(heatmaps, *output)
+
+
+def _soft_argmax_backward(ctx, grad_coords, grad_stat):
+    heatmaps, coords, stat = ctx.saved_tensors
+    grad_coords = torch.zeros_like(coords) if grad_coords is None else grad_coords
+    grad_stat = torch.zeros_like(stat) if grad_stat is None else grad_stat
+    grad = _soft_argmax_backward_op(grad_coords, grad_stat, heatmaps, coords, stat, ctx.beta, ctx.relu,
+                                    ctx.backend)
+    return grad, None, None, None
+
+
+_soft_argmax_op.register_autograd(_soft_argmax_backward, setup_context=_soft_argmax_setup)
+
+
+def _soft_argmax_backward_setup(ctx, inputs, output):
+    ctx.save_for_backward(*inputs[:5])
+    ctx.beta, ctx.relu = inputs[5], inputs[6]
+
+
+def _soft_argmax_double_backward(ctx, grad):
+    """The double backward, through the differentiable reference formula of the backward."""
+    fn = functools.partial(ref.soft_argmax_backward, beta=ctx.beta, normalize="relu" if ctx.relu else "softmax")
+    _, vjp = torch.func.vjp(fn, *ctx.saved_tensors)
+    return (*vjp(grad), None, None, None)
+
+
+_soft_argmax_backward_op.register_autograd(_soft_argmax_double_backward, setup_context=_soft_argmax_backward_setup)
+
+
+def soft_argmax(heatmaps: Tensor, *, beta: float = 1.0, normalize: str = "softmax",
+                backend: Optional[str] = None) -> Tensor:
+    """Differentiable integral regression: ``sum_p w_p (j_p, i_p)`` over each map, (B, K, H, W) -> (B, K, 2).
+
+    ``normalize="softmax"``: ``w = softmax(beta h)`` over the map. ``"relu"``: ``w = relu(h) / sum relu(h)``
+    (``beta`` has no effect; a channel with no positive value gives the map centre and zero gradient).
+    Forward and backward are one fused kernel each; the backward keeps only the maps and the (B, K) outputs
+    (coordinates and the normaliser ``logsumexp(beta h)`` or ``sum relu(h)``), so no (B, K, H, W)
+    intermediate is saved. Twice differentiable (the double backward is the PyTorch formula).
+    Results are float64 for float64 maps, else float32.
+    """
+    _maps("heatmaps", heatmaps)
+    normalize = _checks.choice("normalize", normalize, ("softmax", "relu"))
+    if not isinstance(beta, Real) or isinstance(beta, bool) or not math.isfinite(beta) or beta <= 0:
+        raise ValueError(f"beta must be a finite positive number, got {beta!r}")
+    backend = _dispatch.select("soft_argmax", BACKENDS, heatmaps.device, backend)
+    return _soft_argmax_op(heatmaps.contiguous(), float(beta), normalize == "relu", backend)[0]
