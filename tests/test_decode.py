@@ -1,0 +1,278 @@
+"""Decoding family: every backend against the reference (random maps, rendered Gaussians, borders, ties, NaN),
+round-trip accuracy of each encoder/decoder pairing, opcheck, gradcheck and gradgradcheck of soft_argmax."""
+
+import math
+
+import pytest
+import torch
+
+from fastlmk import ops
+from fastlmk.reference import decode as ref
+
+from conftest import random_keypoints
+
+METHODS = ref.METHODS
+SHAPES = [(2, 3, 17, 23), (1, 1, 1, 1), (3, 2, 1, 7), (2, 2, 5, 3), (1, 4, 32, 32)]
+HALF = [torch.float16, torch.bfloat16]
+
+
+def _maps(shape, gen, dtype=torch.float32, noise=0.05):
+    """Gaussians at random sub-pixel centres (some outside the map) plus noise; half the channels pure noise."""
+    b, k, h, w = shape
+    kp = random_keypoints(b, k, h, w, generator=gen, missing=False)
+    maps = ops.render_gaussian(kp, (h, w), 1.5) + noise * torch.randn(shape, generator=gen)
+    maps.view(b * k, h, w)[1::2] = torch.randn(b * k // 2, h, w, generator=gen)
+    return maps.to(dtype)
+
+
+def _kwargs(method, maps, gen):
+    b, k, h, w = maps.shape
+    if method != "offset":
+        return {}
+    return {"offsets": torch.randn(b, k, 2, h, w, generator=gen)}
+
+
+def _assert_decoded(got, want, size):
+    """Coordinates within float32 accumulation error of the reference; scores exact; NaN where it has NaN."""
+    (c1, s1), (c2, s2) = got, want
+    assert c1.dtype == c2.dtype and s1.dtype == s2.dtype
+    tol = 2e-5 * max(size) + 1e-6 if c1.dtype != torch.float64 else 1e-9 * max(size)
+    torch.testing.assert_close(c1, c2, rtol=0, atol=tol, equal_nan=True)
+    torch.testing.assert_close(s1, s2, rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_decode_matches_reference(backend, gen, method, shape):
+    name, device = backend
+    maps = _maps(shape, gen)
+    kw = _kwargs(method, maps, gen)
+    for k in (1, 9, shape[2] * shape[3]) if method == "topk" else (9,):
+        if k > shape[2] * shape[3]:
+            continue
+        want = ref.decode(maps, method, k=k, **kw)
+        got = ops.decode(maps.to(device), method, k=k, backend=name,
+                         **{n: t.to(device) for n, t in kw.items()})
+        _assert_decoded(tuple(t.cpu() for t in got), want, shape[2:])
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("dtype", [torch.float64, *HALF])
+def test_decode_dtypes(backend, gen, method, dtype):
+    name, device = backend
+    maps = _maps((2, 3, 11, 13), gen, dtype)
+    kw = _kwargs(method, maps, gen)
+    got = ops.decode(maps.to(device), method, backend=name, **{n: t.to(device) for n, t in kw.items()})
+    _assert_decoded(tuple(t.cpu() for t in got), ref.decode(maps, method, **kw), (11, 13))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_decode_options_and_affine(backend, gen, method):
+    """blur, window and the fused affine map, against the reference."""
+    name, device = backend
+    maps = _maps((2, 3, 16, 12), gen)
+    kw = _kwargs(method, maps, gen)
+    affine = torch.randn(2, 2, 3, generator=gen)
+    for blur, window in ((1, 0), (3, 2), (7, 1)):
+        want = ref.decode(maps, method, blur=blur, window=window, affine=affine, **kw)
+        got = ops.decode(maps.to(device), method, blur=blur, window=window, affine=affine.to(device),
+                         backend=name, **{n: t.to(device) for n, t in kw.items()})
+        _assert_decoded(tuple(t.cpu() for t in got), want, (40, 40))
+
+
+def _special_maps():
+    """Maxima on corners and borders, ties (constant maps, two equal peaks), a flat plateau, a NaN channel."""
+    h, w = 9, 8
+    corners = torch.tensor([[0.0, 0.0], [w - 1, 0.0], [0.0, h - 1], [w - 1, h - 1], [0.0, 4.3], [3.6, h - 1],
+                            [1.0, 1.0], [w - 2.0, h - 2.0]])
+    maps = [ops.render_gaussian(corners[None], (h, w), 1.2)[0]]
+    constant = torch.full((3, h, w), 0.5)
+    constant[1] = 0.0
+    constant[2] = -1.0
+    peaks = torch.zeros(2, h, w)
+    peaks[0, 2, 3] = peaks[0, 6, 5] = 1.0  # two equal maxima: the first in row-major order wins
+    peaks[1, 4, 2:5] = 1.0  # a horizontal plateau
+    nan = torch.rand(1, h, w)
+    nan[0, 3, 3] = float("nan")
+    return torch.cat([maps[0], constant, peaks, nan])[None]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_decode_borders_ties_and_nan(backend, gen, method):
+    name, device = backend
+    maps = _special_maps()
+    kw = _kwargs(method, maps, gen)
+    want = ref.decode(maps, method, **kw)
+    got = ops.decode(maps.to(device), method, backend=name, **{n: t.to(device) for n, t in kw.items()})
+    _assert_decoded(tuple(t.cpu() for t in got), want, (9, 8))
+    coords, scores = got
+    assert coords[0, -1].isnan().all() and scores[0, -1].isnan()
+    assert not coords[0, :-1].isnan().any()
+    if method == "argmax":
+        assert coords[0, 8].tolist() == [0.0, 0.0] and coords[0, 11].tolist() == [3.0, 2.0]
+
+
+def test_argmax_is_torch_argmax(gen):
+    maps = torch.randint(0, 4, (3, 5, 6, 7), generator=gen).float()  # many ties
+    idx = maps.flatten(2).argmax(-1)
+    coords, scores = ops.decode(maps)
+    assert torch.equal(coords, torch.stack([idx % 7, idx // 7], -1).float())
+    assert torch.equal(scores, maps.flatten(2).amax(-1))
+
+
+def test_decode_is_deterministic_across_threads(gen):
+    maps = _maps((4, 7, 33, 31), gen)
+    threads = torch.get_num_threads()
+    runs = []
+    for n in (1, threads):
+        torch.set_num_threads(n)
+        runs.append([ops.decode(maps, m) for m in ("dark", "topk")] + [ops.soft_argmax(maps)])
+    torch.set_num_threads(threads)
+    for a, b in zip(*runs):
+        assert all(torch.equal(x, y) for x, y in zip(a, b)) if isinstance(a, tuple) else torch.equal(a, b)
+
+
+# ------------------------------------------------------------------------------------------- round trips
+
+def _inside(n, h, w, gen, margin=3.0):
+    kp = torch.rand(1, n, 2, generator=gen, dtype=torch.float64)
+    return kp * torch.tensor([w - 1 - 2 * margin, h - 1 - 2 * margin]) + margin
+
+
+def test_round_trip_rounded_argmax_is_uniform_quantisation(gen):
+    """A rounded target decoded by argmax: per-axis error uniform on [-0.5, 0.5], RMS 1/sqrt(12) = 0.289 px."""
+    kp = _inside(4000, 64, 64, gen)
+    coords, _ = ops.decode(ops.render_gaussian(kp, 64, 2.0, center="rounded"), "argmax")
+    err = coords.double() - kp
+    assert err.abs().max() <= 0.5 + 1e-6
+    assert abs(err.pow(2).mean().sqrt().item() - 1 / math.sqrt(12)) < 0.01
+
+
+@pytest.mark.parametrize("method, max_err", [("dark", 0.01), ("parabola", 0.02), ("quarter", 0.25),
+                                              ("argmax", 0.5)])
+def test_round_trip_continuous_gaussian(backend, gen, method, max_err):
+    """Noise-free continuous Gaussians (sigma 2): DARK recovers sub-pixel positions to < 0.01 px (measured
+    ~6e-4), the parabola to < 0.02 px (measured ~0.012)."""
+    name, device = backend
+    kp = _inside(64, 32, 32, gen, margin=4.0)
+    coords, _ = ops.decode(ops.render_gaussian(kp, 32, 2.0).to(device), method, backend=name)
+    assert (coords.cpu().double() - kp).abs().max() < max_err
+
+
+def test_round_trip_offsets_and_soft_argmax(gen):
+    kp = _inside(64, 32, 32, gen, margin=6.0)
+    maps = ops.render_gaussian(kp, 32, 2.0)
+    coords, _ = ops.decode(maps, "offset", offsets=ops.render_offsets(kp, 32, 1.5))
+    assert (coords.double() - kp).abs().max() < 1e-5
+    # softmax of a log-Gaussian is the (untruncated, sampled) Gaussian: its mean is the centre to ~1e-8
+    log_maps = torch.log(ops.render_gaussian(kp, 32, 1.0, radius=100.0).clamp(min=1e-30))
+    coords = ops.soft_argmax(log_maps)
+    assert (coords.double() - kp).abs().max() < 1e-3
+
+
+@pytest.mark.parametrize("convention, max_err", [("paper", 1 / 8), ("unbiased", 1 / 16)])
+def test_hih_round_trip(backend, gen, convention, max_err):
+    name, device = backend
+    kp = _inside(200, 32, 32, gen, margin=1.0)
+    integer, decimal = ops.encode_hih(kp, 32, convention=convention)
+    coords, scores = ops.decode_hih(integer.to(device), decimal.to(device), convention=convention, backend=name)
+    err = coords.cpu().double() - kp
+    assert err.abs().max() <= max_err + 1e-6
+    want = ref.decode_hih(integer, decimal, convention=convention)
+    torch.testing.assert_close(coords.cpu(), want[0])
+    affine = torch.tensor([[[4.0, 0.0, 1.5], [0.0, 4.0, 1.5]]])
+    mapped, _ = ops.decode_hih(integer.to(device), decimal.to(device), convention=convention,
+                               affine=affine.to(device), backend=name)
+    torch.testing.assert_close(mapped.cpu(), coords.cpu() * 4 + 1.5)
+
+
+def test_affine_maps_back_to_image_space(gen):
+    """Heatmap -> image with the pixel-centre convention u = s (x + 0.5) - 0.5."""
+    s = 4.0
+    image = torch.rand(2, 5, 2, generator=gen, dtype=torch.float64) * 200 + 28
+    kp = (image + 0.5) / s - 0.5
+    maps = ops.render_gaussian(kp, 64, 2.0)
+    affine = torch.tensor([[s, 0.0, s * 0.5 - 0.5], [0.0, s, s * 0.5 - 0.5]]).expand(2, 2, 3)
+    coords, _ = ops.decode(maps, "dark", affine=affine)
+    assert (coords.double() - image).abs().max() < 0.01 * s
+
+
+# ------------------------------------------------------------------------------------------- soft-argmax
+
+@pytest.mark.parametrize("normalize", ["softmax", "relu"])
+@pytest.mark.parametrize("beta", [0.5, 1.0, 10.0])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, *HALF])
+def test_soft_argmax_matches_reference(backend, gen, normalize, beta, dtype):
+    """Forward and backward against the float64 reference on the same (rounded) maps."""
+    name, device = backend
+    maps = torch.randn(2, 3, 13, 17, generator=gen).to(dtype)
+    maps[0, 0] = -maps[0, 0].abs()  # no positive value: the relu form gives the centre and zero gradient
+    x = maps.to(device).clone().requires_grad_()
+    coords = ops.soft_argmax(x, beta=beta, normalize=normalize, backend=name)
+    assert coords.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    grad_out = torch.randn(coords.shape, generator=gen, dtype=coords.dtype)
+    coords.backward(grad_out.to(device))
+    x64 = maps.double().requires_grad_()
+    want = ref.soft_argmax(x64, beta, normalize)[0]
+    want.backward(grad_out.double())
+    tol = 1e-9 if dtype == torch.float64 else 2e-5 * 17
+    torch.testing.assert_close(coords.detach().cpu().double(), want.detach(), rtol=0, atol=tol)
+    gtol = {torch.float16: 2e-3, torch.bfloat16: 1.6e-2}.get(dtype, 1e-5)
+    scale = x64.grad.abs().max().item() * gtol + 1e-12
+    torch.testing.assert_close(x.grad.cpu().double(), x64.grad, rtol=0, atol=scale)
+    if normalize == "relu":
+        assert coords[0, 0].tolist() == [8.0, 6.0] and not x.grad[0, 0].any()
+
+
+@pytest.mark.parametrize("normalize", ["softmax", "relu"])
+def test_soft_argmax_gradcheck(backend, gen, normalize):
+    name, device = backend
+    maps = torch.randn(2, 3, 5, 6, generator=gen, dtype=torch.float64, device="cpu").to(device)
+    maps[..., 0, 0] = 0.3  # keep every relu channel positive somewhere, away from the kink at 0
+    maps = maps.requires_grad_()
+
+    def f(t):
+        return ops.soft_argmax(t, beta=1.7, normalize=normalize, backend=name)
+
+    assert torch.autograd.gradcheck(f, (maps,))
+    assert torch.autograd.gradgradcheck(f, (maps,))
+
+
+def test_soft_argmax_nan_channel():
+    maps = torch.rand(1, 2, 6, 6)
+    maps[0, 1, 2, 2] = float("nan")
+    for normalize in ("softmax", "relu"):
+        coords = ops.soft_argmax(maps, normalize=normalize)
+        assert coords[0, 1].isnan().all() and not coords[0, 0].isnan().any()
+
+
+# ---------------------------------------------------------------------------------- opcheck and compile
+
+@pytest.mark.parametrize("with_reference", [False, True])
+def test_opcheck(backend, gen, with_reference):
+    name, device = backend
+    name = "reference" if with_reference else name
+    maps = torch.randn(2, 3, 9, 8, generator=gen).to(device)
+    affine = torch.randn(2, 2, 3, generator=gen).to(device)
+    offsets = torch.randn(2, 3, 2, 9, 8, generator=gen).to(device)
+    f = torch.ops.fastlmk
+    for method in METHODS:
+        torch.library.opcheck(f.decode, (maps, offsets if method == "offset" else None, affine, method, 5, 1, 4,
+                                         name))
+    for relu in (False, True):
+        x = maps.clone().double().requires_grad_()
+        torch.library.opcheck(f.soft_argmax, (x, 1.5, relu, name))
+        coords, stat = f.soft_argmax(x.detach(), 1.5, relu, name)
+        args = (torch.randn_like(coords), torch.randn_like(stat), x, coords, stat, 1.5, relu, name)
+        torch.library.opcheck(f.soft_argmax_backward, args)
+
+
+def test_torch_compile_fullgraph():
+    maps = torch.rand(2, 3, 16, 16, requires_grad=True)
+
+    def step(m):
+        coords, scores = ops.decode(m.detach(), "dark")
+        return ops.soft_argmax(m).sum() + coords.sum() + scores.sum()
+
+    compiled = torch.compile(step, backend="aot_eager", fullgraph=True)
+    torch.testing.assert_close(compiled(maps), step(maps))
