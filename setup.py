@@ -18,7 +18,7 @@ import pybind11
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-CXX_FLAGS = ["-O3", "-std=c++17", "-fopenmp", "-fvisibility=hidden"]
+CXX_FLAGS = ["-O3", "-std=c++17", "-fopenmp", "-fno-trapping-math", "-fvisibility=hidden"]
 NVCC_FLAGS = [
     "-O3", "-std=c++17", "-Xcompiler", "-fPIC,-fvisibility=hidden",
     "-gencode=arch=compute_80,code=sm_80",

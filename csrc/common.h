@@ -86,11 +86,13 @@ static void by_dtype(int compute_dtype, int storage_dtype, const F& f) {
 }
 
 // exp(x) for x <= 88 that compilers vectorise (Cephes' expf: range reduction by ln 2 and a degree-6
-// polynomial, within 2 ulp; 0 below -87.3, where expf is subnormal; NaN stays NaN). Double uses std::exp.
+// polynomial, within 2 ulp; 0 below -87.3, where expf is subnormal; NaN stays NaN). Branch-free once
+// compiled with -fno-trapping-math. Double uses std::exp.
 static inline float vexp(float x) {
-  const float xc = x < -87.3f ? -87.3f : (x > 88.0f ? 88.0f : x);
-  const float n = std::floor(xc * 1.44269504088896341f + 0.5f);
-  const float r = (xc - n * 0.693359375f) + n * 2.12194440e-4f;
+  const float xc = x < -87.3f ? -87.3f : (x > 88.0f ? 88.0f : (x == x ? x : 0.0f));
+  const int32_t n = int32_t(xc * 1.44269504088896341f + 128.5f) - 128;  // round(xc / ln 2), in [-126, 127]
+  const float fn = float(n);
+  const float r = (xc - fn * 0.693359375f) + fn * 2.12194440e-4f;
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
@@ -98,7 +100,7 @@ static inline float vexp(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  const float e = p * bits_to_float(uint32_t(int32_t(n) + 127) << 23);
+  const float e = p * bits_to_float(uint32_t(n + 127) << 23);
   return x != x ? x : (x < -87.3f ? 0.0f : e);
 }
 static inline double vexp(double x) { return std::exp(x); }

@@ -293,33 +293,36 @@ void soft_argmax_forward_impl(const SoftArgmaxArgs& a) {
   S* coords = static_cast<S*>(a.coords);
   S* stat = static_cast<S*>(a.stat);
   const int64_t H = a.h, W = a.w;
+  const int w = int(W);  // 32-bit column indices convert to float in SIMD registers (64-bit ones do not)
   const S beta = S(a.beta);
 #pragma omp parallel for schedule(static) num_threads(a.nthreads)
   for (int64_t ch = 0; ch < a.bk; ++ch) {
     const T* m = maps + ch * H * W;
     S top = -std::numeric_limits<S>::infinity();  // NaN is skipped here and propagates through vexp
-    if (!a.relu)
+    if (!a.relu) {
+#pragma omp simd reduction(max : top)
       for (int64_t p = 0; p < H * W; ++p) {
         const S v = load<S>(m[p]);
         top = v > top ? v : top;
       }
+    }
     S total = 0, sx = 0, sy = 0;
     for (int64_t i = 0; i < H; ++i) {
       S rs = 0, rx = 0;
       const T* row = m + i * W;
       if (a.relu) {
 #pragma omp simd reduction(+ : rs, rx)
-        for (int64_t j = 0; j < W; ++j) {
-          const S v = load<S>(row[j]), w = v > S(0) || v != v ? v : S(0);
-          rs += w;
-          rx += w * S(j);
+        for (int j = 0; j < w; ++j) {
+          const S v = load<S>(row[j]), r = v > S(0) || v != v ? v : S(0);
+          rs += r;
+          rx += r * S(j);
         }
       } else {
 #pragma omp simd reduction(+ : rs, rx)
-        for (int64_t j = 0; j < W; ++j) {
-          const S w = vexp(beta * (load<S>(row[j]) - top));
-          rs += w;
-          rx += w * S(j);
+        for (int j = 0; j < w; ++j) {
+          const S e = vexp(beta * (load<S>(row[j]) - top));
+          rs += e;
+          rx += e * S(j);
         }
       }
       total += rs;
@@ -348,6 +351,7 @@ void soft_argmax_backward_impl(const SoftArgmaxArgs& a) {
   const S* gs = static_cast<const S*>(a.grad_stat);
   T* out = static_cast<T*>(a.grad_maps);
   const int64_t H = a.h, W = a.w;
+  const int w = int(W);
   const S beta = S(a.beta);
 #pragma omp parallel for schedule(static) num_threads(a.nthreads)
   for (int64_t ch = 0; ch < a.bk; ++ch) {
@@ -361,11 +365,12 @@ void soft_argmax_backward_impl(const SoftArgmaxArgs& a) {
       const T* mi = m + i * W;
       T* oi = o + i * W;
       if (a.relu) {
-        for (int64_t j = 0; j < W; ++j)
+#pragma omp simd
+        for (int j = 0; j < w; ++j)
           store(oi[j], load<S>(mi[j]) > S(0) ? (gx * S(j) + row) * inv + g_stat : S(0));
       } else {
 #pragma omp simd
-        for (int64_t j = 0; j < W; ++j)
+        for (int j = 0; j < w; ++j)
           store(oi[j], beta * vexp(beta * load<S>(mi[j]) - s) * (gx * S(j) + row + g_stat));
       }
     }
