@@ -10,12 +10,14 @@ times exactly the work it names.
 
 from __future__ import annotations
 
+import argparse
 import math
 import platform
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from pathlib import Path
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -353,3 +355,30 @@ def decode_suites(device: torch.device, quick: bool = False) -> list[Suite]:
 
 FAMILIES: dict[str, Callable[[torch.device, bool], list[Suite]]] = {"encode": encode_suites,
                                                                     "decode": decode_suites}
+
+
+def synchronized(fn: Callable[[], object], device: torch.device) -> Callable[[], None]:
+    """``fn`` followed, on CUDA, by a synchronize, for timers (pytest-benchmark) that read the host clock."""
+    if torch.device(device).type != "cuda":
+        return fn
+
+    def call() -> None:
+        fn()
+        torch.cuda.synchronize(device)
+    return call
+
+
+def script(family: str, doc: str, argv: Optional[Sequence[str]] = None) -> None:
+    """Command line of the ``benchmarks/bench_<family>.py`` scripts: the family's suites at full size, printed
+    as a markdown table (``--markdown PATH`` also writes it)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--markdown", type=Path, metavar="PATH", help="also write the table to PATH")
+    args = parser.parse_args(argv)
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(args.device)
+    table = format_table(run(FAMILIES[family](device, False)), device_name(device))
+    print(table, end="")
+    if args.markdown:
+        args.markdown.write_text(table)

@@ -84,3 +84,59 @@ def test_hih_and_h3r_bad_input():
         ops.encode_h3r(KP, 8, target="soft")
     with pytest.raises(ValueError, match="keypoints must have shape"):
         ops.randomized_round(torch.rand(4, 2))
+
+
+MAPS = torch.rand(2, 3, 8, 8)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(heatmaps=torch.rand(3, 8, 8)), ValueError, r"heatmaps must have shape \(B, K, H, W\)"),
+    (dict(heatmaps=torch.rand(2, 3, 0, 8)), ValueError, "heatmaps spatial size must be positive"),
+    (dict(heatmaps=torch.ones(2, 3, 8, 8, dtype=torch.int64)), TypeError, "heatmaps must have a floating dtype"),
+    (dict(heatmaps=MAPS.numpy()), TypeError, "heatmaps must be a torch.Tensor"),
+    (dict(method="soft"), ValueError, "method must be one of"),
+    (dict(method="topk", k=65), ValueError, r"k must be at most H\*W = 64"),
+    (dict(method="topk", k=0), ValueError, "k must be an integer >= 1"),
+    (dict(method="dark", blur=4), ValueError, "blur must be an odd kernel size"),
+    (dict(method="dark", blur=0), ValueError, "blur must be an integer >= 1"),
+    (dict(method="local_softargmax", window=-1), ValueError, "window must be an integer >= 0"),
+    (dict(window=1.5), ValueError, "window must be an integer"),
+    (dict(affine=torch.rand(2, 3, 3)), ValueError, r"affine must have shape \(B, 2, 3\)"),
+    (dict(affine=torch.rand(1, 2, 3)), ValueError, r"affine must have shape \(B, 2, 3\) = \(2, 2, 3\)"),
+    (dict(affine=torch.rand(2, 2, 3, device="meta")), ValueError, "affine is on meta"),
+    (dict(method="offset"), ValueError, "method='offset' needs offsets"),
+    (dict(method="offset", offsets=torch.rand(2, 3, 8, 8)), ValueError, r"offsets must have shape"),
+    (dict(offsets=torch.rand(2, 3, 2, 8, 8)), ValueError, "offsets is only used by method='offset'"),
+    (dict(backend="cuda"), ValueError, "decode has backends"),
+])
+def test_decode_bad_input(kwargs, error, match):
+    args = {"heatmaps": MAPS, **kwargs}
+    with pytest.raises(error, match=match):
+        ops.decode(args.pop("heatmaps"), **args)
+
+
+def test_decode_hih_and_soft_argmax_bad_input():
+    with pytest.raises(ValueError, match=r"decimal_maps has \(B, K\)"):
+        ops.decode_hih(MAPS, torch.rand(2, 4, 8, 8))
+    with pytest.raises(ValueError, match="decimal_maps must have shape"):
+        ops.decode_hih(MAPS, torch.rand(2, 3, 8))
+    with pytest.raises(ValueError, match="convention must be one of"):
+        ops.decode_hih(MAPS, MAPS, convention="ceil")
+    with pytest.raises(ValueError, match="beta must be a finite positive number"):
+        ops.soft_argmax(MAPS, beta=0.0)
+    with pytest.raises(ValueError, match="beta must be a finite positive number"):
+        ops.soft_argmax(MAPS, beta=float("nan"))
+    with pytest.raises(ValueError, match="normalize must be one of"):
+        ops.soft_argmax(MAPS, normalize="sigmoid")
+    with pytest.raises(ValueError, match="heatmaps must have shape"):
+        ops.soft_argmax(torch.rand(8, 8))
+
+
+def test_nan_maps_decode_to_nan_without_touching_the_input():
+    maps = torch.full((1, 2, 5, 5), float("nan"))
+    maps[0, 0] = torch.rand(5, 5)
+    before = maps.clone()
+    for method in ("argmax", "dark", "topk", "wsm", "local_softargmax"):
+        coords, scores = ops.decode(maps, method)
+        assert coords[0, 1].isnan().all() and scores[0, 1].isnan() and not coords[0, 0].isnan().any()
+    assert torch.equal(maps.isnan(), before.isnan()) and torch.equal(maps[0, 0], before[0, 0])
