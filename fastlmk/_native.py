@@ -31,6 +31,12 @@ def ptr(t: Optional[torch.Tensor]) -> int:
     return 0 if t is None else t.data_ptr()
 
 
-def num_threads() -> int:
-    """CPU kernels use as many OpenMP threads as torch does (torch.set_num_threads)."""
-    return torch.get_num_threads()
+# Below this many elements a kernel runs on the calling thread: waking an OpenMP team costs more than the
+# work, and a second team (torch's) spinning on the same cores can stall it for milliseconds.
+SERIAL_ELEMENTS = 1 << 15
+
+
+def num_threads(elements: int) -> int:
+    """OpenMP threads for a kernel touching ``elements`` values: as many as torch uses
+    (torch.set_num_threads), or 1 for small work."""
+    return 1 if elements < SERIAL_ELEMENTS else torch.get_num_threads()

@@ -48,7 +48,7 @@ def _decode_op(heatmaps: Tensor, offsets: Optional[Tensor], affine: Optional[Ten
                            affine=_native.ptr(affine), compute_dtype=_native.dtype_code(cd),
                            map_dtype=_native.dtype_code(heatmaps.dtype), bk=b * kk, k_per_batch=kk, h=h, w=w,
                            blur=blur, window=window, topk=k, coords=_native.ptr(coords),
-                           scores=_native.ptr(scores), nthreads=_native.num_threads())
+                           scores=_native.ptr(scores), nthreads=_native.num_threads(heatmaps.numel()))
     else:
         _triton().decode(code, heatmaps.view(b * kk, h, w), offsets, affine, kk, blur, window, k,
                          coords.view(b * kk, 2), scores.view(b * kk))
@@ -167,7 +167,7 @@ def _soft_argmax_call(fn: str, heatmaps: Tensor, beta: float, relu: bool, **buff
     getattr(_native.cpu, fn)(maps=_native.ptr(heatmaps),
                              compute_dtype=_native.dtype_code(ref.compute_dtype(heatmaps.dtype)),
                              map_dtype=_native.dtype_code(heatmaps.dtype), bk=b * k, h=h, w=w, beta=beta,
-                             relu=relu, nthreads=_native.num_threads(),
+                             relu=relu, nthreads=_native.num_threads(heatmaps.numel()),
                              **{name: _native.ptr(t) for name, t in buffers.items()})
 
 

@@ -58,7 +58,7 @@ def _render(kind: str, keypoints: Tensor, param: Tensor, weights: Optional[Tenso
                            weight=_native.ptr(weights), out=_native.ptr(out),
                            compute_dtype=_native.dtype_code(keypoints.dtype), out_dtype=_native.dtype_code(dtype),
                            bk=b * k, h=height, w=width, rounded=rounded, radius=radius,
-                           nthreads=_native.num_threads())
+                           nthreads=_native.num_threads(out.numel()))
     else:
         _triton().render(_RENDER_KINDS[kind], keypoints, param, weights, out, rounded, radius)
     return out
@@ -194,7 +194,7 @@ def _loss_call(fn: str, kind: str, pred: Tensor, keypoints: Tensor, sigma: Tenso
         weight=_native.ptr(weights), compute_dtype=_native.dtype_code(keypoints.dtype),
         pred_dtype=_native.dtype_code(pred.dtype), bk=pred.shape[0] * pred.shape[1], h=pred.shape[2],
         w=pred.shape[3], rounded=rounded, radius=radius, alpha=awing[0], omega=awing[1], epsilon=awing[2],
-        theta=awing[3], reduction=_REDUCTIONS[reduction], nthreads=_native.num_threads(),
+        theta=awing[3], reduction=_REDUCTIONS[reduction], nthreads=_native.num_threads(pred.numel()),
         **{name: _native.ptr(t) for name, t in buffers.items()})
 
 
