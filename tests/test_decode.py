@@ -112,6 +112,16 @@ def test_decode_borders_ties_and_nan(backend, gen, method):
         assert coords[0, 8].tolist() == [0.0, 0.0] and coords[0, 11].tolist() == [3.0, 2.0]
 
 
+def test_wsm_when_every_other_pixel_is_minus_inf(backend):
+    """The second maximum is then the first other pixel: a finite shift, never 0/0."""
+    name, device = backend
+    maps = torch.full((1, 3, 1, 3), float("-inf"))
+    maps[0, 0, 0, 0] = maps[0, 1, 0, 1] = 5.0
+    maps[0, 2, 0] = torch.tensor([1.0, 2.0, 2.0])
+    coords, _ = ops.decode(maps.to(device), "wsm", backend=name)
+    assert coords.cpu()[0, :, 0].tolist() == [0.25, 0.75, 1.25]
+
+
 def test_argmax_is_torch_argmax(gen):
     maps = torch.randint(0, 4, (3, 5, 6, 7), generator=gen).float()  # many ties
     idx = maps.flatten(2).argmax(-1)

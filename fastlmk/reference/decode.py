@@ -51,15 +51,17 @@ def _quarter(maps, x, y):
 
 
 def _wsm(maps, idx, x, y):
+    """0.25 px toward the second maximum: the first maximum in row-major order of the other pixels."""
     n, h, w = maps.shape
-    flat = maps.reshape(n, h * w).clone()
-    flat.scatter_(1, idx[:, None], float("-inf"))
-    idx2 = flat.argmax(1)
+    if h * w == 1:  # no second maximum
+        return torch.zeros_like(maps[:, 0, 0]), torch.zeros_like(maps[:, 0, 0])
+    flat = maps.reshape(n, h * w)
+    others = torch.arange(h * w, device=maps.device) != idx[:, None]
+    top = torch.where(others, flat, float("-inf")).amax(1, keepdim=True)
+    idx2 = ((flat == top) & others).int().argmax(1)
     dx = (idx2 % w - x).to(maps.dtype)
     dy = (idx2 // w - y).to(maps.dtype)
     norm = torch.sqrt(dx * dx + dy * dy)
-    if h * w == 1:  # no second maximum
-        return torch.zeros_like(dx), torch.zeros_like(dy)
     return 0.25 * dx / norm, 0.25 * dy / norm
 
 

@@ -1,0 +1,350 @@
+"""Triton kernels of the heatmap-decoding family (GPU backend; also runs on CPU under TRITON_INTERPRET=1).
+
+``decode``: grid (channel,). One pass over the map in BLOCK-sized chunks keeps, per lane, the running maximum
+and its first row-major index (``wsm`` also the lane's runner-up; ``topk`` a running top-k set merged per
+chunk), so each map is read once; the lanes are then reduced (ties: lowest index) and the method refines the
+argmax from a few loads around it (a small 2-D patch for ``dark`` and ``local_softargmax``). The affine map
+to image space is applied before the store.
+
+``soft_argmax_forward``: grid (channel,), a single online pass: each lane keeps its own running maximum of
+``beta * h`` and rescales its sums of ``exp``, ``exp * j`` and ``exp * i`` when that maximum grows (one exp
+per pixel); the lanes are combined at the end. ``soft_argmax_backward``: grid (channel, block of pixels),
+elementwise from the saved (coords, stat). Everything accumulates in the compute dtype (float64 for float64
+maps, else float32).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from fastlmk.reference.decode import dark_kernel
+
+BLOCK = 1024
+_BIG = tl.constexpr(1 << 30)  # "no pixel" index; maps hold fewer pixels
+_COMPUTE = {torch.float32: tl.float32, torch.float64: tl.float64}
+
+
+@triton.jit
+def _pos(idx, W, COMPUTE: tl.constexpr):
+    """Pixel centre (x = j, y = i) of flat index ``idx``."""
+    return (idx % W).to(COMPUTE), (idx // W).to(COMPUTE)
+
+
+@triton.jit
+def _inside(y, x, H, W):
+    return (x >= 0) & (x < W) & (y >= 0) & (y < H)
+
+
+@triton.jit
+def _at(base, y, x, H, W, COMPUTE: tl.constexpr):
+    """map[y, x], 0 outside the map."""
+    return tl.load(base + y * W + x, mask=_inside(y, x, H, W), other=0.0).to(COMPUTE)
+
+
+@triton.jit
+def _better(va, ia, vb, ib):
+    """(va, ia) comes first: a higher value, or the same value at a lower row-major index."""
+    return (va > vb) | ((va == vb) & (ia < ib))
+
+
+@triton.jit
+def _first_max(v, i):
+    """max(v) and its lowest index (``_BIG`` entries are not pixels)."""
+    m = tl.max(v, 0)
+    return m, tl.min(tl.where(v == m, i, _BIG), 0)
+
+
+@triton.jit
+def _last_min(v, i, slots):
+    """The last entry of a top-k set over ``slots``: its lowest value, at the highest index."""
+    m = tl.min(tl.where(slots, v, float("inf")), 0)
+    return m, tl.max(tl.where(slots & (v == m), i, -1), 0)
+
+
+@triton.jit
+def _topk_merge(v, idx, live, tv, ti, slots):
+    """Merges a chunk into the running top-k (tv, ti): while the chunk's first live pixel comes before the
+    set's last entry, it replaces that entry. Empty slots hold (-inf, _BIG + slot)."""
+    cv, ci = _first_max(tl.where(live, v, float("-inf")), tl.where(live, idx, _BIG))
+    wv, wi = _last_min(tv, ti, slots)
+    while (ci < _BIG) & _better(cv, ci, wv, wi):
+        hit = ti == wi
+        tv = tl.where(hit, cv, tv)
+        ti = tl.where(hit, ci, ti)
+        live = live & (idx != ci)
+        cv, ci = _first_max(tl.where(live, v, float("-inf")), tl.where(live, idx, _BIG))
+        wv, wi = _last_min(tv, ti, slots)
+    return tv, ti
+
+
+@triton.jit
+def _quarter(lo, hi, interior):
+    """0.25 sign(hi - lo) on interior pixels (sign(NaN) = 0, as torch.sign)."""
+    d = hi - lo
+    return tl.where(interior, tl.where(d > 0, 0.25, tl.where(d < 0, -0.25, 0.0)), 0.0).to(d.dtype)
+
+
+@triton.jit
+def _parabola(lo, c, hi, interior):
+    """Vertex of the parabola through (-1, lo), (0, c), (1, hi), clamped to [-0.5, 0.5]; 0 when flat."""
+    denom = lo - 2 * c + hi
+    ok = interior & (denom != 0)
+    off = 0.5 * (lo - hi) / tl.where(ok, denom, 1.0)
+    return tl.where(ok, tl.where(off < -0.5, -0.5, tl.where(off > 0.5, 0.5, off)), 0.0)  # keeps NaN
+
+
+@triton.jit
+def _tap(L, di, dj):
+    """L[di, dj] of an 8x8 block holding offsets -2..2 at rows/cols 0..4."""
+    p = tl.arange(0, 8)
+    return tl.sum(tl.where((p[:, None] == di + 2) & (p[None, :] == dj + 2), L, 0.0))
+
+
+@triton.jit
+def _dark(base, x, y, H, W, peak, ker_ptr, blur, PATCH: tl.constexpr):
+    """DARK offset in float64. The blurred 5x5 patch around the argmax is B = G R G^T, R the map on rows/cols
+    argmax +- (2 + r) (zero outside), G[p, a] = g[a - p] the banded blur; L = log(max(B s, 1e-10)) with
+    s = peak / max(B) when max(B) > 0, else 1; offset = -Hess^-1 grad by the reference's differences."""
+    r = (blur - 1) // 2
+    a = tl.arange(0, PATCH)
+    rows = y - 2 - r + a[:, None]
+    cols = x - 2 - r + a[None, :]
+    inside = _inside(rows, cols, H, W) & (a[:, None] < blur + 4) & (a[None, :] < blur + 4)
+    R = tl.load(base + rows * W + cols, mask=inside, other=0.0).to(tl.float64)
+    p = tl.arange(0, 8)
+    t = a[None, :] - p[:, None]
+    band = (p[:, None] < 5) & (t >= 0) & (t < blur)
+    G = tl.load(ker_ptr + t, mask=band, other=0.0)
+    # products outside the band are masked, not multiplied by 0, so that an infinite pixel acts as in a conv
+    T = tl.sum(tl.where(band[:, :, None], G[:, :, None] * R[None, :, :], 0.0), 1)
+    B = tl.sum(tl.where(band[None, :, :], T[:, None, :] * G[None, :, :], 0.0), 2)
+    bmax = tl.max(tl.where((p[:, None] < 5) & (p[None, :] < 5), B, float("-inf")))
+    L = B * tl.where(bmax > 0, peak / bmax, 1.0)
+    L = tl.log(tl.where(L < 1e-10, 1e-10, L))  # clamp that keeps NaN
+    c = _tap(L, 0, 0)
+    gx = 0.5 * (_tap(L, 0, 1) - _tap(L, 0, -1))
+    gy = 0.5 * (_tap(L, 1, 0) - _tap(L, -1, 0))
+    dxx = 0.25 * (_tap(L, 0, 2) - 2 * c + _tap(L, 0, -2))
+    dyy = 0.25 * (_tap(L, 2, 0) - 2 * c + _tap(L, -2, 0))
+    dxy = 0.25 * (_tap(L, 1, 1) - _tap(L, -1, 1) - _tap(L, 1, -1) + _tap(L, -1, -1))
+    det = dxx * dyy - dxy * dxy
+    ok = (x > 1) & (x < W - 2) & (y > 1) & (y < H - 2) & (det != 0)
+    safe = tl.where(ok, det, 1.0)
+    return tl.where(ok, -(dyy * gx - dxy * gy) / safe, 0.0), tl.where(ok, -(dxx * gy - dxy * gx) / safe, 0.0)
+
+
+@triton.jit
+def _local_softargmax(base, x, y, H, W, r, COMPUTE: tl.constexpr, WPAD: tl.constexpr):
+    """Mean offset in the (2r+1)^2 window around the argmax weighted by max(h, 0); 0 when the weights are 0."""
+    d = tl.arange(0, WPAD) - r
+    di = d[:, None]
+    dj = d[None, :]
+    inside = _inside(y + di, x + dj, H, W) & (di <= r) & (dj <= r)
+    v = tl.maximum(tl.load(base + (y + di) * W + x + dj, mask=inside, other=0.0).to(COMPUTE), 0.0)
+    sw = tl.sum(v)
+    ok = sw > 0
+    safe = tl.where(ok, sw, 1.0)
+    return (tl.where(ok, tl.sum(v * dj.to(COMPUTE)) / safe, 0.0),
+            tl.where(ok, tl.sum(v * di.to(COMPUTE)) / safe, 0.0))
+
+
+@triton.jit
+def _decode_kernel(maps_ptr, off_ptr, aff_ptr, ker_ptr, coords_ptr, score_ptr, HW, H, W, KB, blur, window, k,
+                   METHOD: tl.constexpr, HAS_AFFINE: tl.constexpr, COMPUTE: tl.constexpr, BLOCK: tl.constexpr,
+                   KPAD: tl.constexpr, PATCH: tl.constexpr, WPAD: tl.constexpr):
+    """coords[c] = argmax + the METHOD offset (then A[c // KB] @ (x, y, 1)), score[c] = max; NaN for a
+    channel holding a NaN."""
+    c = tl.program_id(0).to(tl.int64)
+    base = maps_ptr + c * HW
+    lane = tl.arange(0, BLOCK)
+    v1 = tl.full([BLOCK], float("-inf"), COMPUTE)  # per lane: first maximum (v1, i1), runner-up (v2, i2)
+    i1 = tl.full([BLOCK], _BIG, tl.int32)
+    v2 = v1
+    i2 = i1
+    nans = tl.zeros([BLOCK], tl.int32)
+    slots = tl.arange(0, KPAD) < k  # top-k set (tv, ti)
+    tv = tl.full([KPAD], float("-inf"), COMPUTE)
+    ti = _BIG + tl.arange(0, KPAD)
+    for start in range(0, HW, BLOCK):
+        idx = start + lane
+        mask = idx < HW
+        v = tl.load(base + idx, mask=mask, other=float("-inf")).to(COMPUTE)
+        nans += (v != v).to(tl.int32)
+        up1 = mask & _better(v, idx, v1, i1)
+        if METHOD == 2:
+            up2 = mask & ~up1 & _better(v, idx, v2, i2)
+            v2 = tl.where(up1, v1, tl.where(up2, v, v2))
+            i2 = tl.where(up1, i1, tl.where(up2, idx, i2))
+        v1 = tl.where(up1, v, v1)
+        i1 = tl.where(up1, idx, i1)
+        if METHOD == 6:
+            tv, ti = _topk_merge(v, idx, mask & (v == v), tv, ti, slots)
+    score, i = _first_max(v1, i1)
+    i = tl.minimum(i, HW - 1)  # an all-NaN channel has no maximum
+    x = i % W
+    y = i // W
+    xf, yf = _pos(i, W, COMPUTE)
+    if METHOD == 0:  # argmax
+        dx = 0.0
+        dy = 0.0
+    elif METHOD == 1 or METHOD == 3:  # quarter, parabola: per axis from the 4-neighbours
+        lx = _at(base, y, x - 1, H, W, COMPUTE)
+        hx = _at(base, y, x + 1, H, W, COMPUTE)
+        ly = _at(base, y - 1, x, H, W, COMPUTE)
+        hy = _at(base, y + 1, x, H, W, COMPUTE)
+        inx = (x >= 1) & (x <= W - 2)
+        iny = (y >= 1) & (y <= H - 2)
+        if METHOD == 1:
+            dx = _quarter(lx, hx, inx)
+            dy = _quarter(ly, hy, iny)
+        else:
+            dx = _parabola(lx, score, hx, inx)
+            dy = _parabola(ly, score, hy, iny)
+    elif METHOD == 2:  # wsm: 0.25 px toward the second maximum, i.e. the first among the other pixels
+        own = i1 == i
+        m2, j = _first_max(tl.where(own, v2, v1), tl.where(own, i2, i1))
+        j = tl.where(m2 == float("-inf"), tl.where(i == 0, 1, 0), j)  # all others -inf: the first of them
+        ux, uy = _pos(j, W, COMPUTE)
+        ux -= xf
+        uy -= yf
+        norm = tl.sqrt(ux * ux + uy * uy)
+        dx = tl.where(HW > 1, 0.25 * ux / norm, 0.0)
+        dy = tl.where(HW > 1, 0.25 * uy / norm, 0.0)
+    elif METHOD == 4:  # dark
+        dx, dy = _dark(base, x, y, H, W, score.to(tl.float64), ker_ptr, blur, PATCH)
+        dx = dx.to(COMPUTE)
+        dy = dy.to(COMPUTE)
+    elif METHOD == 5:  # local_softargmax
+        dx, dy = _local_softargmax(base, x, y, H, W, window, COMPUTE, WPAD)
+    elif METHOD == 6:  # topk: softmax-weighted mean of the k first pixels' centres
+        p = tl.where(slots, tl.exp(tv - score), 0.0)
+        p = p / tl.sum(p, 0)
+        tx, ty = _pos(ti, W, COMPUTE)
+        dx = tl.sum(p * tx, 0) - xf
+        dy = tl.sum(p * ty, 0) - yf
+    else:  # offset
+        dx = tl.load(off_ptr + 2 * c * HW + i)
+        dy = tl.load(off_ptr + (2 * c + 1) * HW + i)
+    cx = xf + dx
+    cy = yf + dy
+    bad = tl.sum(nans, 0) > 0
+    cx = tl.where(bad, float("nan"), cx)
+    cy = tl.where(bad, float("nan"), cy)
+    if HAS_AFFINE:
+        a = aff_ptr + (c // KB) * 6
+        cx, cy = (tl.load(a) * cx + tl.load(a + 1) * cy + tl.load(a + 2),
+                  tl.load(a + 3) * cx + tl.load(a + 4) * cy + tl.load(a + 5))
+    tl.store(coords_ptr + 2 * c, cx)
+    tl.store(coords_ptr + 2 * c + 1, cy)
+    tl.store(score_ptr + c, tl.where(bad, float("nan"), score))
+
+
+@triton.jit
+def _soft_argmax_fwd_kernel(maps_ptr, coords_ptr, stat_ptr, HW, H, W, beta, RELU: tl.constexpr,
+                            COMPUTE: tl.constexpr, BLOCK: tl.constexpr):
+    """softmax: stat = logsumexp(beta h), coords = sum e (j, i) / sum e with e = exp(beta h - max);
+    relu: stat = S = sum relu(h), coords = sum relu(h) (j, i) / S, the map centre when S = 0."""
+    c = tl.program_id(0).to(tl.int64)
+    lane = tl.arange(0, BLOCK)
+    m = tl.full([BLOCK], float("-inf"), COMPUTE)
+    s = tl.zeros([BLOCK], COMPUTE)
+    sx = s
+    sy = s
+    for start in range(0, HW, BLOCK):
+        idx = start + lane
+        mask = idx < HW
+        h = tl.load(maps_ptr + c * HW + idx, mask=mask, other=0.0).to(COMPUTE)
+        j, i = _pos(idx, W, COMPUTE)
+        if RELU:
+            e = tl.where(h < 0, 0.0, h)  # relu that keeps NaN
+            s += e
+            sx += e * j
+            sy += e * i
+        else:
+            z = beta * h
+            take = mask & (z != float("-inf"))
+            up = take & (z > m)
+            e = tl.exp(-tl.abs(z - m))  # exp(z - m), or exp(m - z) when z raises the lane's maximum
+            s = tl.where(up, s * e + 1, tl.where(take, s + e, s))
+            sx = tl.where(up, sx * e + j, tl.where(take, sx + e * j, sx))
+            sy = tl.where(up, sy * e + i, tl.where(take, sy + e * i, sy))
+            m = tl.where(up, z, m)
+    if RELU:
+        total = tl.sum(s, 0)
+        ok = total > 0
+        safe = tl.where(ok, total, 1.0)
+        cx = tl.where(ok, tl.sum(sx, 0) / safe, (W - 1) / 2)
+        cy = tl.where(ok, tl.sum(sy, 0) / safe, (H - 1) / 2)
+        stat = total
+    else:
+        mm = tl.max(m, 0)
+        r = tl.where(m == mm, 1.0, tl.exp(m - mm))  # 1 also when the maximum is infinite
+        total = tl.sum(s * r, 0)
+        stat = mm + tl.log(total)
+        total = tl.where(mm == float("inf"), float("nan"), total)  # p = exp(inf - inf): NaN coords
+        cx = tl.sum(sx * r, 0) / total
+        cy = tl.sum(sy * r, 0) / total
+    tl.store(coords_ptr + 2 * c, cx.to(COMPUTE))
+    tl.store(coords_ptr + 2 * c + 1, cy.to(COMPUTE))
+    tl.store(stat_ptr + c, stat)
+
+
+@triton.jit
+def _soft_argmax_bwd_kernel(maps_ptr, coords_ptr, stat_ptr, gc_ptr, gs_ptr, gm_ptr, HW, W, beta,
+                            RELU: tl.constexpr, COMPUTE: tl.constexpr, BLOCK: tl.constexpr):
+    """softmax: beta p (g . (pos - coords) + g_stat), p = exp(beta h - stat);
+    relu: [h > 0] (g . (pos - coords) / S + g_stat), 0 when S = 0."""
+    c = tl.program_id(0).to(tl.int64)
+    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < HW
+    h = tl.load(maps_ptr + c * HW + offs, mask=mask, other=0.0).to(COMPUTE)
+    j, i = _pos(offs, W, COMPUTE)
+    s = tl.load(stat_ptr + c)
+    gs = tl.load(gs_ptr + c)
+    dot = tl.load(gc_ptr + 2 * c) * (j - tl.load(coords_ptr + 2 * c)) + tl.load(gc_ptr + 2 * c + 1) * (
+        i - tl.load(coords_ptr + 2 * c + 1))
+    if RELU:
+        ok = s > 0
+        g = tl.where(ok, tl.where(h > 0, dot / tl.where(ok, s, 1.0) + gs, 0.0), 0.0)
+    else:
+        g = beta * tl.exp(beta * h - s) * (dot + gs)
+    tl.store(gm_ptr + c * HW + offs, g.to(gm_ptr.dtype.element_ty), mask=mask)
+
+
+def _block(hw: int) -> int:
+    return min(BLOCK, triton.next_power_of_2(hw))
+
+
+def decode(method: int, maps: Tensor, offsets: Optional[Tensor], affine: Optional[Tensor], k_per_batch: int,
+           blur: int, window: int, topk: int, coords: Tensor, scores: Tensor) -> None:
+    """Writes ``coords (N, 2)`` and ``scores (N,)`` of ``maps (N, H, W)`` decoded by METHODS[method]."""
+    n, h, w = maps.shape
+    ker = dark_kernel(blur, device=maps.device) if method == 4 else coords
+    _decode_kernel[(n,)](maps, maps if offsets is None else offsets, coords if affine is None else affine, ker,
+                         coords, scores, h * w, h, w, k_per_batch, blur, window, topk, METHOD=method,
+                         HAS_AFFINE=affine is not None, COMPUTE=_COMPUTE[coords.dtype], BLOCK=_block(h * w),
+                         KPAD=triton.next_power_of_2(topk) if method == 6 else 1,
+                         PATCH=triton.next_power_of_2(blur + 4) if method == 4 else 1,
+                         WPAD=triton.next_power_of_2(2 * window + 1) if method == 5 else 1)
+
+
+def soft_argmax_forward(maps: Tensor, beta: float, relu: bool, coords: Tensor, stat: Tensor) -> None:
+    """Writes ``coords (N, 2)`` and ``stat (N,)`` of ``soft_argmax`` over ``maps (N, H, W)``."""
+    n, h, w = maps.shape
+    _soft_argmax_fwd_kernel[(n,)](maps, coords, stat, h * w, h, w, beta, RELU=relu,
+                                  COMPUTE=_COMPUTE[coords.dtype], BLOCK=_block(h * w))
+
+
+def soft_argmax_backward(maps: Tensor, coords: Tensor, stat: Tensor, grad_coords: Tensor, grad_stat: Tensor,
+                         beta: float, relu: bool, grad_maps: Tensor) -> None:
+    """Writes the gradient of ``soft_argmax`` w.r.t. ``maps`` into ``grad_maps`` (maps' shape and dtype)."""
+    n, h, w = maps.shape
+    blk = _block(h * w)
+    _soft_argmax_bwd_kernel[(n, triton.cdiv(h * w, blk))](maps, coords, stat, grad_coords, grad_stat, grad_maps,
+                                                          h * w, w, beta, RELU=relu,
+                                                          COMPUTE=_COMPUTE[coords.dtype], BLOCK=blk)
