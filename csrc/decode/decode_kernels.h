@@ -3,7 +3,7 @@
 // the thread count.
 //
 // decode: one scan of the map finds the first maximum (and NaN); the refinements then read a few pixels
-// around it (wsm and topk rescan the map, which is in cache by then). DARK blurs only the region its 5x5
+// around it (wsm and topk rescan the map, which is in cache by then, with vector compares). DARK blurs only the region its 5x5
 // Taylor patch needs. soft_argmax: the forward reads the map twice (max, then exp-sums; the channel is in
 // cache), the backward reads it once and writes the gradient once.
 #ifndef FASTLMK_ISA_NS
@@ -14,7 +14,6 @@
 #include <cmath>
 #include <cstdlib>
 #include <limits>
-#include <numeric>
 #include <vector>
 
 #include "decode.h"
@@ -109,16 +108,17 @@ void quarter(const Map<S, T>& c, S& dx, S& dy) {
   if (c.y >= 1 && c.y <= c.H - 2) dy = step(c.at(c.y - 1, c.x), c.at(c.y + 1, c.x));
 }
 
-// A quarter pixel toward the second maximum (first in row-major order among the other pixels).
+// A quarter pixel toward the second maximum: the first maximum of the other pixels (two vector scans).
 template <class S, class T>
 void wsm(const Map<S, T>& c, S& dx, S& dy) {
   const int64_t n = c.H * c.W, peak = c.y * c.W + c.x;
   if (n == 1) return;
-  int64_t second = peak == 0 ? 1 : 0;
-  S best = load<S>(c.m[second]);
-  for (int64_t i = second + 1; i < n; ++i) {
-    const S v = load<S>(c.m[i]);
-    if (i != peak && v > best) best = v, second = i;
+  int64_t second;
+  if (peak == 0 || peak == n - 1) {
+    second = scan<S, T>(c.m + (peak == 0), n - 1).index + (peak == 0);
+  } else {
+    const Peak<S> before = scan<S, T>(c.m, peak), after = scan<S, T>(c.m + peak + 1, n - peak - 1);
+    second = after.value > before.value ? after.index + peak + 1 : before.index;
   }
   const S ex = S(second % c.W - c.x), ey = S(second / c.W - c.y), norm = std::sqrt(ex * ex + ey * ey);
   dx = S(0.25) * ex / norm;
@@ -193,28 +193,64 @@ void local_softargmax(const Map<S, T>& c, int r, S& dx, S& dy) {
   if (sw > S(0)) dx = sx / sw, dy = sy / sw;
 }
 
+// A lower bound of the k-th largest value of the map: the k-th largest of the smallest window around the
+// peak holding at least k pixels (any k pixels bound it from below). `buf` is scratch.
+template <class S, class T>
+S kth_bound(const Map<S, T>& c, int k, std::vector<std::pair<S, int64_t>>& buf) {
+  buf.clear();
+  for (int64_t r = 0;; ++r) {
+    const int64_t i0 = std::max<int64_t>(c.y - r, 0), i1 = std::min<int64_t>(c.y + r, c.H - 1);
+    const int64_t j0 = std::max<int64_t>(c.x - r, 0), j1 = std::min<int64_t>(c.x + r, c.W - 1);
+    if ((i1 - i0 + 1) * (j1 - j0 + 1) < k) continue;
+    for (int64_t i = i0; i <= i1; ++i)
+      for (int64_t j = j0; j <= j1; ++j) buf.push_back({c.at(i, j), 0});
+    break;
+  }
+  std::nth_element(buf.begin(), buf.begin() + (k - 1), buf.end(),
+                   [](const std::pair<S, int64_t>& a, const std::pair<S, int64_t>& b) { return a.first > b.first; });
+  return buf[k - 1].first;
+}
+
 // H3R: softmax over the k largest values (ties: lower index first) of their pixel centres. Small k keeps
-// a sorted buffer during one scan; large k partially sorts the indices.
+// the set sorted during one scan in runs of 16 pixels; a run is skipped after one vector compare when none
+// of its pixels can enter (below the bound of kth_bound, or not above the set's last value once it is
+// full). Large k partially sorts the indices.
 template <class S, class T>
 void topk(const Map<S, T>& c, int k, std::vector<std::pair<S, int64_t>>& top, S& x, S& y) {
   const int64_t n = c.H * c.W;
-  top.clear();
   if (k <= 32) {
-    for (int64_t i = 0; i < n; ++i) {
-      const S v = load<S>(c.m[i]);
-      if (int(top.size()) == k && !(v > top.back().first)) continue;
-      if (int(top.size()) == k) top.pop_back();
-      auto pos = std::upper_bound(top.begin(), top.end(), v,
-                                  [](S val, const std::pair<S, int64_t>& e) { return val > e.first; });
-      top.insert(pos, {v, i});
+    const S bound = kth_bound(c, k, top);
+    top.clear();
+    for (int64_t i0 = 0; i0 < n; i0 += 16) {
+      const int64_t i1 = std::min(n, i0 + 16);
+      const bool full = int(top.size()) == k;
+      const S t = full ? top.back().first : bound;
+      int hits = 0;
+      if (full) {
+#pragma omp simd reduction(+ : hits)
+        for (int64_t i = i0; i < i1; ++i) hits += load<S>(c.m[i]) > t;
+      } else {
+#pragma omp simd reduction(+ : hits)
+        for (int64_t i = i0; i < i1; ++i) hits += load<S>(c.m[i]) >= t;
+      }
+      if (hits == 0) continue;
+      for (int64_t i = i0; i < i1; ++i) {
+        const S v = load<S>(c.m[i]);
+        if (int(top.size()) == k ? !(v > top.back().first) : !(v >= bound)) continue;
+        if (int(top.size()) == k) top.pop_back();
+        auto pos = std::upper_bound(top.begin(), top.end(), v,
+                                    [](S val, const std::pair<S, int64_t>& e) { return val > e.first; });
+        top.insert(pos, {v, i});
+      }
     }
   } else {
     std::vector<int64_t> idx(n);
-    std::iota(idx.begin(), idx.end(), 0);
+    for (int64_t i = 0; i < n; ++i) idx[i] = i;
     std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int64_t a, int64_t b) {
       const S va = load<S>(c.m[a]), vb = load<S>(c.m[b]);
       return va > vb || (va == vb && a < b);
     });
+    top.clear();
     for (int i = 0; i < k; ++i) top.push_back({load<S>(c.m[idx[i]]), idx[i]});
   }
   S sw = 0, sx = 0, sy = 0;
