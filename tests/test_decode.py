@@ -130,6 +130,16 @@ def test_argmax_is_torch_argmax(gen):
     assert torch.equal(scores, maps.flatten(2).amax(-1))
 
 
+@pytest.mark.parametrize("k", [2, 5, 17, 32, 33])
+def test_topk_with_many_ties(backend, gen, k):
+    """Integer-valued maps: which of the tied pixels enter the top k (the lower indices) matters."""
+    name, device = backend
+    maps = torch.randint(0, 3, (2, 3, 9, 11), generator=gen).float()
+    maps[0, 0] = 1.0  # a constant map
+    got = ops.decode(maps.to(device), "topk", k=k, backend=name)
+    _assert_decoded(tuple(t.cpu() for t in got), ref.decode(maps, "topk", k=k), (9, 11))
+
+
 def test_decode_is_deterministic_across_threads(gen):
     maps = _maps((4, 7, 65, 31), gen)  # above _native.SERIAL_ELEMENTS: threads do run
     threads = torch.get_num_threads()
