@@ -16,6 +16,7 @@ def test_render_baselines_compute_the_reference() -> None:
 def test_decode_baselines_compute_the_reference() -> None:
     kp = torch.rand(4, 98, 2) * 63
     maps = ops.render_gaussian(kp, (64, 64), 2.0) + 0.01 * torch.rand(4, 98, 64, 64)
-    for method, baseline in (("dark", bench.dark_torch), ("topk", bench.topk_torch)):
+    for method, baseline in (("quarter", bench.quarter_torch), ("dark", bench.dark_torch),
+                             ("topk", bench.topk_torch)):
         want = reference.decode.decode(maps, method)[0]
         torch.testing.assert_close(baseline(maps), want, rtol=0, atol=1e-4)

@@ -305,6 +305,22 @@ def dark_torch(heatmaps: Tensor, blur: int = 11) -> Tensor:
     return torch.stack([x + ox, y + oy], dim=-1).reshape(b, k, 2)
 
 
+def quarter_torch(heatmaps: Tensor) -> Tensor:
+    """The quarter-offset decode as HRNet/FAN write it in PyTorch: argmax, gather the four neighbours (clamped
+    to the map), shift 0.25 sign(difference) on interior pixels. Returns (B, K, 2)."""
+    b, k, h, w = heatmaps.shape
+    flat = heatmaps.reshape(b, k, h * w)
+    idx = flat.argmax(-1, keepdim=True)
+    x, y = idx % w, idx // w
+
+    def at(di: int, dj: int) -> Tensor:
+        return flat.gather(-1, (y + di).clamp(0, h - 1) * w + (x + dj).clamp(0, w - 1))
+
+    dx = torch.where((x > 0) & (x < w - 1), 0.25 * torch.sign(at(0, 1) - at(0, -1)), 0.0)
+    dy = torch.where((y > 0) & (y < h - 1), 0.25 * torch.sign(at(1, 0) - at(-1, 0)), 0.0)
+    return torch.cat([x + dx, y + dy], dim=-1)
+
+
 def topk_torch(heatmaps: Tensor, k: int = 9) -> Tensor:
     """H3R decoding in PyTorch: torch.topk over each flattened map, softmax of the values, weighted mean."""
     b, kk, h, w = heatmaps.shape
@@ -345,7 +361,9 @@ def decode_suites(device: torch.device, quick: bool = False) -> list[Suite]:
         Case("torch softmax expectation", fwd_bwd(lambda t: reference.decode.soft_argmax(t)[0])),
     ]
     return [
-        suite("quarter", [Case("torch argmax + gather", lambda: reference.decode.decode(maps, "quarter"))]),
+        suite("quarter", [Case("torch argmax + gather", lambda: quarter_torch(maps)),
+                          Case("fastlmk reference (NaN checks, masked gathers)",
+                               lambda: reference.decode.decode(maps, "quarter"))]),
         suite("dark", [Case("torch DARK (whole-map blur)", lambda: dark_torch(maps))]),
         suite("topk", [Case("torch.topk + softmax", lambda: topk_torch(maps))]),
         Suite("soft_argmax fwd+bwd", shape, soft_cases, "torch softmax expectation",

@@ -191,7 +191,8 @@ def study(landmarks: Optional[Tensor] = None, *, image_size: int = 256, heatmap_
     ``landmarks`` (N, K, 2) in image pixels of a square ``image_size`` image (default:
     ``synthetic_faces(500, image_size=image_size, seed=seed)``); ``sigma`` of the Gaussian targets in heatmap
     pixels; ``norm`` as in ``metrics.nme``; ``seed`` also seeds H3R's randomized rounding (one generator per
-    heatmap size). Non-finite landmarks are missing: left out of every statistic.
+    heatmap size). Non-finite landmarks are missing: left out of every statistic, except that an image whose
+    normalising landmarks (e.g. the eye corners) are missing has no NME and makes the NME column NaN.
 
     Decoder settings: DARK blur 11; local soft-argmax window ``ceil(2 sigma)`` (7x7 at sigma 1.5); top-k
     k = 9; soft-argmax ``beta = SOFTMAX_BETA`` and the relu-normalised centroid; offset fields of radius 1.5;

@@ -15,6 +15,7 @@ maps, else float32).
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import torch
@@ -91,9 +92,10 @@ def _quarter(lo, hi, interior):
 
 @triton.jit
 def _parabola(lo, c, hi, interior):
-    """Vertex of the parabola through (-1, lo), (0, c), (1, hi), clamped to [-0.5, 0.5]; 0 when flat."""
+    """Vertex of the parabola through (-1, lo), (0, c), (1, hi), clamped to [-0.5, 0.5]; 0 when flat or when
+    one of the three is infinite."""
     denom = lo - 2 * c + hi
-    ok = interior & (denom != 0)
+    ok = interior & (denom != 0) & (tl.abs(denom) < float("inf"))  # false for NaN and +-inf
     off = 0.5 * (lo - hi) / tl.where(ok, denom, 1.0)
     return tl.where(ok, tl.where(off < -0.5, -0.5, tl.where(off > 0.5, 0.5, off)), 0.0)  # keeps NaN
 
@@ -245,7 +247,7 @@ def _decode_kernel(maps_ptr, off_ptr, aff_ptr, ker_ptr, coords_ptr, score_ptr, H
 
 
 @triton.jit
-def _soft_argmax_fwd_kernel(maps_ptr, coords_ptr, stat_ptr, HW, H, W, beta, RELU: tl.constexpr,
+def _soft_argmax_fwd_kernel(maps_ptr, coords_ptr, stat_ptr, HW, H, W, beta_ptr, RELU: tl.constexpr,
                             COMPUTE: tl.constexpr, BLOCK: tl.constexpr):
     """softmax: stat = logsumexp(beta h), coords = sum e (j, i) / sum e with e = exp(beta h - max);
     relu: stat = S = sum relu(h), coords = sum relu(h) (j, i) / S, the map centre when S = 0."""
@@ -266,7 +268,7 @@ def _soft_argmax_fwd_kernel(maps_ptr, coords_ptr, stat_ptr, HW, H, W, beta, RELU
             sx += e * j
             sy += e * i
         else:
-            z = beta * h
+            z = tl.load(beta_ptr) * h
             take = mask & (z != float("-inf"))
             up = take & (z > m)
             e = tl.exp(-tl.abs(z - m))  # exp(z - m), or exp(m - z) when z raises the lane's maximum
@@ -295,7 +297,7 @@ def _soft_argmax_fwd_kernel(maps_ptr, coords_ptr, stat_ptr, HW, H, W, beta, RELU
 
 
 @triton.jit
-def _soft_argmax_bwd_kernel(maps_ptr, coords_ptr, stat_ptr, gc_ptr, gs_ptr, gm_ptr, HW, W, beta,
+def _soft_argmax_bwd_kernel(maps_ptr, coords_ptr, stat_ptr, gc_ptr, gs_ptr, gm_ptr, HW, W, beta_ptr,
                             RELU: tl.constexpr, COMPUTE: tl.constexpr, BLOCK: tl.constexpr):
     """softmax: beta p (g . (pos - coords) + g_stat), p = exp(beta h - stat);
     relu: [h > 0] (g . (pos - coords) / S + g_stat), 0 when S = 0."""
@@ -312,8 +314,20 @@ def _soft_argmax_bwd_kernel(maps_ptr, coords_ptr, stat_ptr, gc_ptr, gs_ptr, gm_p
         ok = s > 0
         g = tl.where(ok, tl.where(h > 0, dot / tl.where(ok, s, 1.0) + gs, 0.0), 0.0)
     else:
+        beta = tl.load(beta_ptr)
         g = beta * tl.exp(beta * h - s) * (dot + gs)
     tl.store(gm_ptr + c * HW + offs, g.to(gm_ptr.dtype.element_ty), mask=mask)
+
+
+def _scalar(value: float, like: Tensor) -> Tensor:
+    """``value`` as a one-element tensor of ``like``'s dtype: a Python float argument would reach the kernel as
+    float32, which float64 maps must not lose."""
+    return torch.full((1,), value, dtype=like.dtype, device=like.device)
+
+
+@functools.lru_cache(maxsize=None)
+def _dark_kernel(blur: int, device: torch.device) -> Tensor:
+    return dark_kernel(blur, device=device)
 
 
 def _block(hw: int) -> int:
@@ -324,7 +338,7 @@ def decode(method: int, maps: Tensor, offsets: Optional[Tensor], affine: Optiona
            blur: int, window: int, topk: int, coords: Tensor, scores: Tensor) -> None:
     """Writes ``coords (N, 2)`` and ``scores (N,)`` of ``maps (N, H, W)`` decoded by METHODS[method]."""
     n, h, w = maps.shape
-    ker = dark_kernel(blur, device=maps.device) if method == 4 else coords
+    ker = _dark_kernel(blur, maps.device) if method == 4 else coords
     _decode_kernel[(n,)](maps, maps if offsets is None else offsets, coords if affine is None else affine, ker,
                          coords, scores, h * w, h, w, k_per_batch, blur, window, topk, METHOD=method,
                          HAS_AFFINE=affine is not None, COMPUTE=_COMPUTE[coords.dtype], BLOCK=_block(h * w),
@@ -336,7 +350,7 @@ def decode(method: int, maps: Tensor, offsets: Optional[Tensor], affine: Optiona
 def soft_argmax_forward(maps: Tensor, beta: float, relu: bool, coords: Tensor, stat: Tensor) -> None:
     """Writes ``coords (N, 2)`` and ``stat (N,)`` of ``soft_argmax`` over ``maps (N, H, W)``."""
     n, h, w = maps.shape
-    _soft_argmax_fwd_kernel[(n,)](maps, coords, stat, h * w, h, w, beta, RELU=relu,
+    _soft_argmax_fwd_kernel[(n,)](maps, coords, stat, h * w, h, w, _scalar(beta, coords), RELU=relu,
                                   COMPUTE=_COMPUTE[coords.dtype], BLOCK=_block(h * w))
 
 
@@ -346,5 +360,5 @@ def soft_argmax_backward(maps: Tensor, coords: Tensor, stat: Tensor, grad_coords
     n, h, w = maps.shape
     blk = _block(h * w)
     _soft_argmax_bwd_kernel[(n, triton.cdiv(h * w, blk))](maps, coords, stat, grad_coords, grad_stat, grad_maps,
-                                                          h * w, w, beta, RELU=relu,
+                                                          h * w, w, _scalar(beta, coords), RELU=relu,
                                                           COMPUTE=_COMPUTE[coords.dtype], BLOCK=blk)

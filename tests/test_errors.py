@@ -99,6 +99,8 @@ MAPS = torch.rand(2, 3, 8, 8)
     (dict(method="topk", k=0), ValueError, "k must be an integer >= 1"),
     (dict(method="dark", blur=4), ValueError, "blur must be an odd kernel size"),
     (dict(method="dark", blur=0), ValueError, "blur must be an integer >= 1"),
+    (dict(method="dark", blur=129), ValueError, "blur must be an odd kernel size <= 127"),
+    (dict(blur=2 ** 29 + 1), ValueError, "blur must be an odd kernel size <= 127"),
     (dict(method="local_softargmax", window=-1), ValueError, "window must be an integer >= 0"),
     (dict(window=1.5), ValueError, "window must be an integer"),
     (dict(affine=torch.rand(2, 3, 3)), ValueError, r"affine must have shape \(B, 2, 3\)"),
@@ -113,6 +115,18 @@ def test_decode_bad_input(kwargs, error, match):
     args = {"heatmaps": MAPS, **kwargs}
     with pytest.raises(error, match=match):
         ops.decode(args.pop("heatmaps"), **args)
+
+
+def test_raw_decode_op_checks_what_a_kernel_would_read_out_of_bounds():
+    f = torch.ops.fastlmk.decode
+    with pytest.raises(ValueError, match="needs offsets"):
+        f(MAPS, None, None, "offset", 11, 1, 9, "cpu")
+    with pytest.raises(ValueError, match=r"1 <= k <= H\*W"):
+        f(MAPS, None, None, "topk", 11, 1, 65, "cpu")
+    with pytest.raises(ValueError, match="affine must have shape"):
+        f(MAPS, None, torch.rand(1, 2, 3), "argmax", 11, 1, 9, "cpu")
+    transposed = MAPS.transpose(2, 3)  # not contiguous: copied, not misread
+    assert torch.equal(f(transposed, None, None, "argmax", 11, 1, 9, "cpu")[0], ops.decode(transposed)[0])
 
 
 def test_decode_hih_and_soft_argmax_bad_input():

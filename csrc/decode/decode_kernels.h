@@ -125,11 +125,12 @@ void wsm(const Map<S, T>& c, S& dx, S& dy) {
   dy = S(0.25) * ey / norm;
 }
 
-// Vertex of the parabola through (-1, lo), (0, mid), (1, hi), clamped to [-0.5, 0.5].
+// Vertex of the parabola through (-1, lo), (0, mid), (1, hi), clamped to [-0.5, 0.5]; 0 when flat or
+// when one of the three is infinite.
 template <class S>
 S parabola_axis(S lo, S mid, S hi) {
   const S denom = lo - S(2) * mid + hi;
-  if (denom == S(0)) return S(0);
+  if (denom == S(0) || !std::isfinite(denom)) return S(0);  // flat, or an infinite value among the three
   return std::min(S(0.5), std::max(S(-0.5), S(0.5) * (lo - hi) / denom));
 }
 
@@ -272,7 +273,7 @@ void decode_impl(const DecodeArgs& a) {
   S* coords = static_cast<S*>(a.coords);
   S* scores = static_cast<S*>(a.scores);
   const int64_t H = a.h, W = a.w, n = H * W;
-  const int r = (a.blur - 1) / 2;
+  const int r = a.method == kDark ? (a.blur - 1) / 2 : 0;  // blur <= MAX_BLUR (checked in Python)
   std::vector<double> g(size_t(2 * r + 1));
   if (a.method == kDark) {  // DARK's kernel: OpenCV's sigma for size 2r+1, normalised
     const double sd = 0.3 * (r - 1) + 0.8;

@@ -37,7 +37,17 @@ def _decode_op(heatmaps: Tensor, offsets: Optional[Tensor], affine: Optional[Ten
     if backend == "reference":
         return ref.decode(heatmaps, method, blur=blur, window=window, k=k, offsets=offsets, affine=affine)
     b, kk, h, w = heatmaps.shape
+    # the op is public (torch.ops.fastlmk.decode): what a kernel would read out of bounds is checked again
+    if method == "offset" and (offsets is None or tuple(offsets.shape) != (b, kk, 2, h, w)):
+        raise ValueError("method='offset' needs offsets (B, K, 2, H, W)")
+    if not ((method != "topk" or 1 <= k <= h * w) and 1 <= blur <= ref.MAX_BLUR and window >= 0):
+        raise ValueError(f"need 1 <= k <= H*W (topk), 1 <= blur <= {ref.MAX_BLUR} and window >= 0")
+    if affine is not None and tuple(affine.shape) != (b, 2, 3):
+        raise ValueError("affine must have shape (B, 2, 3)")
     cd = ref.compute_dtype(heatmaps.dtype)
+    heatmaps = heatmaps.contiguous()
+    offsets = None if offsets is None else offsets.to(cd).contiguous()
+    affine = None if affine is None else affine.to(cd).contiguous()
     coords = heatmaps.new_empty((b, kk, 2), dtype=cd)
     scores = heatmaps.new_empty((b, kk), dtype=cd)
     if coords.numel() == 0:
@@ -109,14 +119,15 @@ def decode(heatmaps: Tensor, method: str = "argmax", *, blur: int = 11, window: 
       ``render_offsets``.
 
     ``affine`` (B, 2, 3) maps the result to image space, ``A @ (x, y, 1)``, in the same kernel. Results are
-    float64 for float64 maps, else float32. A channel containing NaN decodes to NaN coordinates and score.
+    float64 for float64 maps, else float32, and carry no gradient (use ``soft_argmax`` to differentiate). A
+    channel containing NaN decodes to NaN coordinates and score.
     """
     b, kk, h, w = _maps("heatmaps", heatmaps)
     method = _checks.choice("method", method, METHODS)
     blur = _int("blur", blur, 1)
-    if blur % 2 == 0:
-        raise ValueError(f"blur must be an odd kernel size, got {blur}")
-    window = _int("window", window, 0)
+    if blur % 2 == 0 or blur > ref.MAX_BLUR:
+        raise ValueError(f"blur must be an odd kernel size <= {ref.MAX_BLUR}, got {blur}")
+    window = min(_int("window", window, 0), max(h, w) - 1)  # a larger window adds only pixels off the map
     k = _int("k", k, 1)
     if method == "topk" and k > h * w:
         raise ValueError(f"k must be at most H*W = {h * w}, got {k}")
@@ -134,7 +145,7 @@ def decode(heatmaps: Tensor, method: str = "argmax", *, blur: int = 11, window: 
         raise ValueError(f"offsets is only used by method='offset', not {method!r}")
     affine = _affine(affine, b, heatmaps.device, cd)
     backend = _dispatch.select("decode", BACKENDS, heatmaps.device, backend)
-    return _decode_op(heatmaps.contiguous(), offsets, affine, method, blur, window, k, backend)
+    return _decode_op(heatmaps.detach().contiguous(), offsets, affine, method, blur, window, k, backend)
 
 
 def decode_hih(integer_maps: Tensor, decimal_maps: Tensor, *, convention: str = "paper",
@@ -177,6 +188,7 @@ def _soft_argmax_op(heatmaps: Tensor, beta: float, relu: bool, backend: str) -> 
         return ref.soft_argmax(heatmaps, beta, "relu" if relu else "softmax")
     b, k, h, w = heatmaps.shape
     cd = ref.compute_dtype(heatmaps.dtype)
+    heatmaps = heatmaps.contiguous()
     coords = heatmaps.new_empty((b, k, 2), dtype=cd)
     stat = heatmaps.new_empty((b, k), dtype=cd)
     if stat.numel() == 0:
@@ -202,10 +214,12 @@ def _soft_argmax_backward_op(grad_coords: Tensor, grad_stat: Tensor, heatmaps: T
     if backend == "reference":
         return ref.soft_argmax_backward(grad_coords, grad_stat, heatmaps, coords, stat, beta,
                                         "relu" if relu else "softmax")
+    heatmaps = heatmaps.contiguous()
     grad = torch.empty_like(heatmaps)
     if grad.numel() == 0:
         return grad
     grad_coords, grad_stat = grad_coords.contiguous(), grad_stat.contiguous()
+    coords, stat = coords.contiguous(), stat.contiguous()
     if backend == "cpu":
         _soft_argmax_call("soft_argmax_backward", heatmaps, beta, relu, coords=coords, stat=stat,
                           grad_coords=grad_coords, grad_stat=grad_stat, grad_maps=grad)
@@ -270,4 +284,5 @@ def soft_argmax(heatmaps: Tensor, *, beta: float = 1.0, normalize: str = "softma
     if not isinstance(beta, Real) or isinstance(beta, bool) or not math.isfinite(beta) or beta <= 0:
         raise ValueError(f"beta must be a finite positive number, got {beta!r}")
     backend = _dispatch.select("soft_argmax", BACKENDS, heatmaps.device, backend)
-    return _soft_argmax_op(heatmaps.contiguous(), float(beta), normalize == "relu", backend)[0]
+    # a copy: the op's own output is saved for backward, so the caller may modify what it gets in place
+    return _soft_argmax_op(heatmaps.contiguous(), float(beta), normalize == "relu", backend)[0].clone()

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 METHODS = ("argmax", "quarter", "wsm", "parabola", "dark", "local_softargmax", "topk", "offset")
+MAX_BLUR = 127  # largest DARK kernel (a 131x131 patch for the Triton kernel's 2-D block)
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -67,7 +68,7 @@ def _wsm(maps, idx, x, y):
 
 def _parabola_axis(left, centre, right, interior):
     denom = left - 2 * centre + right
-    ok = interior & (denom != 0)
+    ok = interior & (denom != 0) & torch.isfinite(denom)  # flat, or an infinite value among the three: 0
     off = 0.5 * (left - right) / torch.where(ok, denom, torch.ones_like(denom))
     return torch.where(ok, off.clamp(-0.5, 0.5), torch.zeros_like(off))
 
