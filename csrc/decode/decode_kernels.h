@@ -46,49 +46,51 @@ Peak<S> scan(const T* m, int64_t n) {
 }
 
 #ifdef FASTLMK_AVX2
-// float32 maps: two 8-lane accumulators of (max, first index); lanes only take strictly greater values, so
-// the merge (largest value, then smallest index) yields the first maximum.
+// float32 maps: a max-only pass (four independent 8-lane vmaxps chains and a NaN flag, as fast as a plain
+// reduction), then the first position equal to the maximum, searched 8 lanes at a time in the cached map.
 template <>
 Peak<float> scan<float, float>(const float* m, int64_t n) {
-  if (n < 16 || n > std::numeric_limits<int32_t>::max()) {
+  if (n < 32) {
     Peak<float> p{m[0], 0, m[0] != m[0]};
     for (int64_t i = 1; i < n; ++i) {
       p.nan |= m[i] != m[i];
-      if (m[i] > p.value) p = {m[i], i, p.nan};
+      if (m[i] > p.value) p.value = m[i], p.index = i;
     }
     return p;
   }
-  __m256 best0 = _mm256_loadu_ps(m), best1 = _mm256_loadu_ps(m + 8);
-  __m256i idx0 = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), idx1 = _mm256_add_epi32(idx0, _mm256_set1_epi32(8));
-  __m256i cur0 = idx0, cur1 = idx1;
-  const __m256i step = _mm256_set1_epi32(16);
-  __m256 nan = _mm256_or_ps(_mm256_cmp_ps(best0, best0, _CMP_UNORD_Q), _mm256_cmp_ps(best1, best1, _CMP_UNORD_Q));
-  int64_t i = 16;
-  for (; i + 16 <= n; i += 16) {
-    cur0 = _mm256_add_epi32(cur0, step);
-    cur1 = _mm256_add_epi32(cur1, step);
-    const __m256 v0 = _mm256_loadu_ps(m + i), v1 = _mm256_loadu_ps(m + i + 8);
-    const __m256 gt0 = _mm256_cmp_ps(v0, best0, _CMP_GT_OQ), gt1 = _mm256_cmp_ps(v1, best1, _CMP_GT_OQ);
-    nan = _mm256_or_ps(nan, _mm256_or_ps(_mm256_cmp_ps(v0, v0, _CMP_UNORD_Q), _mm256_cmp_ps(v1, v1, _CMP_UNORD_Q)));
-    best0 = _mm256_blendv_ps(best0, v0, gt0);
-    best1 = _mm256_blendv_ps(best1, v1, gt1);
-    idx0 = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(idx0), _mm256_castsi256_ps(cur0), gt0));
-    idx1 = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(idx1), _mm256_castsi256_ps(cur1), gt1));
+  __m256 acc[4], nan = _mm256_setzero_ps();
+  for (int l = 0; l < 4; ++l) {
+    acc[l] = _mm256_loadu_ps(m + 8 * l);
+    nan = _mm256_or_ps(nan, _mm256_cmp_ps(acc[l], acc[l], _CMP_UNORD_Q));
   }
-  alignas(32) float bv[16];
-  alignas(32) int32_t bi[16];
-  _mm256_store_ps(bv, best0);
-  _mm256_store_ps(bv + 8, best1);
-  _mm256_store_si256(reinterpret_cast<__m256i*>(bi), idx0);
-  _mm256_store_si256(reinterpret_cast<__m256i*>(bi + 8), idx1);
-  Peak<float> p{bv[0], bi[0], _mm256_movemask_ps(nan) != 0};
-  for (int l = 1; l < 16; ++l)
-    if (bv[l] > p.value || (bv[l] == p.value && bi[l] < p.index)) p.value = bv[l], p.index = bi[l];
+  int64_t i = 32;
+  for (; i + 32 <= n; i += 32)
+    for (int l = 0; l < 4; ++l) {
+      const __m256 v = _mm256_loadu_ps(m + i + 8 * l);
+      acc[l] = _mm256_max_ps(acc[l], v);
+      nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, _mm256_max_ps(_mm256_max_ps(acc[0], acc[1]), _mm256_max_ps(acc[2], acc[3])));
+  float top = lanes[0];
+  for (int l = 1; l < 8; ++l) top = lanes[l] > top ? lanes[l] : top;
+  bool has_nan = _mm256_movemask_ps(nan) != 0;
   for (; i < n; ++i) {
-    p.nan |= m[i] != m[i];
-    if (m[i] > p.value) p.value = m[i], p.index = i;
+    has_nan |= m[i] != m[i];
+    top = m[i] > top ? m[i] : top;
   }
-  return p;
+  if (has_nan) return {top, 0, true};
+  const __m256 target = _mm256_set1_ps(top);
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const int hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(m + j), target, _CMP_EQ_OQ));
+    if (hit) {
+      j += __builtin_ctz(unsigned(hit));
+      return {m[j], j, false};
+    }
+  }
+  while (m[j] != top) ++j;
+  return {m[j], j, false};
 }
 #endif
 
