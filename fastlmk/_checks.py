@@ -14,6 +14,12 @@ import torch
 from torch import Tensor
 
 FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype kernels compute in for data of ``dtype``: float64 for float64, float32 for the others."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
 Scalar = Union[float, int]
 
 

@@ -44,7 +44,7 @@ def _decode_op(heatmaps: Tensor, offsets: Optional[Tensor], affine: Optional[Ten
         raise ValueError(f"need 1 <= k <= H*W (topk), 1 <= blur <= {ref.MAX_BLUR} and window >= 0")
     if affine is not None and tuple(affine.shape) != (b, 2, 3):
         raise ValueError("affine must have shape (B, 2, 3)")
-    cd = ref.compute_dtype(heatmaps.dtype)
+    cd = _checks.compute_dtype(heatmaps.dtype)
     heatmaps = heatmaps.contiguous()
     offsets = None if offsets is None else offsets.to(cd).contiguous()
     affine = None if affine is None else affine.to(cd).contiguous()
@@ -68,7 +68,7 @@ def _decode_op(heatmaps: Tensor, offsets: Optional[Tensor], affine: Optional[Ten
 @_decode_op.register_fake
 def _(heatmaps, offsets, affine, method, blur, window, k, backend):
     b, kk = heatmaps.shape[:2]
-    cd = ref.compute_dtype(heatmaps.dtype)
+    cd = _checks.compute_dtype(heatmaps.dtype)
     return heatmaps.new_empty((b, kk, 2), dtype=cd), heatmaps.new_empty((b, kk), dtype=cd)
 
 
@@ -87,14 +87,13 @@ def _int(name: str, value: object, low: int) -> int:
     return int(value)
 
 
-def _affine(affine: Optional[Tensor], b: int, device: torch.device, cd: torch.dtype) -> Optional[Tensor]:
+def _affine(affine: Optional[Tensor], b: int, device: torch.device) -> None:
     if affine is None:
-        return None
+        return
     _checks.floating("affine", affine)
     if tuple(affine.shape) != (b, 2, 3):
         raise ValueError(f"affine must have shape (B, 2, 3) = ({b}, 2, 3), got {tuple(affine.shape)}")
     _checks.same_device(device, affine=affine)
-    return affine.to(cd).contiguous()
 
 
 def decode(heatmaps: Tensor, method: str = "argmax", *, blur: int = 11, window: int = 1, k: int = 9,
@@ -131,7 +130,6 @@ def decode(heatmaps: Tensor, method: str = "argmax", *, blur: int = 11, window: 
     k = _int("k", k, 1)
     if method == "topk" and k > h * w:
         raise ValueError(f"k must be at most H*W = {h * w}, got {k}")
-    cd = ref.compute_dtype(heatmaps.dtype)
     if method == "offset":
         if offsets is None:
             raise ValueError("method='offset' needs offsets (B, K, 2, H, W)")
@@ -140,10 +138,9 @@ def decode(heatmaps: Tensor, method: str = "argmax", *, blur: int = 11, window: 
             raise ValueError(f"offsets must have shape (B, K, 2, H, W) = ({b}, {kk}, 2, {h}, {w}), "
                              f"got {tuple(offsets.shape)}")
         _checks.same_device(heatmaps.device, offsets=offsets)
-        offsets = offsets.to(cd).contiguous()
     elif offsets is not None:
         raise ValueError(f"offsets is only used by method='offset', not {method!r}")
-    affine = _affine(affine, b, heatmaps.device, cd)
+    _affine(affine, b, heatmaps.device)
     backend = _dispatch.select("decode", BACKENDS, heatmaps.device, backend)
     return _decode_op(heatmaps.detach().contiguous(), offsets, affine, method, blur, window, k, backend)
 
@@ -163,7 +160,7 @@ def decode_hih(integer_maps: Tensor, decimal_maps: Tensor, *, convention: str = 
         raise ValueError(f"decimal_maps has (B, K) = ({db}, {dk}) but integer_maps has ({b}, {kk})")
     _checks.same_device(integer_maps.device, decimal_maps=decimal_maps)
     convention = _checks.choice("convention", convention, ("paper", "unbiased"))
-    affine = _affine(affine, b, integer_maps.device, ref.compute_dtype(integer_maps.dtype))
+    _affine(affine, b, integer_maps.device)
     coarse, score = decode(integer_maps, "argmax", backend=backend)
     fine, _ = decode(decimal_maps, "argmax", backend=backend)
     scale = torch.tensor([wo, ho], dtype=fine.dtype, device=fine.device)
@@ -176,7 +173,7 @@ def decode_hih(integer_maps: Tensor, decimal_maps: Tensor, *, convention: str = 
 def _soft_argmax_call(fn: str, heatmaps: Tensor, beta: float, relu: bool, **buffers: Tensor) -> None:
     b, k, h, w = heatmaps.shape
     getattr(_native.cpu, fn)(maps=_native.ptr(heatmaps),
-                             compute_dtype=_native.dtype_code(ref.compute_dtype(heatmaps.dtype)),
+                             compute_dtype=_native.dtype_code(_checks.compute_dtype(heatmaps.dtype)),
                              map_dtype=_native.dtype_code(heatmaps.dtype), bk=b * k, h=h, w=w, beta=beta,
                              relu=relu, nthreads=_native.num_threads(heatmaps.numel()),
                              **{name: _native.ptr(t) for name, t in buffers.items()})
@@ -187,7 +184,7 @@ def _soft_argmax_op(heatmaps: Tensor, beta: float, relu: bool, backend: str) -> 
     if backend == "reference":
         return ref.soft_argmax(heatmaps, beta, "relu" if relu else "softmax")
     b, k, h, w = heatmaps.shape
-    cd = ref.compute_dtype(heatmaps.dtype)
+    cd = _checks.compute_dtype(heatmaps.dtype)
     heatmaps = heatmaps.contiguous()
     coords = heatmaps.new_empty((b, k, 2), dtype=cd)
     stat = heatmaps.new_empty((b, k), dtype=cd)
@@ -204,7 +201,7 @@ def _soft_argmax_op(heatmaps: Tensor, beta: float, relu: bool, backend: str) -> 
 @_soft_argmax_op.register_fake
 def _(heatmaps, beta, relu, backend):
     b, k = heatmaps.shape[:2]
-    cd = ref.compute_dtype(heatmaps.dtype)
+    cd = _checks.compute_dtype(heatmaps.dtype)
     return heatmaps.new_empty((b, k, 2), dtype=cd), heatmaps.new_empty((b, k), dtype=cd)
 
 

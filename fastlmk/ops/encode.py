@@ -32,10 +32,6 @@ def _triton():
     return importlib.import_module("fastlmk.kernels.encode")
 
 
-def _compute(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 # ----------------------------------------------------------------------------------------------- render ops
 
 def _render(kind: str, keypoints: Tensor, param: Tensor, weights: Optional[Tensor], height: int, width: int,
@@ -95,7 +91,7 @@ def _prepare(op: str, keypoints: Tensor, size: Size, param: Param, param_name: s
     b, k = _checks.keypoints(keypoints)
     h, w = _checks.size2(size)
     dtype = _checks.dtype(dtype)
-    cd = _compute(dtype)
+    cd = _checks.compute_dtype(dtype)
     device = keypoints.device
     prm = _checks.per_keypoint(param_name, param, b, k, device, cd, positive=positive)
     wts = _checks.weights(weights, b, k, device, cd)
@@ -291,7 +287,7 @@ def heatmap_loss(pred: Tensor, keypoints: Tensor, sigma: Param, *, kind: str = "
     awing = [float(v) for v in (alpha, omega, epsilon, theta)]
     if kind == "awing" and not (awing[1] > 0 and awing[2] > 0 and awing[3] > 0):
         raise ValueError(f"omega, epsilon and theta must be positive, got {awing[1:]}")
-    cd = _compute(pred.dtype)
+    cd = _checks.compute_dtype(pred.dtype)
     s = _checks.per_keypoint("sigma", sigma, b, k, pred.device, cd)
     wts = _checks.weights(weights, b, k, pred.device, cd)
     backend = _dispatch.select("heatmap_loss", BACKENDS, pred.device, backend)

@@ -14,12 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._checks import compute_dtype
+
 METHODS = ("argmax", "quarter", "wsm", "parabola", "dark", "local_softargmax", "topk", "offset")
 MAX_BLUR = 127  # largest DARK kernel (a 131x131 patch for the Triton kernel's 2-D block)
-
-
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def dark_sigma(blur: int) -> float:

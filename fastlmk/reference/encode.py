@@ -13,9 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
+from .._checks import compute_dtype
 
 
 def _offsets(keypoints: Tensor, size: tuple[int, int], dtype: torch.dtype) -> tuple[Tensor, Tensor]:
@@ -40,7 +38,7 @@ def _weighted(out: Tensor, weights: Optional[Tensor]) -> Tensor:
 def render_gaussian(keypoints: Tensor, size: tuple[int, int], sigma, *, weights: Optional[Tensor] = None,
                     center: str = "continuous", radius: float = 3.0, dtype: torch.dtype = torch.float32) -> Tensor:
     """exp(-((j-cx)^2 + (i-cy)^2) / 2 sigma^2) where |j-cx|, |i-cy| <= radius*sigma, else 0; times weights."""
-    cd = _compute_dtype(dtype)
+    cd = compute_dtype(dtype)
     kp = keypoints.to(cd)
     if center == "rounded":
         kp = torch.floor(kp + 0.5)
@@ -55,7 +53,7 @@ def render_gaussian(keypoints: Tensor, size: tuple[int, int], sigma, *, weights:
 def render_disc(keypoints: Tensor, size: tuple[int, int], radius, *, weights: Optional[Tensor] = None,
                 dtype: torch.dtype = torch.float32) -> Tensor:
     """1 where (j-x)^2 + (i-y)^2 <= radius^2, else 0; times weights."""
-    cd = _compute_dtype(dtype)
+    cd = compute_dtype(dtype)
     dx, dy = _offsets(keypoints, size, cd)
     r = _param(radius, keypoints, cd)
     inside = (dx.abs() <= r) & (dy.abs() <= r) & (dx * dx + dy * dy <= r * r)
@@ -65,7 +63,7 @@ def render_disc(keypoints: Tensor, size: tuple[int, int], radius, *, weights: Op
 def render_offsets(keypoints: Tensor, size: tuple[int, int], radius, *, weights: Optional[Tensor] = None,
                    dtype: torch.dtype = torch.float32) -> Tensor:
     """(B, K, 2, H, W): (x - j, y - i) where |j-x|, |i-y| <= radius, else 0; channels with weight 0 are 0."""
-    cd = _compute_dtype(dtype)
+    cd = compute_dtype(dtype)
     dx, dy = _offsets(keypoints, size, cd)
     r = _param(radius, keypoints, cd)
     inside = (dx.abs() <= r) & (dy.abs() <= r)
@@ -109,7 +107,7 @@ def elementwise_loss_grad(kind: str, pred: Tensor, target: Tensor, awing: tuple[
 
 
 def _target(pred: Tensor, keypoints: Tensor, sigma, center: str, radius: float) -> tuple[Tensor, Tensor]:
-    cd = _compute_dtype(pred.dtype)
+    cd = compute_dtype(pred.dtype)
     target = render_gaussian(keypoints, tuple(pred.shape[-2:]), sigma, center=center, radius=radius, dtype=cd)
     return pred.to(cd), target
 
