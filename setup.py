@@ -69,7 +69,7 @@ def extensions():
     exts = [
         Extension(
             "fastlmk._C",
-            sources=["csrc/bindings.cpp", "csrc/isa.cpp", *sorted(glob("csrc/encode/*.cpp") + glob("csrc/decode/*.cpp"))],
+            sources=["csrc/bindings.cpp", "csrc/isa.cpp", *sorted(glob("csrc/encode/*.cpp") + glob("csrc/decode/*.cpp") + glob("csrc/splat/*.cpp"))],
             include_dirs=includes,
             extra_compile_args=CXX_FLAGS,
             extra_link_args=["-fopenmp"],
@@ -93,7 +93,7 @@ def extensions():
 
 
 setup(
-    packages=["fastlmk", "fastlmk.ops", "fastlmk.reference", "fastlmk.kernels", "fastlmk.models"],
+    packages=["fastlmk", "fastlmk.ops", "fastlmk.nn", "fastlmk.reference", "fastlmk.kernels", "fastlmk.models"],
     package_dir={"fastlmk": "fastlmk", "fastlmk.kernels": "kernels", "fastlmk.models": "models"},
     ext_modules=extensions(),
     cmdclass={"build_ext": BuildExt},

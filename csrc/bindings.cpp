@@ -9,6 +9,7 @@
 #include "decode/decode.h"
 #include "encode/encode.h"
 #include "isa.h"
+#include "splat/splat.h"
 
 namespace py = pybind11;
 using fastlmk::Isa;
@@ -146,4 +147,37 @@ PYBIND11_MODULE(_C, m) {
       py::arg("maps"), py::arg("compute_dtype"), py::arg("map_dtype"), py::arg("bk"), py::arg("h"), py::arg("w"),
       py::arg("beta"), py::arg("relu"), py::arg("coords"), py::arg("stat"), py::arg("grad_coords"),
       py::arg("grad_stat"), py::arg("grad_maps"), py::arg("nthreads"), py::call_guard<py::gil_scoped_release>());
+
+  m.def(
+      "splat_forward",
+      [](uintptr_t xy, uintptr_t depth, uintptr_t value, int dtype, int64_t b, int64_t q, int64_t h, int64_t w,
+         double sigma, double radius, int64_t margin, int64_t candidates, uintptr_t image, uintptr_t weight_sum,
+         uintptr_t visible, int nthreads) {
+        fastlmk::SplatArgs a{};
+        a.xy = cptr(xy), a.depth = cptr(depth), a.value = cptr(value), a.dtype = dtype;
+        a.b = b, a.q = q, a.h = h, a.w = w, a.sigma = sigma, a.radius = radius;
+        a.margin = margin, a.candidates = candidates, a.nthreads = nthreads;
+        a.image = mptr(image), a.weight_sum = mptr(weight_sum), a.visible = static_cast<uint8_t*>(mptr(visible));
+        fastlmk::splat_forward(a);
+      },
+      py::arg("xy"), py::arg("depth"), py::arg("value"), py::arg("dtype"), py::arg("b"), py::arg("q"), py::arg("h"),
+      py::arg("w"), py::arg("sigma"), py::arg("radius"), py::arg("margin"), py::arg("candidates"), py::arg("image"),
+      py::arg("weight_sum"), py::arg("visible"), py::arg("nthreads"), py::call_guard<py::gil_scoped_release>());
+
+  m.def(
+      "splat_backward",
+      [](uintptr_t grad_image, uintptr_t xy, uintptr_t value, uintptr_t image, uintptr_t weight_sum,
+         uintptr_t visible, int dtype, int64_t b, int64_t q, int64_t h, int64_t w, double sigma, double radius,
+         int64_t candidates, uintptr_t grad_xy, uintptr_t grad_value, int nthreads) {
+        fastlmk::SplatArgs a{};
+        a.grad_image = cptr(grad_image), a.xy = cptr(xy), a.value = cptr(value), a.dtype = dtype;
+        a.image = mptr(image), a.weight_sum = mptr(weight_sum), a.visible = static_cast<uint8_t*>(mptr(visible));
+        a.b = b, a.q = q, a.h = h, a.w = w, a.sigma = sigma, a.radius = radius, a.candidates = candidates;
+        a.grad_xy = mptr(grad_xy), a.grad_value = mptr(grad_value), a.nthreads = nthreads;
+        fastlmk::splat_backward(a);
+      },
+      py::arg("grad_image"), py::arg("xy"), py::arg("value"), py::arg("image"), py::arg("weight_sum"),
+      py::arg("visible"), py::arg("dtype"), py::arg("b"), py::arg("q"), py::arg("h"), py::arg("w"), py::arg("sigma"),
+      py::arg("radius"), py::arg("candidates"), py::arg("grad_xy"), py::arg("grad_value"), py::arg("nthreads"),
+      py::call_guard<py::gil_scoped_release>());
 }

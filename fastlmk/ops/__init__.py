@@ -10,6 +10,7 @@ from .encode import (
     render_gaussian,
     render_offsets,
 )
+from .splat import splat
 
 __all__ = ["decode", "decode_hih", "encode_h3r", "encode_hih", "heatmap_loss", "randomized_round", "render_disc",
-           "render_gaussian", "render_offsets", "soft_argmax"]
+           "render_gaussian", "render_offsets", "soft_argmax", "splat"]

@@ -1,0 +1,157 @@
+"""The visualization splat of PIFA (seed 003 Eq. 9-10) with z-buffer visibility and its backward pass.
+
+``fastlmk::splat`` and ``fastlmk::splat_backward`` are ``torch.library`` custom ops with the backends
+``reference`` (fastlmk/reference/splat.py, the ground truth), ``cpu`` (csrc/splat) and ``cuda``
+(csrc/cuda/splat.cu). Semantics: DESIGN.md 5.3.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from .. import _checks, _dispatch, _native
+from ..reference import splat as ref
+
+__all__ = ["splat"]
+
+BACKENDS = ("reference", "cpu", "cuda")
+DTYPES = (torch.float32, torch.float64)
+MAX_CELLS = 1 << 30  # z-buffer cells per batch
+
+
+def _stream(t: Tensor) -> int:
+    return torch.cuda.current_stream(t.device).cuda_stream
+
+
+@torch.library.custom_op("fastlmk::splat", mutates_args=())
+def _splat_op(xy: Tensor, depth: Tensor, value: Tensor, h: int, w: int, sigma: float, radius: float,
+              backend: str) -> tuple[Tensor, Tensor, Tensor]:
+    b, q = depth.shape
+    if tuple(xy.shape) != (b, q, 2) or tuple(value.shape) != (b, q) or not (sigma > 0 and radius >= 0):
+        raise ValueError("splat needs xy (B, Q, 2), depth and value (B, Q), sigma > 0 and radius >= 0")
+    if backend == "reference":
+        return ref.splat(xy, depth, value, (h, w), sigma, radius)
+    xy, depth, value = xy.contiguous(), depth.contiguous(), value.contiguous()
+    image = xy.new_empty((b, 1, h, w))
+    weight_sum = xy.new_empty((b, 1, h, w))
+    visible = torch.empty((b, q), dtype=torch.bool, device=xy.device)
+    m = ref.margin(radius)
+    common = dict(xy=xy.data_ptr(), depth=depth.data_ptr(), value=value.data_ptr(),
+                  dtype=_native.dtype_code(xy.dtype), b=b, q=q, h=h, w=w, sigma=sigma, radius=radius, margin=m,
+                  image=image.data_ptr(), weight_sum=weight_sum.data_ptr(), visible=visible.data_ptr())
+    if backend == "cpu":
+        _native.cpu.splat_forward(**common, candidates=ref.candidates(radius),
+                                  nthreads=_native.num_threads(b * (h * w + q)))
+    else:
+        cells = b * (h + 2 * m) * (w + 2 * m)
+        zbuf = torch.empty(cells, dtype=torch.int64, device=xy.device)
+        owner = torch.empty(cells, dtype=torch.int32, device=xy.device)
+        _native.cuda.splat_forward(**common, zbuf=zbuf.data_ptr(), owner=owner.data_ptr(), stream=_stream(xy))
+    return image, weight_sum, visible
+
+
+@_splat_op.register_fake
+def _(xy, depth, value, h, w, sigma, radius, backend):
+    b, q = depth.shape
+    image = xy.new_empty((b, 1, h, w))
+    return image, torch.empty_like(image), torch.empty((b, q), dtype=torch.bool, device=xy.device)
+
+
+@torch.library.custom_op("fastlmk::splat_backward", mutates_args=())
+def _splat_backward_op(grad_image: Tensor, xy: Tensor, value: Tensor, image: Tensor, weight_sum: Tensor,
+                       visible: Tensor, sigma: float, radius: float, backend: str) -> tuple[Tensor, Tensor]:
+    b, q = value.shape
+    h, w = image.shape[-2:]
+    if not (tuple(xy.shape) == (b, q, 2) and tuple(visible.shape) == (b, q) and visible.dtype == torch.bool
+            and tuple(grad_image.shape) == tuple(image.shape) == tuple(weight_sum.shape) == (b, 1, h, w)):
+        raise ValueError("splat_backward: the shapes do not match those of a splat forward")
+    if backend == "reference":
+        return ref.splat_backward(grad_image, xy, value, image, weight_sum, visible, sigma, radius)
+    grad_image = grad_image.to(xy.dtype).contiguous()
+    xy, value, image, weight_sum = xy.contiguous(), value.contiguous(), image.contiguous(), weight_sum.contiguous()
+    visible = visible.contiguous()
+    grad_xy, grad_value = torch.empty_like(xy), torch.empty_like(value)
+    common = dict(grad_image=grad_image.data_ptr(), xy=xy.data_ptr(), value=value.data_ptr(),
+                  image=image.data_ptr(), weight_sum=weight_sum.data_ptr(), visible=visible.data_ptr(),
+                  dtype=_native.dtype_code(xy.dtype), b=b, q=q, h=h, w=w, sigma=sigma, radius=radius,
+                  grad_xy=grad_xy.data_ptr(), grad_value=grad_value.data_ptr())
+    if backend == "cpu":
+        _native.cpu.splat_backward(**common, candidates=ref.candidates(radius),
+                                   nthreads=_native.num_threads(b * q * ref.candidates(radius) ** 2))
+    else:
+        _native.cuda.splat_backward(**common, stream=_stream(xy))
+    return grad_xy, grad_value
+
+
+@_splat_backward_op.register_fake
+def _(grad_image, xy, value, image, weight_sum, visible, sigma, radius, backend):
+    return torch.empty_like(xy), torch.empty_like(value)
+
+
+def _setup(ctx, inputs, output):
+    xy, _, value, _, _, ctx.sigma, ctx.radius, ctx.backend = inputs
+    image, weight_sum, visible = output
+    ctx.mark_non_differentiable(weight_sum, visible)
+    ctx.save_for_backward(xy, value, image, weight_sum, visible)
+
+
+def _backward(ctx, grad_image, _grad_weight_sum, _grad_visible):
+    xy, value, image, weight_sum, visible = ctx.saved_tensors
+    if grad_image is None:
+        return None, None, None, None, None, None, None, None
+    grad_xy, grad_value = _splat_backward_op(grad_image, xy, value, image, weight_sum, visible, ctx.sigma,
+                                             ctx.radius, ctx.backend)
+    return grad_xy, None, grad_value, None, None, None, None, None
+
+
+_splat_op.register_autograd(_backward, setup_context=_setup)
+
+
+def _per_vertex(name: str, t: object, b: int, q: int, dtype: torch.dtype) -> Tensor:
+    _checks.floating(name, t)
+    if t.dtype != dtype:
+        raise TypeError(f"{name} has dtype {t.dtype} but xy has {dtype}")
+    if tuple(t.shape) != (b, q):
+        raise ValueError(f"{name} must have shape (B, Q) = ({b}, {q}), got {tuple(t.shape)}")
+    return t
+
+
+def splat(xy: Tensor, depth: Tensor, value: Tensor, size: int | tuple[int, int], *, sigma: float = 1.0,
+          radius: Optional[float] = None, backend: Optional[str] = None) -> Tensor:
+    """Visualization image (B, 1, H, W) of a vertex cloud (PIFA Eq. 9-10 with z-buffer visibility).
+
+    ``V(u, v) = sum_q value_q w_q / sum_q w_q`` with ``w_q = exp(-((u - x_q)^2 + (v - y_q)^2) / (2 sigma^2))``
+    over the visible vertices whose square window ``|u - x_q| <= radius, |v - y_q| <= radius`` holds the pixel
+    (``radius`` defaults to ``3 sigma``); 0 where no vertex reaches. ``xy (B, Q, 2)`` in pixels (pixel
+    ``(i, j)`` centred at ``(x=j, y=i)``), ``depth (B, Q)`` (smaller is nearer), ``value (B, Q)``, all float32
+    or float64. Visibility: among vertices whose nearest pixel ``(floor(x + 0.5), floor(y + 0.5))`` is the
+    same, only the smallest depth survives (ties: lowest index). A vertex with a non-finite ``xy`` or
+    ``depth`` is skipped: that is how callers prune back-facing vertices.
+
+    Differentiable in ``xy`` and ``value`` (once; ``depth`` gets no gradient). The backward gathers over each
+    visible vertex's window using the saved image and weight sum, so it needs no atomics; memory is
+    O(B H W + B Q).
+    """
+    b, q = _checks.keypoints(xy, "xy")
+    if xy.dtype not in DTYPES:
+        raise TypeError(f"xy must be float32 or float64, got {xy.dtype}")
+    _per_vertex("depth", depth, b, q, xy.dtype)
+    _per_vertex("value", value, b, q, xy.dtype)
+    _checks.same_device(xy.device, depth=depth, value=value)
+    h, w = _checks.size2(size)
+    if not isinstance(sigma, Real) or isinstance(sigma, bool) or not math.isfinite(sigma) or sigma <= 0:
+        raise ValueError(f"sigma must be a finite positive number, got {sigma!r}")
+    radius = 3.0 * float(sigma) if radius is None else _checks.nonneg_float("radius", radius)
+    m = ref.margin(radius)
+    if (h + 2 * m) * (w + 2 * m) > MAX_CELLS or q >= 1 << 31:
+        raise ValueError(f"radius {radius} with size {(h, w)} needs a z-buffer of {(h + 2 * m) * (w + 2 * m)} "
+                         f"cells per batch (at most {MAX_CELLS}), or Q = {q} >= 2^31")
+    if value.device.type == "cpu" and not bool(torch.isfinite(value).all()):
+        raise ValueError("value must be finite (skip a vertex with a non-finite xy or depth instead)")
+    backend = _dispatch.select("splat", BACKENDS, xy.device, backend)
+    return _splat_op(xy, depth.detach(), value, h, w, float(sigma), radius, backend)[0]
