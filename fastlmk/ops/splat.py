@@ -147,11 +147,12 @@ def splat(xy: Tensor, depth: Tensor, value: Tensor, size: int | tuple[int, int],
     if not isinstance(sigma, Real) or isinstance(sigma, bool) or not math.isfinite(sigma) or sigma <= 0:
         raise ValueError(f"sigma must be a finite positive number, got {sigma!r}")
     radius = 3.0 * float(sigma) if radius is None else _checks.nonneg_float("radius", radius)
+    radius = ref.dtype_radius(radius, xy.dtype)
     m = ref.margin(radius)
     if (h + 2 * m) * (w + 2 * m) > MAX_CELLS or q >= 1 << 31:
         raise ValueError(f"radius {radius} with size {(h, w)} needs a z-buffer of {(h + 2 * m) * (w + 2 * m)} "
                          f"cells per batch (at most {MAX_CELLS}), or Q = {q} >= 2^31")
-    if value.device.type == "cpu" and not bool(torch.isfinite(value).all()):
+    if value.device.type == "cpu" and not torch.compiler.is_compiling() and not bool(torch.isfinite(value).all()):
         raise ValueError("value must be finite (skip a vertex with a non-finite xy or depth instead)")
     backend = _dispatch.select("splat", BACKENDS, xy.device, backend)
     return _splat_op(xy, depth.detach(), value, h, w, float(sigma), radius, backend)[0]

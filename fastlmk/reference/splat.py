@@ -8,7 +8,8 @@ Conventions shared by every backend, so that they agree on which pixels and vert
   z-buffer; a vertex whose cell lies further out cannot reach any pixel and is dropped. Per cell only the
   smallest depth survives, ties to the lowest vertex index.
 - Window: pixel column ``u`` belongs to vertex ``q`` when ``|u - x_q| <= radius``, tested for the
-  ``floor(2 radius) + 2`` candidates ``u = floor(x_q - radius) + k``; rows alike. Arithmetic in the input dtype.
+  ``floor(2 radius) + 2`` candidates ``u = floor(x_q - radius) + k``; rows alike. Arithmetic in the input dtype,
+  with ``radius`` first rounded to it (so that the margin and the window test agree).
 - ``V = sum_q value_q w_q / sum_q w_q`` with ``w_q = exp(-((u - x_q)^2 + (v - y_q)^2) / (2 sigma^2))``;
   ``V = 0`` where the sum of weights is 0.
 
@@ -25,6 +26,11 @@ import torch
 from torch import Tensor
 
 
+def dtype_radius(radius: float, dtype: torch.dtype) -> float:
+    """``radius`` rounded to the data dtype, the value every window test and the margin use."""
+    return float(torch.tensor(radius, dtype=dtype))
+
+
 def margin(radius: float) -> int:
     """Cells beyond the map (each side) whose vertices can still reach a pixel: floor(radius + 0.5)."""
     return int(math.floor(radius + 0.5))
@@ -39,7 +45,7 @@ def visibility(xy: Tensor, depth: Tensor, size: tuple[int, int], radius: float) 
     """(B, Q) bool: the vertices that survive the z-buffer (see the module docstring)."""
     b, q = depth.shape
     h, w = size
-    m = margin(radius)
+    m = margin(dtype_radius(radius, xy.dtype))
     finite = torch.isfinite(xy).all(-1) & torch.isfinite(depth)
     cell = torch.floor(torch.where(finite[..., None], xy, torch.zeros_like(xy)) + 0.5)
     inside = (finite & (cell[..., 0] >= -m) & (cell[..., 0] <= w - 1 + m)
@@ -62,6 +68,7 @@ def _window(xy: Tensor, visible: Tensor, size: tuple[int, int], radius: float):
     """Per vertex, the (n, n) window candidates: flat pixel index, (u - x, v - y) and the in-window mask."""
     b, q, _ = xy.shape
     h, w = size
+    radius = dtype_radius(radius, xy.dtype)
     n = candidates(radius)
     r = torch.tensor(radius, dtype=xy.dtype, device=xy.device)
     safe = torch.where(visible[..., None], xy, torch.zeros_like(xy))  # no NaN reaches autograd

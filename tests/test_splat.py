@@ -1,0 +1,192 @@
+"""fastlmk.ops.splat: every backend against the reference, z-buffer rules, gradients, opcheck, determinism."""
+
+import math
+
+import pytest
+import torch
+
+from fastlmk import _native, ops
+from fastlmk.reference import splat as ref
+
+from conftest import HAS_CUDA
+
+# (backend, device, cpu instruction set or None)
+SPLAT_BACKENDS = [
+    pytest.param(("cpu", "cpu", "avx2"), id="cpu-avx2",
+                 marks=pytest.mark.skipif(_native.cpu is None or not _native.cpu.isa_supported("avx2"),
+                                          reason="needs fastlmk._C on an AVX2 CPU")),
+    pytest.param(("cpu", "cpu", "scalar"), id="cpu-scalar",
+                 marks=pytest.mark.skipif(_native.cpu is None, reason="fastlmk._C not built")),
+    pytest.param(("cuda", "cuda", None), id="cuda",
+                 marks=[pytest.mark.gpu, pytest.mark.skipif(not HAS_CUDA or _native.cuda is None,
+                                                            reason="needs a GPU and fastlmk._cuda")]),
+]
+DTYPES = [torch.float32, torch.float64]
+# (B, Q, H, W, sigma, radius)
+CASES = [(1, 1, 1, 1, 1.0, None), (2, 7, 5, 3, 0.7, None), (3, 300, 17, 23, 1.3, 2.0), (2, 2000, 32, 32, 1.0, None),
+         (2, 400, 16, 20, 0.6, 4.2), (1, 50, 9, 9, 2.0, 0.0)]
+
+
+@pytest.fixture(params=SPLAT_BACKENDS)
+def backend(request):
+    name, device, isa = request.param
+    if isa is None:
+        yield name, device
+        return
+    previous = _native.cpu.isa()
+    _native.cpu.set_isa(isa)
+    try:
+        yield name, device
+    finally:
+        _native.cpu.set_isa(previous)
+
+
+def random_cloud(b, q, h, w, dtype, gen, margin=4.0):
+    """Vertices over and beyond the map, with coincident vertices, depth ties and non-finite entries."""
+    xy = torch.rand(b, q, 2, generator=gen, dtype=torch.float64)
+    xy = xy * torch.tensor([w + 2 * margin, h + 2 * margin], dtype=torch.float64) - margin
+    depth = torch.rand(b, q, generator=gen, dtype=torch.float64)
+    value = torch.randn(b, q, generator=gen, dtype=torch.float64)
+    if q >= 8:
+        xy[:, 1] = xy[:, 0]  # coincident, different depth
+        xy[:, 3] = xy[:, 2] + 0.2  # same cell (mostly), equal depth: the lower index wins
+        depth[:, 3] = depth[:, 2]
+        xy[:, 4, 0] = math.nan
+        depth[:, 5] = math.inf
+        xy[:, 6] = torch.tensor([-40.0, 1e6], dtype=torch.float64)  # far outside
+        depth[:, 7] = depth[:, 2]  # a tie in depth across cells changes nothing
+    if q >= 40:
+        depth[:, 20:40] = 0.5  # many ties
+        xy[:, 30:40] = xy[:, 20:30]
+    return xy.to(dtype), depth.to(dtype), value.to(dtype)
+
+
+def radius_of(sigma, radius):
+    return 3.0 * sigma if radius is None else radius
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[:4])) + f"-s{c[4]}-r{c[5]}")
+def test_forward_matches_reference(backend, dtype, case, gen):
+    name, device = backend
+    b, q, h, w, sigma, radius = case
+    xy, depth, value = random_cloud(b, q, h, w, dtype, gen)
+    r = radius_of(sigma, radius)
+    want = ref.splat(xy, depth, value, (h, w), sigma, r)
+    got = torch.ops.fastlmk.splat(xy.to(device), depth.to(device), value.to(device), h, w, sigma, r, name)
+    rtol, atol = (1e-5, 1e-6) if dtype == torch.float32 else (1e-12, 1e-13)
+    torch.testing.assert_close(got[2].cpu(), want[2], rtol=0, atol=0)  # the same vertices survive
+    torch.testing.assert_close(got[1].cpu(), want[1], rtol=rtol, atol=atol)
+    torch.testing.assert_close(got[0].cpu(), want[0], rtol=rtol, atol=atol * 10)
+    # the public op returns the image
+    public = ops.splat(xy.to(device), depth.to(device), value.to(device), (h, w), sigma=sigma, radius=radius,
+                       backend=name)
+    torch.testing.assert_close(public.cpu(), want[0], rtol=rtol, atol=atol * 10)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("case", CASES[1:5], ids=lambda c: "x".join(map(str, c[:4])))
+def test_gradients_match_reference(backend, dtype, case, gen):
+    name, device = backend
+    b, q, h, w, sigma, radius = case
+    xy, depth, value = random_cloud(b, q, h, w, dtype, gen)
+    grad = torch.randn(b, 1, h, w, generator=gen, dtype=torch.float64).to(dtype)
+    r = radius_of(sigma, radius)
+
+    def grads(fn, dev):
+        x, v = xy.to(dev).requires_grad_(), value.to(dev).requires_grad_()
+        out = fn(x, depth.to(dev), v)
+        return [g.cpu() for g in torch.autograd.grad((out * grad.to(dev)).sum(), [x, v])]
+
+    want = grads(lambda x, d, v: ref.splat(x, d, v, (h, w), sigma, r)[0], "cpu")
+    got = grads(lambda x, d, v: ops.splat(x, d, v, (h, w), sigma=sigma, radius=radius, backend=name), device)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-11)
+    torch.testing.assert_close(got[0], want[0], **tol)
+    torch.testing.assert_close(got[1], want[1], **tol)
+    # hidden and skipped vertices get no gradient
+    visible = ref.visibility(xy, depth, (h, w), r)
+    assert not got[1][~visible].any() and not got[0][~visible].any()
+
+
+def test_reference_backward_formula_is_the_autograd_gradient(gen):
+    xy, depth, value = random_cloud(2, 300, 17, 23, torch.float64, gen)
+    xy.requires_grad_()
+    value.requires_grad_()
+    image, weight_sum, visible = ref.splat(xy, depth, value, (17, 23), 1.3, 3.9)
+    grad = torch.randn(image.shape, generator=gen, dtype=torch.float64)
+    auto = torch.autograd.grad((image * grad).sum(), [xy, value])
+    formula = ref.splat_backward(grad, xy.detach(), value.detach(), image.detach(), weight_sum.detach(), visible,
+                                 1.3, 3.9)
+    torch.testing.assert_close(formula[0], auto[0], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(formula[1], auto[1], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["reference", "cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_gradcheck(name, gen):
+    if name == "cuda" and not (HAS_CUDA and _native.cuda is not None):
+        pytest.skip("needs a GPU and fastlmk._cuda")
+    device = "cuda" if name == "cuda" else "cpu"
+    xy, depth, value = random_cloud(2, 25, 8, 9, torch.float64, gen, margin=2.0)
+    xy, depth, value = xy.to(device), depth.to(device), value.to(device)
+    xy.requires_grad_()
+    value.requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda x, v: ops.splat(x, depth, v, (8, 9), sigma=1.2, backend=name), (xy, value), eps=1e-6, atol=1e-6)
+
+
+def test_zbuffer_rules():
+    """Per nearest pixel the smallest depth survives, ties to the lowest index; non-finite vertices are
+    skipped; a vertex off the map still lights the pixels within its window."""
+    xy = torch.tensor([[[2.1, 2.0], [1.9, 2.2], [2.0, 2.0], [4.4, 0.0], [4.6, 0.0], [-2.9, 1.0], [math.nan, 1.0],
+                        [6.0, 4.0]]], dtype=torch.float64)
+    depth = torch.tensor([[0.5, 0.2, 0.2, 1.0, 1.0, 3.0, 0.0, math.inf]], dtype=torch.float64)
+    value = torch.arange(8, dtype=torch.float64)[None]
+    for name in ("reference", "cpu"):
+        _, _, visible = torch.ops.fastlmk.splat(xy, depth, value, 5, 7, 1.0, 3.0, name)
+        assert visible.tolist() == [[False, True, False, True, True, True, False, False]], name
+    # radius 0.5: vertex 5 (x = -2.9) reaches column 0 only with a radius of at least 2.9
+    image = ops.splat(xy[:, 5:6], depth[:, 5:6], value[:, 5:6], (5, 7), sigma=1.0, radius=3.0, backend="cpu")
+    assert image[0, 0, 1, 0] == 5.0 and image[0, 0, 1, 1] == 0.0
+
+
+def test_empty_cloud_and_background(backend):
+    name, device = backend
+    xy = torch.zeros(2, 0, 2, device=device)
+    image = ops.splat(xy, torch.zeros(2, 0, device=device), torch.zeros(2, 0, device=device), (4, 5), backend=name)
+    assert image.shape == (2, 1, 4, 5) and not image.any()
+
+
+def test_deterministic_and_thread_independent(gen):
+    xy, depth, value = random_cloud(3, 5000, 64, 64, torch.float32, gen)
+    runs = []
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2, 1, 3):
+            torch.set_num_threads(n)
+            x, v = xy.clone().requires_grad_(), value.clone().requires_grad_()
+            image = ops.splat(x, depth, v, 64, sigma=1.0, backend="cpu")
+            image.pow(2).sum().backward()
+            runs.append((image.detach(), x.grad, v.grad))
+    finally:
+        torch.set_num_threads(threads)
+    for run in runs[1:]:
+        for a, b in zip(run, runs[0]):
+            assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["reference", "cpu"])
+def test_opcheck(name, gen):
+    xy, depth, value = random_cloud(2, 40, 9, 11, torch.float64, gen, margin=2.0)
+    xy.requires_grad_()
+    value.requires_grad_()
+    torch.library.opcheck(torch.ops.fastlmk.splat.default, (xy, depth, value, 9, 11, 1.1, 3.3, name))
+    image, weight_sum, visible = torch.ops.fastlmk.splat(xy.detach(), depth, value.detach(), 9, 11, 1.1, 3.3, name)
+    grad = torch.randn(image.shape, generator=gen, dtype=torch.float64)
+    torch.library.opcheck(torch.ops.fastlmk.splat_backward.default,
+                          (grad, xy.detach(), value.detach(), image, weight_sum, visible, 1.1, 3.3, name))
+
+
+def test_compiles_without_graph_breaks(gen):
+    xy, depth, value = random_cloud(2, 60, 12, 12, torch.float32, gen)
+    fn = torch.compile(lambda x, d, v: ops.splat(x, d, v, 12, sigma=1.0, backend="cpu") * 2, fullgraph=True)
+    torch.testing.assert_close(fn(xy, depth, value), 2 * ref.splat(xy, depth, value, (12, 12), 1.0, 3.0)[0])
