@@ -69,7 +69,8 @@ def extensions():
     exts = [
         Extension(
             "fastlmk._C",
-            sources=["csrc/bindings.cpp", "csrc/isa.cpp", *sorted(glob("csrc/encode/*.cpp") + glob("csrc/decode/*.cpp") + glob("csrc/splat/*.cpp"))],
+            sources=["csrc/bindings.cpp", "csrc/isa.cpp",
+                     *sorted(glob("csrc/encode/*.cpp") + glob("csrc/decode/*.cpp") + glob("csrc/splat/*.cpp"))],
             include_dirs=includes,
             extra_compile_args=CXX_FLAGS,
             extra_link_args=["-fopenmp"],
@@ -93,7 +94,8 @@ def extensions():
 
 
 setup(
-    packages=["fastlmk", "fastlmk.ops", "fastlmk.nn", "fastlmk.reference", "fastlmk.kernels", "fastlmk.models"],
+    packages=["fastlmk", "fastlmk.bench", "fastlmk.nn", "fastlmk.ops", "fastlmk.reference", "fastlmk.kernels",
+              "fastlmk.models"],
     package_dir={"fastlmk": "fastlmk", "fastlmk.kernels": "kernels", "fastlmk.models": "models"},
     ext_modules=extensions(),
     cmdclass={"build_ext": BuildExt},

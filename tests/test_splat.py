@@ -190,3 +190,46 @@ def test_compiles_without_graph_breaks(gen):
     xy, depth, value = random_cloud(2, 60, 12, 12, torch.float32, gen)
     fn = torch.compile(lambda x, d, v: ops.splat(x, d, v, 12, sigma=1.0, backend="cpu") * 2, fullgraph=True)
     torch.testing.assert_close(fn(xy, depth, value), 2 * ref.splat(xy, depth, value, (12, 12), 1.0, 3.0)[0])
+
+
+def _bad(**change):
+    args = dict(xy=torch.rand(2, 5, 2), depth=torch.rand(2, 5), value=torch.rand(2, 5), size=(6, 7), sigma=1.0,
+                radius=None)
+    args.update(change)
+    return args
+
+
+@pytest.mark.parametrize("args, error, match", [
+    (_bad(xy=torch.rand(2, 5, 3)), ValueError, "xy must have shape"),
+    (_bad(xy=torch.rand(2, 5)), ValueError, "xy must have shape"),
+    (_bad(xy=torch.rand(2, 5, 2).half()), TypeError, "xy must be float32 or float64"),
+    (_bad(xy=torch.zeros(2, 5, 2, dtype=torch.int64)), TypeError, "xy must have a floating dtype"),
+    (_bad(depth=torch.rand(2, 6)), ValueError, r"depth must have shape \(B, Q\) = \(2, 5\)"),
+    (_bad(value=torch.rand(3, 5)), ValueError, r"value must have shape \(B, Q\) = \(2, 5\)"),
+    (_bad(value=torch.rand(2, 5, dtype=torch.float64)), TypeError, "value has dtype torch.float64 but xy has"),
+    (_bad(depth=[0.0] * 5), TypeError, "depth must be a torch.Tensor"),
+    (_bad(value=torch.tensor([[math.nan] * 5] * 2)), ValueError, "value must be finite"),
+    (_bad(sigma=0.0), ValueError, "sigma must be a finite positive number"),
+    (_bad(sigma=-1.0), ValueError, "sigma must be a finite positive number"),
+    (_bad(sigma=math.nan), ValueError, "sigma must be a finite positive number"),
+    (_bad(radius=-0.5), ValueError, "radius must be a finite non-negative number"),
+    (_bad(radius=math.inf), ValueError, "radius must be a finite non-negative number"),
+    (_bad(radius=1e6), ValueError, "z-buffer"),
+    (_bad(size=(0, 7)), ValueError, "size must be positive"),
+    (_bad(size=(6.0, 7)), TypeError, "size must be an int or a pair of ints"),
+    (_bad(depth=torch.rand(2, 5, device="meta")), ValueError, "depth is on meta but the other inputs are on cpu"),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_bad_input(args, error, match):
+    before = {k: v.clone() for k, v in args.items() if isinstance(v, torch.Tensor) and v.device.type == "cpu"}
+    with pytest.raises(error, match=match):
+        ops.splat(args["xy"], args["depth"], args["value"], args["size"], sigma=args["sigma"], radius=args["radius"])
+    for k, v in before.items():  # nothing was written to the inputs
+        assert torch.equal(v, args[k]) or (v.isnan() == args[k].isnan()).all()
+
+
+def test_forced_backend_that_cannot_run():
+    # cannot run on CPU tensors (or, without fastlmk._cuda, is not available at all)
+    with pytest.raises((ValueError, RuntimeError), match="backend='cuda'.*fastlmk.splat"):
+        ops.splat(torch.rand(1, 3, 2), torch.rand(1, 3), torch.rand(1, 3), 4, backend="cuda")
+    with pytest.raises(ValueError, match="fastlmk.splat has backends"):
+        ops.splat(torch.rand(1, 3, 2), torch.rand(1, 3), torch.rand(1, 3), 4, backend="triton")

@@ -1,0 +1,5 @@
+"""Modules built on fastlmk.ops."""
+
+from .visualization import VisualizationLayer, frontal_projection
+
+__all__ = ["VisualizationLayer", "frontal_projection"]
