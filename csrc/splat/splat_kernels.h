@@ -3,11 +3,11 @@
 //
 // Forward, two passes:
 //  1. z-buffer, one batch per OpenMP iteration: each cell of the (H + 2m) x (W + 2m) grid keeps the vertex of
-//     smallest depth, scanning vertices in index order with a strict `<` (ties to the lowest index). Since at
-//     most one visible vertex owns a cell, the owner grid is also a binning of the visible vertices.
-//  2. accumulation, one (batch, band of rows) per iteration: the band scans the owner cells that can reach
-//     its rows, in row-major order, and adds each owner's separable Gaussian window. Every pixel sums its
-//     contributions in cell order whatever the band split, so results do not depend on the thread count.
+//     smallest depth, scanning vertices in index order with a strict `<` (ties to the lowest index); a vertex
+//     is visible when it owns its cell.
+//  2. accumulation, one (batch, band of rows) per iteration: the band adds the separable Gaussian window of
+//     each visible vertex to its rows, in vertex order. Every pixel sums its contributions in that order
+//     whatever the band split, so results do not depend on the thread count.
 // Backward: one vertex per iteration gathers G / D and G V / D over its window (no scatter, no atomics).
 #ifndef FASTLMK_ISA_NS
 #error "define FASTLMK_ISA_NS before including splat_kernels.h"
@@ -60,23 +60,25 @@ void forward(const SplatArgs& a) {
   T* image = static_cast<T*>(a.image);
   T* wsum = static_cast<T*>(a.weight_sum);
   const int64_t b = a.b, q = a.q, h = a.h, w = a.w, m = a.margin, n = a.candidates;
-  const int64_t gh = h + 2 * m, gw = w + 2 * m;
+  const int64_t cells = (h + 2 * m) * (w + 2 * m);
   const T r = T(a.radius), inv = T(1) / (T(2) * T(a.sigma) * T(a.sigma));
-  std::vector<int32_t> owner(static_cast<size_t>(b * gh * gw));
 
-#pragma omp parallel for schedule(static) num_threads(a.nthreads)
-  for (int64_t bi = 0; bi < b; ++bi) {
-    int32_t* own = owner.data() + bi * gh * gw;
-    std::fill(own, own + gh * gw, -1);
-    const T* z = depth + bi * q;
-    for (int64_t i = 0; i < q; ++i) {
-      const int64_t c = cell(xy[2 * (bi * q + i)], xy[2 * (bi * q + i) + 1], z[i], h, w, m);
-      if (c >= 0 && (own[c] < 0 || z[i] < z[own[c]])) own[c] = int32_t(i);
+#pragma omp parallel num_threads(a.nthreads)
+  {
+    std::vector<int32_t> owner(static_cast<size_t>(cells));
+    std::vector<int64_t> cell_of(static_cast<size_t>(q));
+#pragma omp for schedule(static)
+    for (int64_t bi = 0; bi < b; ++bi) {
+      std::fill(owner.begin(), owner.end(), -1);
+      const T* z = depth + bi * q;
+      for (int64_t i = 0; i < q; ++i) {
+        const int64_t c = cell(xy[2 * (bi * q + i)], xy[2 * (bi * q + i) + 1], z[i], h, w, m);
+        cell_of[i] = c;
+        if (c >= 0 && (owner[c] < 0 || z[i] < z[owner[c]])) owner[c] = int32_t(i);
+      }
+      uint8_t* vis = a.visible + bi * q;
+      for (int64_t i = 0; i < q; ++i) vis[i] = cell_of[i] >= 0 && owner[cell_of[i]] == i;
     }
-    uint8_t* vis = a.visible + bi * q;
-    std::fill(vis, vis + q, uint8_t(0));
-    for (int64_t c = 0; c < gh * gw; ++c)
-      if (own[c] >= 0) vis[own[c]] = 1;
   }
 
   // bands: enough (batch, band) tasks for every thread, bands of whole rows
@@ -93,11 +95,8 @@ void forward(const SplatArgs& a) {
       T* den = wsum + bi * h * w;
       std::fill(num + lo * w, num + hi * w, T(0));
       std::fill(den + lo * w, den + hi * w, T(0));
-      const int32_t* own = owner.data() + bi * gh * gw;
-      // cells of rows lo - m .. hi - 1 + m, i.e. grid rows lo .. hi - 1 + 2m
-      for (int64_t c = lo * gw; c < (hi + 2 * m) * gw; ++c) {
-        if (own[c] < 0) continue;
-        const int64_t i = bi * q + own[c];
+      for (int64_t i = bi * q; i < (bi + 1) * q; ++i) {
+        if (!a.visible[i]) continue;
         const T x = xy[2 * i], y = xy[2 * i + 1], val = value[i];
         int64_t v0 = 0, u0 = 0;
         const int64_t nv = span(y, r, n, lo, hi, inv, &v0, ey.data());
