@@ -5,6 +5,7 @@ below them the same poses with an open-mouth smile (expression parameters at +2 
 Colours: red = positive (middle of the face: mask a > 0 times frontability g), blue = negative (contour),
 white = 0 (also the background, where no vertex reaches).
 
+    pip install ".[viz]"   # Pillow
     python benchmarks/visualization_renders.py [--size 128] [--out PATH]
 """
 

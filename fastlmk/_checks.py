@@ -111,6 +111,12 @@ def choice(name: str, value: object, options: Sequence[str]) -> str:
     return value
 
 
+def positive_float(name: str, value: object) -> float:
+    if not isinstance(value, Real) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite positive number, got {value!r}")
+    return float(value)
+
+
 def nonneg_float(name: str, value: object) -> float:
     if not isinstance(value, Real) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite non-negative number, got {value!r}")

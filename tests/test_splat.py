@@ -24,7 +24,13 @@ SPLAT_BACKENDS = [
 DTYPES = [torch.float32, torch.float64]
 # (B, Q, H, W, sigma, radius)
 CASES = [(1, 1, 1, 1, 1.0, None), (2, 7, 5, 3, 0.7, None), (3, 300, 17, 23, 1.3, 2.0), (2, 2000, 32, 32, 1.0, None),
-         (2, 400, 16, 20, 0.6, 4.2), (1, 50, 9, 9, 2.0, 0.0)]
+         (2, 400, 16, 20, 0.6, 4.2), (1, 50, 9, 9, 2.0, 0.0), (2, 300, 12, 13, 1.0, 2.5), (1, 300, 9, 40, 0.8, 0.5)]
+
+
+@pytest.fixture(autouse=True)
+def threaded(monkeypatch):
+    """Every CPU kernel call uses all of torch's threads, however small (the banded forward is what runs)."""
+    monkeypatch.setattr(_native, "SERIAL_ELEMENTS", 0)
 
 
 @pytest.fixture(params=SPLAT_BACKENDS)
@@ -41,8 +47,9 @@ def backend(request):
         _native.cpu.set_isa(previous)
 
 
-def random_cloud(b, q, h, w, dtype, gen, margin=4.0):
-    """Vertices over and beyond the map, with coincident vertices, depth ties and non-finite entries."""
+def random_cloud(b, q, h, w, dtype, gen, margin=4.0, snapped=True):
+    """Vertices over and beyond the map, with coincident vertices, depth ties and non-finite entries, and
+    (``snapped``) some on half and quarter pixels, where rounding and window edges are decided."""
     xy = torch.rand(b, q, 2, generator=gen, dtype=torch.float64)
     xy = xy * torch.tensor([w + 2 * margin, h + 2 * margin], dtype=torch.float64) - margin
     depth = torch.rand(b, q, generator=gen, dtype=torch.float64)
@@ -55,6 +62,8 @@ def random_cloud(b, q, h, w, dtype, gen, margin=4.0):
         depth[:, 5] = math.inf
         xy[:, 6] = torch.tensor([-40.0, 1e6], dtype=torch.float64)  # far outside
         depth[:, 7] = depth[:, 2]  # a tie in depth across cells changes nothing
+    if snapped and q >= 16:
+        xy[:, 8:16] = torch.round(xy[:, 8:16] * 4) / 4  # on half and quarter pixels: rounding and window edges
     if q >= 40:
         depth[:, 20:40] = 0.5  # many ties
         xy[:, 30:40] = xy[:, 20:30]
@@ -126,12 +135,36 @@ def test_gradcheck(name, gen):
     if name == "cuda" and not (HAS_CUDA and _native.cuda is not None):
         pytest.skip("needs a GPU and fastlmk._cuda")
     device = "cuda" if name == "cuda" else "cpu"
-    xy, depth, value = random_cloud(2, 25, 8, 9, torch.float64, gen, margin=2.0)
+    xy, depth, value = random_cloud(2, 25, 8, 9, torch.float64, gen, margin=2.0, snapped=False)
     xy, depth, value = xy.to(device), depth.to(device), value.to(device)
     xy.requires_grad_()
     value.requires_grad_()
     assert torch.autograd.gradcheck(
         lambda x, v: ops.splat(x, depth, v, (8, 9), sigma=1.2, backend=name), (xy, value), eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["reference", "cpu"])
+def test_gradgradcheck(name, gen):
+    xy, depth, value = random_cloud(1, 12, 6, 7, torch.float64, gen, margin=1.0)
+    xy.requires_grad_()
+    value.requires_grad_()
+    assert torch.autograd.gradgradcheck(
+        lambda x, v: ops.splat(x, depth, v, (6, 7), sigma=1.1, backend=name), (xy, value), eps=1e-6, atol=1e-5)
+
+
+def test_non_contiguous_inputs_and_in_place_output(gen):
+    """Strided inputs give the same result as contiguous ones, under torch.compile too; in eager mode the
+    caller may modify the returned image before calling backward."""
+    xy, depth, value = random_cloud(2, 40, 9, 10, torch.float32, gen)
+    xy_t = xy.transpose(1, 2).contiguous().transpose(1, 2).requires_grad_()
+    want = ref.splat(xy, depth, value, (9, 10), 1.0, 3.0)[0]
+    fn = torch.compile(lambda x: ops.splat(x, depth, value, (9, 10), backend="cpu"), fullgraph=True)
+    for splat, in_place in ((lambda x: ops.splat(x, depth, value, (9, 10), backend="cpu"), True), (fn, False)):
+        out = splat(xy_t)
+        torch.testing.assert_close(out, want)
+        (out.mul_(2) if in_place else out).sum().backward()
+        assert torch.isfinite(xy_t.grad).all()
+        xy_t.grad = None
 
 
 def test_zbuffer_rules():
@@ -144,7 +177,7 @@ def test_zbuffer_rules():
     for name in ("reference", "cpu"):
         _, _, visible = torch.ops.fastlmk.splat(xy, depth, value, 5, 7, 1.0, 3.0, name)
         assert visible.tolist() == [[False, True, False, True, True, True, False, False]], name
-    # radius 0.5: vertex 5 (x = -2.9) reaches column 0 only with a radius of at least 2.9
+    # vertex 5 (x = -2.9, off the map) reaches column 0 with radius 3
     image = ops.splat(xy[:, 5:6], depth[:, 5:6], value[:, 5:6], (5, 7), sigma=1.0, radius=3.0, backend="cpu")
     assert image[0, 0, 1, 0] == 5.0 and image[0, 0, 1, 1] == 0.0
 
@@ -225,6 +258,16 @@ def test_bad_input(args, error, match):
         ops.splat(args["xy"], args["depth"], args["value"], args["size"], sigma=args["sigma"], radius=args["radius"])
     for k, v in before.items():  # nothing was written to the inputs
         assert torch.equal(v, args[k]) or (v.isnan() == args[k].isnan()).all()
+
+
+def test_raw_op_checks_what_kernels_read():
+    xy, depth, value = torch.rand(1, 4, 2, dtype=torch.float64), torch.rand(1, 4), torch.rand(1, 4)
+    with pytest.raises(ValueError, match="share one dtype"):
+        torch.ops.fastlmk.splat(xy, depth, value, 5, 5, 1.0, 3.0, "cpu")
+    with pytest.raises(ValueError, match="share one dtype"):
+        torch.ops.fastlmk.splat(xy.half(), depth.half(), value.half(), 5, 5, 1.0, 3.0, "cpu")
+    with pytest.raises(ValueError, match="splat needs"):
+        torch.ops.fastlmk.splat(xy.float(), depth[:, :3], value, 5, 5, 1.0, 3.0, "cpu")
 
 
 def test_forced_backend_that_cannot_run():

@@ -63,7 +63,7 @@ void forward(const SplatArgs& a) {
   const int64_t cells = (h + 2 * m) * (w + 2 * m);
   const T r = T(a.radius), inv = T(1) / (T(2) * T(a.sigma) * T(a.sigma));
 
-#pragma omp parallel num_threads(a.nthreads)
+#pragma omp parallel num_threads(static_cast<int>(std::min<int64_t>(a.nthreads, std::max<int64_t>(b, 1))))
   {
     std::vector<int32_t> owner(static_cast<size_t>(cells));
     std::vector<int64_t> cell_of(static_cast<size_t>(q));

@@ -22,6 +22,7 @@ def frontal_projection(yaw: Tensor, scale: float, center: tuple[float, float], p
     ``yaw`` (about y), then ``pitch`` (about x), then ``roll`` (in the image plane), in radians, scaled by
     ``scale`` and projected to image pixels (y down) with the model origin at ``center = (x, y)``."""
     yaw = torch.as_tensor(yaw)
+    yaw = yaw if yaw.is_floating_point() else yaw.to(torch.get_default_dtype())
     zeros = torch.zeros_like(yaw)
     pitch = zeros if pitch is None else torch.as_tensor(pitch, dtype=yaw.dtype)
     roll = zeros if roll is None else torch.as_tensor(roll, dtype=yaw.dtype)
@@ -62,9 +63,7 @@ class VisualizationLayer(nn.Module):
                  radius: Optional[float] = None, backend: Optional[str] = None) -> None:
         super().__init__()
         self.size = _checks.size2(size)
-        if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
-            raise ValueError(f"sigma must be a finite positive number, got {sigma!r}")
-        self.sigma = float(sigma)
+        self.sigma = _checks.positive_float("sigma", sigma)
         self.radius = None if radius is None else _checks.nonneg_float("radius", radius)
         self.backend = backend
         self.num_params = model.num_id + model.num_exp

@@ -7,8 +7,6 @@
 
 from __future__ import annotations
 
-import math
-from numbers import Real
 from typing import Optional
 
 import torch
@@ -28,12 +26,23 @@ def _stream(t: Tensor) -> int:
     return torch.cuda.current_stream(t.device).cuda_stream
 
 
+def _same_kind(**tensors: Tensor) -> torch.dtype:
+    """The raw ops are public (torch.ops.fastlmk.*): what a kernel would misread is checked again."""
+    first = next(iter(tensors.values()))
+    for name, t in tensors.items():
+        if t.dtype != first.dtype or t.dtype not in DTYPES or t.device != first.device:
+            raise ValueError(f"splat: {name} is {t.dtype} on {t.device}; all inputs must share one dtype of "
+                             f"{DTYPES} and one device")
+    return first.dtype
+
+
 @torch.library.custom_op("fastlmk::splat", mutates_args=())
 def _splat_op(xy: Tensor, depth: Tensor, value: Tensor, h: int, w: int, sigma: float, radius: float,
               backend: str) -> tuple[Tensor, Tensor, Tensor]:
     b, q = depth.shape
     if tuple(xy.shape) != (b, q, 2) or tuple(value.shape) != (b, q) or not (sigma > 0 and radius >= 0):
         raise ValueError("splat needs xy (B, Q, 2), depth and value (B, Q), sigma > 0 and radius >= 0")
+    radius = ref.dtype_radius(radius, _same_kind(xy=xy, depth=depth, value=value))
     if backend == "reference":
         return ref.splat(xy, depth, value, (h, w), sigma, radius)
     xy, depth, value = xy.contiguous(), depth.contiguous(), value.contiguous()
@@ -51,7 +60,8 @@ def _splat_op(xy: Tensor, depth: Tensor, value: Tensor, h: int, w: int, sigma: f
         cells = b * (h + 2 * m) * (w + 2 * m)
         zbuf = torch.empty(cells, dtype=torch.int64, device=xy.device)
         owner = torch.empty(cells, dtype=torch.int32, device=xy.device)
-        _native.cuda.splat_forward(**common, zbuf=zbuf.data_ptr(), owner=owner.data_ptr(), stream=_stream(xy))
+        with torch.cuda.device(xy.device):
+            _native.cuda.splat_forward(**common, zbuf=zbuf.data_ptr(), owner=owner.data_ptr(), stream=_stream(xy))
     return image, weight_sum, visible
 
 
@@ -68,13 +78,16 @@ def _splat_backward_op(grad_image: Tensor, xy: Tensor, value: Tensor, image: Ten
     b, q = value.shape
     h, w = image.shape[-2:]
     if not (tuple(xy.shape) == (b, q, 2) and tuple(visible.shape) == (b, q) and visible.dtype == torch.bool
-            and tuple(grad_image.shape) == tuple(image.shape) == tuple(weight_sum.shape) == (b, 1, h, w)):
+            and tuple(grad_image.shape) == tuple(image.shape) == tuple(weight_sum.shape) == (b, 1, h, w)
+            and visible.device == xy.device):
         raise ValueError("splat_backward: the shapes do not match those of a splat forward")
+    grad_image = grad_image.to(xy.dtype)
+    radius = ref.dtype_radius(radius, _same_kind(grad_image=grad_image, xy=xy, value=value, image=image,
+                                                 weight_sum=weight_sum))
     if backend == "reference":
         return ref.splat_backward(grad_image, xy, value, image, weight_sum, visible, sigma, radius)
-    grad_image = grad_image.to(xy.dtype).contiguous()
-    xy, value, image, weight_sum = xy.contiguous(), value.contiguous(), image.contiguous(), weight_sum.contiguous()
-    visible = visible.contiguous()
+    grad_image, xy, value = grad_image.contiguous(), xy.contiguous(), value.contiguous()
+    image, weight_sum, visible = image.contiguous(), weight_sum.contiguous(), visible.contiguous()
     grad_xy, grad_value = torch.empty_like(xy), torch.empty_like(value)
     common = dict(grad_image=grad_image.data_ptr(), xy=xy.data_ptr(), value=value.data_ptr(),
                   image=image.data_ptr(), weight_sum=weight_sum.data_ptr(), visible=visible.data_ptr(),
@@ -84,13 +97,14 @@ def _splat_backward_op(grad_image: Tensor, xy: Tensor, value: Tensor, image: Ten
         _native.cpu.splat_backward(**common, candidates=ref.candidates(radius),
                                    nthreads=_native.num_threads(b * q * ref.candidates(radius) ** 2))
     else:
-        _native.cuda.splat_backward(**common, stream=_stream(xy))
+        with torch.cuda.device(xy.device):
+            _native.cuda.splat_backward(**common, stream=_stream(xy))
     return grad_xy, grad_value
 
 
 @_splat_backward_op.register_fake
 def _(grad_image, xy, value, image, weight_sum, visible, sigma, radius, backend):
-    return torch.empty_like(xy), torch.empty_like(value)
+    return xy.new_empty(xy.shape), value.new_empty(value.shape)
 
 
 def _setup(ctx, inputs, output):
@@ -110,6 +124,31 @@ def _backward(ctx, grad_image, _grad_weight_sum, _grad_visible):
 
 
 _splat_op.register_autograd(_backward, setup_context=_setup)
+
+
+def _backward_setup(ctx, inputs, output):
+    grad_image, xy, value, image, _, visible, ctx.sigma, ctx.radius, _ = inputs
+    ctx.size = tuple(image.shape[-2:])
+    ctx.save_for_backward(grad_image, xy, value, visible)
+
+
+def _double_backward(ctx, grad_grad_xy, grad_grad_value):
+    """Through the PyTorch formulas: the splat (with the saved visibility, which is piecewise constant) and
+    the gather backward, both recomputed from (grad_image, xy, value)."""
+    grad_image, xy, value, visible = ctx.saved_tensors
+
+    def backward(g: Tensor, x: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        image, weight_sum = ref.accumulate(x, v, visible, ctx.size, ctx.sigma, ctx.radius)
+        return ref.splat_backward(g, x, v, image, weight_sum, visible, ctx.sigma, ctx.radius)
+
+    _, vjp = torch.func.vjp(backward, grad_image.to(xy.dtype), xy, value)
+    grads = (torch.zeros_like(xy) if grad_grad_xy is None else grad_grad_xy,
+             torch.zeros_like(value) if grad_grad_value is None else grad_grad_value)
+    d_grad_image, d_xy, d_value = vjp(grads)
+    return d_grad_image, d_xy, d_value, None, None, None, None, None, None
+
+
+_splat_backward_op.register_autograd(_double_backward, setup_context=_backward_setup)
 
 
 def _per_vertex(name: str, t: object, b: int, q: int, dtype: torch.dtype) -> Tensor:
@@ -133,9 +172,10 @@ def splat(xy: Tensor, depth: Tensor, value: Tensor, size: int | tuple[int, int],
     same, only the smallest depth survives (ties: lowest index). A vertex with a non-finite ``xy`` or
     ``depth`` is skipped: that is how callers prune back-facing vertices.
 
-    Differentiable in ``xy`` and ``value`` (once; ``depth`` gets no gradient). The backward gathers over each
-    visible vertex's window using the saved image and weight sum, so it needs no atomics; memory is
-    O(B H W + B Q).
+    Differentiable in ``xy`` and ``value`` (``depth`` gets no gradient; window edges and visibility changes
+    are ignored, as for any piecewise function). The backward gathers over each visible vertex's window using
+    the saved image and weight sum, so it needs no atomics; memory is O(B H W + B Q). Twice differentiable
+    (the double backward is the PyTorch formula).
     """
     b, q = _checks.keypoints(xy, "xy")
     if xy.dtype not in DTYPES:
@@ -144,10 +184,8 @@ def splat(xy: Tensor, depth: Tensor, value: Tensor, size: int | tuple[int, int],
     _per_vertex("value", value, b, q, xy.dtype)
     _checks.same_device(xy.device, depth=depth, value=value)
     h, w = _checks.size2(size)
-    if not isinstance(sigma, Real) or isinstance(sigma, bool) or not math.isfinite(sigma) or sigma <= 0:
-        raise ValueError(f"sigma must be a finite positive number, got {sigma!r}")
-    radius = 3.0 * float(sigma) if radius is None else _checks.nonneg_float("radius", radius)
-    radius = ref.dtype_radius(radius, xy.dtype)
+    sigma = _checks.positive_float("sigma", sigma)
+    radius = 3.0 * sigma if radius is None else _checks.nonneg_float("radius", radius)
     m = ref.margin(radius)
     if (h + 2 * m) * (w + 2 * m) > MAX_CELLS or q >= 1 << 31:
         raise ValueError(f"radius {radius} with size {(h, w)} needs a z-buffer of {(h + 2 * m) * (w + 2 * m)} "
@@ -155,4 +193,5 @@ def splat(xy: Tensor, depth: Tensor, value: Tensor, size: int | tuple[int, int],
     if value.device.type == "cpu" and not torch.compiler.is_compiling() and not bool(torch.isfinite(value).all()):
         raise ValueError("value must be finite (skip a vertex with a non-finite xy or depth instead)")
     backend = _dispatch.select("splat", BACKENDS, xy.device, backend)
-    return _splat_op(xy, depth.detach(), value, h, w, float(sigma), radius, backend)[0]
+    # a copy: the op's own output is saved for backward, so the caller may modify what it gets in place
+    return _splat_op(xy, depth.detach(), value, h, w, sigma, radius, backend)[0].clone()

@@ -50,9 +50,9 @@ def visibility(xy: Tensor, depth: Tensor, size: tuple[int, int], radius: float) 
     cell = torch.floor(torch.where(finite[..., None], xy, torch.zeros_like(xy)) + 0.5)
     inside = (finite & (cell[..., 0] >= -m) & (cell[..., 0] <= w - 1 + m)
               & (cell[..., 1] >= -m) & (cell[..., 1] <= h - 1 + m))
-    flat = inside.view(-1).nonzero().squeeze(1)  # ascending vertex index
+    flat = inside.reshape(-1).nonzero().squeeze(1)  # ascending vertex index
     gh, gw = h + 2 * m, w + 2 * m
-    c = cell.view(-1, 2)[flat].long() + m
+    c = cell.reshape(-1, 2)[flat].long() + m
     key = (flat // q) * (gh * gw) + c[:, 1] * gw + c[:, 0]
     by_depth = torch.sort(depth.reshape(-1)[flat], stable=True).indices  # ties keep index order
     order = by_depth[torch.sort(key[by_depth], stable=True).indices]  # by (cell, depth, index)
@@ -88,9 +88,15 @@ def splat(xy: Tensor, depth: Tensor, value: Tensor, size: tuple[int, int], sigma
           radius: float) -> tuple[Tensor, Tensor, Tensor]:
     """``(image (B, 1, H, W), weight_sum (B, 1, H, W), visible (B, Q))``; image and weight sum are
     differentiable in ``xy`` and ``value`` by autograd."""
+    visible = visibility(xy, depth, size, radius)
+    return (*accumulate(xy, value, visible, size, sigma, radius), visible)
+
+
+def accumulate(xy: Tensor, value: Tensor, visible: Tensor, size: tuple[int, int], sigma: float,
+               radius: float) -> tuple[Tensor, Tensor]:
+    """``(image, weight_sum)`` of the ``visible`` vertices: the scatter half of ``splat``."""
     b = xy.shape[0]
     h, w = size
-    visible = visibility(xy, depth, size, radius)
     idx, dx, dy, ok = _window(xy, visible, size, radius)
     wgt = torch.exp(-(dx * dx + dy * dy) / (2 * sigma * sigma))
     idx, wgt = idx[ok], wgt[ok]
@@ -100,7 +106,7 @@ def splat(xy: Tensor, depth: Tensor, value: Tensor, size: tuple[int, int], sigma
     den = zeros.index_add(0, idx, wgt)
     filled = den > 0
     image = torch.where(filled, num / torch.where(filled, den, torch.ones_like(den)), zeros)
-    return image.view(b, 1, h, w), den.view(b, 1, h, w), visible
+    return image.view(b, 1, h, w), den.view(b, 1, h, w)
 
 
 def splat_backward(grad_image: Tensor, xy: Tensor, value: Tensor, image: Tensor, weight_sum: Tensor,
