@@ -4,6 +4,7 @@ Without a GPU, Triton kernels run under TRITON_INTERPRET=1 on CPU tensors (set h
 imported), so the Triton backend is exercised in CI too.
 """
 
+import contextlib
 import importlib.util
 import os
 
@@ -20,21 +21,24 @@ HAS_TRITON = importlib.util.find_spec("triton") is not None
 GPU_DEVICE = "cuda" if HAS_CUDA else "cpu"
 
 # (id, backend, device, cpu instruction set or None)
-BACKENDS = [
+CPU_BACKENDS = [
     pytest.param(("cpu", "cpu", "avx2"), id="cpu-avx2",
                  marks=pytest.mark.skipif(_native.cpu is None or not _native.cpu.isa_supported("avx2"),
                                           reason="needs fastlmk._C on an AVX2 CPU")),
     pytest.param(("cpu", "cpu", "scalar"), id="cpu-scalar",
                  marks=pytest.mark.skipif(_native.cpu is None, reason="fastlmk._C not built")),
+]
+BACKENDS = [
+    *CPU_BACKENDS,
     pytest.param(("triton", GPU_DEVICE, None), id="triton" if HAS_CUDA else "triton-interpret",
                  marks=pytest.mark.skipif(not HAS_TRITON, reason="triton not installed")),
 ]
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    """Yields (backend, device) with the requested CPU instruction set active."""
-    name, device, isa = request.param
+@contextlib.contextmanager
+def active(param):
+    """(backend, device) of a BACKENDS entry, with its CPU instruction set active meanwhile."""
+    name, device, isa = param
     if isa is None:
         yield name, device
         return
@@ -44,6 +48,13 @@ def backend(request):
         yield name, device
     finally:
         _native.cpu.set_isa(previous)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    """Yields (backend, device) with the requested CPU instruction set active."""
+    with active(request.param) as selected:
+        yield selected
 
 
 def random_keypoints(b, k, h, w, *, dtype=torch.float32, device="cpu", generator=None, missing=True):

@@ -8,15 +8,10 @@ import torch
 from fastlmk import _native, ops
 from fastlmk.reference import splat as ref
 
-from conftest import HAS_CUDA
+from conftest import CPU_BACKENDS, HAS_CUDA, active
 
-# (backend, device, cpu instruction set or None)
 SPLAT_BACKENDS = [
-    pytest.param(("cpu", "cpu", "avx2"), id="cpu-avx2",
-                 marks=pytest.mark.skipif(_native.cpu is None or not _native.cpu.isa_supported("avx2"),
-                                          reason="needs fastlmk._C on an AVX2 CPU")),
-    pytest.param(("cpu", "cpu", "scalar"), id="cpu-scalar",
-                 marks=pytest.mark.skipif(_native.cpu is None, reason="fastlmk._C not built")),
+    *CPU_BACKENDS,
     pytest.param(("cuda", "cuda", None), id="cuda",
                  marks=[pytest.mark.gpu, pytest.mark.skipif(not HAS_CUDA or _native.cuda is None,
                                                             reason="needs a GPU and fastlmk._cuda")]),
@@ -35,16 +30,8 @@ def threaded(monkeypatch):
 
 @pytest.fixture(params=SPLAT_BACKENDS)
 def backend(request):
-    name, device, isa = request.param
-    if isa is None:
-        yield name, device
-        return
-    previous = _native.cpu.isa()
-    _native.cpu.set_isa(isa)
-    try:
-        yield name, device
-    finally:
-        _native.cpu.set_isa(previous)
+    with active(request.param) as selected:
+        yield selected
 
 
 def random_cloud(b, q, h, w, dtype, gen, margin=4.0, snapped=True):
