@@ -18,7 +18,7 @@ import pybind11
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-CXX_FLAGS = ["-O3", "-std=c++17", "-fopenmp", "-fno-trapping-math", "-fvisibility=hidden"]
+CXX_FLAGS = ["-O3", "-std=c++17", "-fopenmp", "-fno-trapping-math", "-ffp-contract=off", "-fvisibility=hidden"]
 NVCC_FLAGS = [
     "-O3", "-std=c++17", "-Xcompiler", "-fPIC,-fvisibility=hidden",
     "-gencode=arch=compute_80,code=sm_80",
@@ -70,7 +70,8 @@ def extensions():
         Extension(
             "fastlmk._C",
             sources=["csrc/bindings.cpp", "csrc/isa.cpp",
-                     *sorted(glob("csrc/encode/*.cpp") + glob("csrc/decode/*.cpp") + glob("csrc/splat/*.cpp"))],
+                     *sorted(glob("csrc/encode/*.cpp") + glob("csrc/decode/*.cpp") + glob("csrc/splat/*.cpp")
+                            + glob("csrc/xnor/*.cpp"))],
             include_dirs=includes,
             extra_compile_args=CXX_FLAGS,
             extra_link_args=["-fopenmp"],

@@ -10,6 +10,7 @@
 #include "encode/encode.h"
 #include "isa.h"
 #include "splat/splat.h"
+#include "xnor/xnor.h"
 
 namespace py = pybind11;
 using fastlmk::Isa;
@@ -22,7 +23,8 @@ void* mptr(uintptr_t p) { return reinterpret_cast<void*>(p); }
 Isa parse_isa(const std::string& name) {
   if (name == "scalar") return Isa::kScalar;
   if (name == "avx2") return Isa::kAvx2;
-  throw std::invalid_argument("isa must be 'scalar' or 'avx2', got '" + name + "'");
+  if (name == "avx512") return Isa::kAvx512;
+  throw std::invalid_argument("isa must be 'scalar', 'avx2' or 'avx512', got '" + name + "'");
 }
 
 fastlmk::LossArgs loss_args(int kind, uintptr_t pred, uintptr_t kp, uintptr_t sigma, uintptr_t weight,
@@ -62,11 +64,14 @@ fastlmk::LossArgs loss_args(int kind, uintptr_t pred, uintptr_t kp, uintptr_t si
 PYBIND11_MODULE(_C, m) {
   m.doc() = "fastlmk CPU kernels (C++17, OpenMP, AVX2 with run-time dispatch)";
 
-  m.def("isa", []() { return std::string(fastlmk::active_isa() == Isa::kAvx2 ? "avx2" : "scalar"); },
+  m.def("isa", []() {
+        const Isa isa = fastlmk::active_isa();
+        return std::string(isa == Isa::kAvx512 ? "avx512" : isa == Isa::kAvx2 ? "avx2" : "scalar");
+      },
         "Instruction set the kernels currently run with.");
   m.def("isa_supported", [](const std::string& name) { return fastlmk::isa_supported(parse_isa(name)); });
   m.def("set_isa", [](const std::string& name) { fastlmk::set_isa(parse_isa(name)); },
-        "Force 'scalar' or 'avx2' (for tests and benchmarks).");
+        "Force 'scalar', 'avx2' or 'avx512' (for tests and benchmarks).");
 
   m.def(
       "render",
@@ -180,4 +185,34 @@ PYBIND11_MODULE(_C, m) {
       py::arg("visible"), py::arg("dtype"), py::arg("b"), py::arg("q"), py::arg("h"), py::arg("w"), py::arg("sigma"),
       py::arg("radius"), py::arg("candidates"), py::arg("grad_xy"), py::arg("grad_value"), py::arg("nthreads"),
       py::call_guard<py::gil_scoped_release>());
+
+  m.def(
+      "pack_bits",
+      [](uintptr_t x, int dtype, int64_t n, int64_t c, int64_t p, int64_t stride_n, int64_t stride_c,
+         int64_t stride_p, uintptr_t out, int nthreads) {
+        fastlmk::PackArgs a{cptr(x), dtype, n, c, p, stride_n, stride_c, stride_p,
+                            static_cast<uint64_t*>(mptr(out)), nthreads};
+        return fastlmk::pack_bits(a);
+      },
+      py::arg("x"), py::arg("dtype"), py::arg("n"), py::arg("c"), py::arg("p"), py::arg("stride_n"),
+      py::arg("stride_c"), py::arg("stride_p"), py::arg("out"), py::arg("nthreads"),
+      py::call_guard<py::gil_scoped_release>(), "Packs signs into (N, P, words); returns the number of NaNs.");
+
+  m.def(
+      "binary_conv2d",
+      [](uintptr_t x, uintptr_t weight, uintptr_t alpha, uintptr_t bias, uintptr_t scale, uintptr_t shift, int dtype,
+         int64_t n, int64_t c, int64_t h, int64_t w, int64_t o, int64_t kh, int64_t kw, int64_t groups,
+         int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dil_h, int64_t dil_w, int64_t ho,
+         int64_t wo, bool pad_ones, bool packed_out, uintptr_t out, int nthreads) {
+        fastlmk::XnorConvArgs a{static_cast<const uint64_t*>(cptr(x)), static_cast<const uint64_t*>(cptr(weight)),
+                                cptr(alpha), cptr(bias), cptr(scale), cptr(shift), dtype, n, c, h, w, o, kh, kw,
+                                groups, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, ho, wo, pad_ones,
+                                packed_out, mptr(out), nthreads};
+        fastlmk::binary_conv2d(a);
+      },
+      py::arg("x"), py::arg("weight"), py::arg("alpha"), py::arg("bias"), py::arg("scale"), py::arg("shift"),
+      py::arg("dtype"), py::arg("n"), py::arg("c"), py::arg("h"), py::arg("w"), py::arg("o"), py::arg("kh"),
+      py::arg("kw"), py::arg("groups"), py::arg("stride_h"), py::arg("stride_w"), py::arg("pad_h"), py::arg("pad_w"),
+      py::arg("dil_h"), py::arg("dil_w"), py::arg("ho"), py::arg("wo"), py::arg("pad_ones"), py::arg("packed_out"),
+      py::arg("out"), py::arg("nthreads"), py::call_guard<py::gil_scoped_release>());
 }

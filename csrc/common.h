@@ -17,7 +17,7 @@ namespace fastlmk {
 enum DType : int { kFloat32 = 0, kFloat64 = 1, kFloat16 = 2, kBFloat16 = 3 };
 
 // Instruction sets a kernel family is compiled for.
-enum class Isa : int { kScalar = 0, kAvx2 = 1 };
+enum class Isa : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
 
 struct half_t { uint16_t bits; };
 struct bf16_t { uint16_t bits; };

@@ -8,14 +8,22 @@ namespace fastlmk {
 bool isa_supported(Isa isa) {
   if (isa == Isa::kScalar) return true;
 #if defined(__x86_64__) || defined(_M_X64)
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (isa == Isa::kAvx2) return avx2;
+  // the AVX-512 builds use F, BW, VL and VPOPCNTDQ (Ice Lake and later, Zen 4)
+  return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vpopcntdq");
 #else
   return false;
 #endif
 }
 
 namespace {
-Isa g_isa = isa_supported(Isa::kAvx2) ? Isa::kAvx2 : Isa::kScalar;
+Isa best() {
+  if (isa_supported(Isa::kAvx512)) return Isa::kAvx512;
+  return isa_supported(Isa::kAvx2) ? Isa::kAvx2 : Isa::kScalar;
+}
+Isa g_isa = best();
 }
 
 Isa active_isa() { return g_isa; }

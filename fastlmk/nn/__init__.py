@@ -1,5 +1,7 @@
 """Modules built on fastlmk.ops."""
 
+from .binary import BinaryConv2d, binarize_, pack_binary_, sign_ste, state_dict_bytes
 from .visualization import VisualizationLayer, frontal_projection
 
-__all__ = ["VisualizationLayer", "frontal_projection"]
+__all__ = ["BinaryConv2d", "VisualizationLayer", "binarize_", "frontal_projection", "pack_binary_", "sign_ste",
+           "state_dict_bytes"]

@@ -11,6 +11,7 @@ from .encode import (
     render_offsets,
 )
 from .splat import splat
+from .xnor import binary_conv2d, binary_linear, pack_bits, unpack_bits
 
-__all__ = ["decode", "decode_hih", "encode_h3r", "encode_hih", "heatmap_loss", "randomized_round", "render_disc",
-           "render_gaussian", "render_offsets", "soft_argmax", "splat"]
+__all__ = ["binary_conv2d", "binary_linear", "decode", "decode_hih", "encode_h3r", "encode_hih", "heatmap_loss", "pack_bits", "randomized_round", "render_disc",
+           "render_gaussian", "render_offsets", "soft_argmax", "splat", "unpack_bits"]

@@ -1,0 +1,274 @@
+"""XNOR bit-packed binary convolution (seed 002 Eq. 5.1-5.2, DESIGN.md 5.4).
+
+``fastlmk::pack_bits`` and ``fastlmk::binary_conv2d`` are ``torch.library`` custom ops with the backends
+``reference`` (fastlmk/reference/xnor.py, the spec), ``cpu`` (csrc/xnor: 64-bit words, popcount with AVX-512
+VPOPCNTQ / AVX2 / scalar chosen at run time, OpenMP) and ``cuda`` (csrc/cuda/xnor.cu). ``binary_linear``
+runs on the same core as a 1x1 convolution. These ops are not differentiable: train with
+``fastlmk.nn.BinaryConv2d``, whose training mode is a float convolution with the straight-through estimator.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import torch
+from torch import Tensor
+
+from .. import _checks, _dispatch, _native
+from ..reference import xnor as ref
+
+__all__ = ["pack_bits", "unpack_bits", "binary_conv2d", "binary_linear"]
+
+BACKENDS = ("reference", "cpu", "cuda")
+AFFINE_DTYPES = (torch.float32, torch.float64)
+IntPair = Union[int, Sequence[int]]
+
+
+def _stream(t: Tensor) -> int:
+    return torch.cuda.current_stream(t.device).cuda_stream
+
+
+def _checkable(t: Tensor) -> bool:
+    """Value checks run on CPU tensors in eager mode (elsewhere they would synchronise or break a graph)."""
+    return t.device.type == "cpu" and not torch.compiler.is_compiling()
+
+
+def _finite(name: str, t: Tensor) -> None:
+    if _checkable(t) and not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} must be finite")
+
+
+def _no_nan(x: Tensor) -> None:
+    if _checkable(x) and bool(torch.isnan(x).any()):
+        raise ValueError("x contains NaN, whose sign is undefined")
+
+
+@torch.library.custom_op("fastlmk::pack_bits", mutates_args=())
+def _pack_op(x: Tensor, backend: str) -> Tensor:
+    if x.dim() < 2 or x.dtype not in _checks.FLOATING:
+        raise ValueError(f"pack_bits: x must be a floating (N, C, ...) tensor, got {x.dtype} {tuple(x.shape)}")
+    if backend == "reference":
+        _no_nan(x)
+        return ref.pack_bits(x)
+    n, c = x.shape[:2]
+    out = torch.empty((n, *x.shape[2:], ref.words(c)), dtype=torch.int64, device=x.device)
+    if out.numel() == 0:
+        return out
+    flat = x.reshape(n, c, out.numel() // (n * out.shape[-1]))  # a view whenever the spatial dims can be merged
+    if not (flat.stride(2) == 1 or flat.stride(1) == 1):
+        flat = flat.contiguous()
+    args = dict(x=flat.data_ptr(), dtype=_native.dtype_code(x.dtype), n=n, c=c, p=flat.shape[2],
+                stride_n=flat.stride(0), stride_c=flat.stride(1), stride_p=flat.stride(2), out=out.data_ptr())
+    if backend == "cpu":
+        if _native.cpu.pack_bits(**args, nthreads=_native.num_threads(x.numel())):
+            raise ValueError("x contains NaN, whose sign is undefined")
+    else:
+        with torch.cuda.device(x.device):
+            _native.cuda.pack_bits(**args, stream=_stream(x))
+    return out
+
+
+@_pack_op.register_fake
+def _(x, backend):
+    return x.new_empty((x.shape[0], *x.shape[2:], ref.words(x.shape[1])), dtype=torch.int64)
+
+
+def _out_hw(h: int, w: int, kh: int, kw: int, stride: Sequence[int], padding: Sequence[int],
+            dilation: Sequence[int]) -> tuple[int, int]:
+    return ((h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1,
+            (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1)
+
+
+@torch.library.custom_op("fastlmk::binary_conv2d", mutates_args=())
+def _conv_op(x: Tensor, weight: Tensor, alpha: Tensor, bias: Optional[Tensor], scale: Optional[Tensor],
+             shift: Optional[Tensor], in_channels: int, stride: Sequence[int], padding: Sequence[int],
+             dilation: Sequence[int], groups: int, pad_ones: bool, packed_out: bool, backend: str) -> Tensor:
+    n, h, w, xw = x.shape
+    o, kh, kw, ww = weight.shape
+    c = in_channels
+    affine = [t for t in (bias, scale, shift) if t is not None]
+    if (x.dtype != torch.int64 or weight.dtype != torch.int64 or xw != ref.words(c) or ww != ref.words(c // groups)
+            or c % groups or o % groups or alpha.dtype not in AFFINE_DTYPES or tuple(alpha.shape) != (o,)
+            or any(t.dtype != alpha.dtype or tuple(t.shape) != (o,) for t in affine)
+            or any(t.device != x.device for t in (weight, alpha, *affine))):
+        raise ValueError("binary_conv2d: inputs do not match packed (N, H, W, words) / (O, KH, KW, words) "
+                         "layouts with per-channel (O,) float32/float64 affine tensors on one device")
+    if backend == "reference":
+        mode = "ones" if pad_ones else "zeros"
+        return ref.binary_conv2d(x, weight, alpha, c, tuple(stride), tuple(padding), tuple(dilation), groups,
+                                 bias, scale, shift, mode, packed_out)
+    ho, wo = _out_hw(h, w, kh, kw, stride, padding, dilation)
+    out = _empty_out(x, o, ho, wo, alpha.dtype, packed_out)
+    x, weight, alpha = x.contiguous(), weight.contiguous(), alpha.contiguous()
+    bias, scale, shift = (None if t is None else t.contiguous() for t in (bias, scale, shift))
+    args = dict(x=x.data_ptr(), weight=weight.data_ptr(), alpha=alpha.data_ptr(), bias=_native.ptr(bias),
+                scale=_native.ptr(scale), shift=_native.ptr(shift), dtype=_native.dtype_code(alpha.dtype),
+                n=n, c=c, h=h, w=w, o=o, kh=kh, kw=kw, groups=groups, stride_h=stride[0], stride_w=stride[1],
+                pad_h=padding[0], pad_w=padding[1], dil_h=dilation[0], dil_w=dilation[1], ho=ho, wo=wo,
+                pad_ones=pad_ones, packed_out=packed_out, out=out.data_ptr())
+    if out.numel() == 0:
+        return out
+    if backend == "cpu":
+        _native.cpu.binary_conv2d(**args, nthreads=_native.num_threads(n * ho * wo * o * kh * kw * ww))
+    else:
+        with torch.cuda.device(x.device):
+            _native.cuda.binary_conv2d(**args, stream=_stream(x))
+    return out
+
+
+def _empty_out(x: Tensor, o: int, ho: int, wo: int, dtype: torch.dtype, packed_out: bool) -> Tensor:
+    if packed_out:
+        return x.new_empty((x.shape[0], ho, wo, ref.words(o)), dtype=torch.int64)
+    return x.new_empty((x.shape[0], o, ho, wo), dtype=dtype)
+
+
+@_conv_op.register_fake
+def _(x, weight, alpha, bias, scale, shift, in_channels, stride, padding, dilation, groups, pad_ones, packed_out,
+      backend):
+    _, h, w, _ = x.shape
+    o, kh, kw, _ = weight.shape
+    ho, wo = _out_hw(h, w, kh, kw, stride, padding, dilation)
+    return _empty_out(x, o, ho, wo, alpha.dtype, packed_out)
+
+
+def _pair(name: str, value: IntPair, minimum: int) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, int) else tuple(value) if isinstance(value, Sequence) else ()
+    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if min(pair) < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return pair
+
+
+def _affine(name: str, t: Optional[Tensor], o: int, alpha: Tensor) -> Optional[Tensor]:
+    if t is None:
+        return None
+    _checks.floating(name, t)
+    if t.dtype != alpha.dtype:
+        raise TypeError(f"{name} has dtype {t.dtype} but alpha has {alpha.dtype}")
+    if tuple(t.shape) != (o,):
+        raise ValueError(f"{name} must have shape (O,) = ({o},), got {tuple(t.shape)}")
+    _finite(name, t)
+    return t
+
+
+def pack_bits(x: Tensor, *, backend: Optional[str] = None) -> Tensor:
+    """Signs of ``x (N, C, *S)`` packed as bits: ``(N, *S, ceil(C / 64))`` int64, channel ``c`` in bit
+    ``c % 64`` of word ``c // 64``, set where ``x < 0`` (sign(0) = +1; bits past C are 0).
+
+    One pass over ``x`` in any float dtype, NCHW or channels-last. NaN has no sign: an error on CPU; on a GPU
+    (where checking would synchronise) NaN packs as +1. ``pack_bits(weight)`` of a conv weight
+    ``(O, C/g, KH, KW)`` gives the ``(O, KH, KW, words)`` layout ``binary_conv2d`` takes.
+    """
+    _checks.floating("x", x)
+    if x.dim() < 2:
+        raise ValueError(f"x must have shape (N, C, ...), got {tuple(x.shape)}")
+    if x.shape[1] == 0:
+        raise ValueError("x must have at least one channel (dim 1)")
+    backend = _dispatch.select("pack_bits", BACKENDS, x.device, backend)
+    return _pack_op(x, backend)
+
+
+def unpack_bits(packed: Tensor, channels: int, *, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Inverse of ``pack_bits`` up to the sign: ``(N, *S, words)`` -> ``(N, C, *S)`` of +-1 (pure PyTorch,
+    any device; for tests and debugging)."""
+    _packed("packed", packed, channels, packed.dim() if isinstance(packed, Tensor) else 0)
+    return ref.unpack_bits(packed, channels, _checks.dtype(dtype))
+
+
+def _packed(name: str, t: object, channels: int, rank: int) -> Tensor:
+    if not isinstance(t, Tensor) or t.dtype != torch.int64:
+        raise TypeError(f"{name} must be a packed int64 tensor (from pack_bits), got "
+                        f"{t.dtype if isinstance(t, Tensor) else type(t).__name__}")
+    if not isinstance(channels, int) or isinstance(channels, bool) or channels <= 0:
+        raise ValueError(f"the channel count of {name} must be a positive int, got {channels!r}")
+    if t.dim() != rank or t.dim() < 2:
+        raise ValueError(f"{name} must have {rank} dims (N, ..., words), got shape {tuple(t.shape)}")
+    if t.shape[-1] != ref.words(channels):
+        raise ValueError(f"{name} has {t.shape[-1]} words per position but {channels} channels pack into "
+                         f"{ref.words(channels)}: not packed for this channel count (or not channels-last)")
+    return t
+
+
+def binary_conv2d(x: Tensor, weight_packed: Tensor, alpha: Tensor, *, in_channels: Optional[int] = None,
+                  stride: IntPair = 1, padding: IntPair = 0, dilation: IntPair = 1, groups: int = 1,
+                  bias: Optional[Tensor] = None, scale: Optional[Tensor] = None, shift: Optional[Tensor] = None,
+                  padding_mode: str = "zeros", out: str = "float", backend: Optional[str] = None) -> Tensor:
+    """XNOR convolution ``y = (alpha[o] conv2d(sign(x), sign(W))[o] + bias[o]) scale[o] + shift[o]``.
+
+    ``x``: float ``(N, C, H, W)`` (packed here) or packed ``(N, H, W, ceil(C/64))`` int64, which needs
+    ``in_channels``. ``weight_packed``: ``pack_bits(W)`` of ``W (O, C/groups, KH, KW)``, i.e.
+    ``(O, KH, KW, ceil(C/groups/64))``. ``alpha (O,)`` (Eq. 5.2: mean |W[o]|), optional ``bias``, ``scale``,
+    ``shift`` (O,): one float dtype (float32 or float64), which is the output's. ``scale``/``shift`` fold a
+    batch norm. The integer sums are exact, ``n_valid - 2 popcount(x xor w)``: ``padding_mode="zeros"``
+    counts only in-map taps (equal to the float convolution of the sign tensors with zero padding),
+    ``"ones"`` pads with +1. ``out="float"`` returns ``(N, O, Ho, Wo)``; ``out="packed"`` returns
+    ``pack_bits(y)``, ``(N, Ho, Wo, ceil(O/64))``, for the next binary layer.
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"x must be 4-D: float (N, C, H, W) or packed (N, H, W, words), got {tuple(x.shape)}")
+    if x.dtype == torch.int64:
+        if in_channels is None:
+            raise ValueError("in_channels is required with a packed x (the word count does not give it)")
+        c = in_channels
+        _packed("x", x, c, 4)
+    else:
+        _checks.floating("x", x)
+        c = x.shape[1]
+        if in_channels is not None and in_channels != c:
+            raise ValueError(f"in_channels={in_channels} but x has {c} channels")
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+        raise ValueError(f"groups must be a positive int, got {groups!r}")
+    if c % groups:
+        raise ValueError(f"groups={groups} does not divide the {c} input channels")
+    _packed("weight_packed", weight_packed, c // groups, 4)
+    o, kh, kw = weight_packed.shape[:3]
+    if o == 0 or kh == 0 or kw == 0 or o % groups:
+        raise ValueError(f"weight_packed (O, KH, KW, words) = {tuple(weight_packed.shape)} needs O, KH, KW > 0 "
+                         f"and groups={groups} dividing O")
+    if kh * kw * (c // groups) >= 1 << 31:
+        raise ValueError(f"a window of {kh}x{kw} taps x {c // groups} channels exceeds the 2^31 - 1 integer range")
+    _checks.floating("alpha", alpha)
+    if alpha.dtype not in AFFINE_DTYPES:
+        raise TypeError(f"alpha must be float32 or float64, got {alpha.dtype}")
+    if tuple(alpha.shape) != (o,):
+        raise ValueError(f"alpha must have shape (O,) = ({o},), got {tuple(alpha.shape)}")
+    _finite("alpha", alpha)
+    bias, scale, shift = (_affine(name, t, o, alpha) for name, t in (("bias", bias), ("scale", scale),
+                                                                       ("shift", shift)))
+    _checks.same_device(x.device, weight_packed=weight_packed, alpha=alpha, bias=bias, scale=scale, shift=shift)
+    stride, padding = _pair("stride", stride, 1), _pair("padding", padding, 0)
+    dilation = _pair("dilation", dilation, 1)
+    _checks.choice("padding_mode", padding_mode, ("zeros", "ones"))
+    _checks.choice("out", out, ("float", "packed"))
+    h, w = x.shape[1:3] if x.dtype == torch.int64 else x.shape[2:]
+    ho, wo = _out_hw(h, w, kh, kw, stride, padding, dilation)
+    if ho < 1 or wo < 1:
+        raise ValueError(f"x of spatial size {(h, w)} is smaller than the dilated kernel {(kh, kw)} "
+                         f"(padding {padding}, dilation {dilation})")
+    backend = _dispatch.select("binary_conv2d", BACKENDS, x.device, backend)
+    if x.dtype != torch.int64:
+        x = _pack_op(x, backend)
+    return _conv_op(x, weight_packed, alpha, bias, scale, shift, c, stride, padding, dilation, groups,
+                    padding_mode == "ones", out == "packed", backend)
+
+
+def binary_linear(x: Tensor, weight_packed: Tensor, alpha: Tensor, *, in_features: Optional[int] = None,
+                  bias: Optional[Tensor] = None, scale: Optional[Tensor] = None, shift: Optional[Tensor] = None,
+                  out: str = "float", backend: Optional[str] = None) -> Tensor:
+    """XNOR linear layer ``y = (alpha[o] (sign(x) . sign(W[o])) + bias[o]) scale[o] + shift[o]``, the
+    ``binary_conv2d`` core on a 1x1 map. ``x``: float ``(N, C)`` or packed ``(N, ceil(C/64))`` (with
+    ``in_features``); ``weight_packed``: ``pack_bits(W)`` of ``W (O, C)``, i.e. ``(O, ceil(C/64))``.
+    Returns ``(N, O)`` float, or packed ``(N, ceil(O/64))`` with ``out="packed"``."""
+    if not isinstance(x, Tensor) or x.dim() != 2:
+        raise ValueError(f"x must be a 2-D tensor (N, C) or packed (N, words), got "
+                         f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
+    if not isinstance(weight_packed, Tensor) or weight_packed.dim() != 2:
+        raise ValueError("weight_packed must be a packed (O, words) tensor (pack_bits of an (O, C) weight)")
+    packed = x.dtype == torch.int64
+    x4 = x[:, None, None, :] if packed else x[:, :, None, None]
+    y = binary_conv2d(x4, weight_packed[:, None, None, :], alpha, in_channels=in_features, bias=bias, scale=scale,
+                      shift=shift, out=out, backend=backend)
+    return y.reshape(y.shape[0], -1)

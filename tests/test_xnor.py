@@ -1,0 +1,332 @@
+"""fastlmk.ops XNOR family (pack_bits, binary_conv2d, binary_linear): every backend against the reference and
+the reference against the float convolution of the sign tensors, exactly; opcheck; bad input."""
+
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fastlmk import _native, ops
+from fastlmk.reference import xnor as ref
+
+from conftest import CPU_BACKENDS, HAS_CUDA, active
+
+XNOR_BACKENDS = [
+    pytest.param(("cpu", "cpu", "avx512"), id="cpu-avx512",
+                 marks=pytest.mark.skipif(_native.cpu is None or not _native.cpu.isa_supported("avx512"),
+                                          reason="needs fastlmk._C on an AVX-512 VPOPCNTDQ CPU")),
+    *CPU_BACKENDS,
+    pytest.param(("cuda", "cuda", None), id="cuda",
+                 marks=[pytest.mark.gpu, pytest.mark.skipif(not HAS_CUDA or _native.cuda is None,
+                                                            reason="needs a GPU and fastlmk._cuda")]),
+]
+
+
+@pytest.fixture(autouse=True)
+def threaded(monkeypatch):
+    """CPU kernels use all of torch's threads however small the input (the parallel loops are what runs)."""
+    monkeypatch.setattr(_native, "SERIAL_ELEMENTS", 0)
+
+
+@pytest.fixture(params=XNOR_BACKENDS)
+def backend(request):
+    with active(request.param) as selected:
+        yield selected
+
+
+def signs_with_zeros(shape, gen, dtype=torch.float32):
+    """Random values with exact zeros and negative zeros (sign +1) mixed in."""
+    x = torch.randn(shape, generator=gen, dtype=torch.float64)
+    pick = torch.rand(shape, generator=gen)
+    x = torch.where(pick < 0.05, 0.0, torch.where(pick < 0.1, -0.0, x))
+    return x.to(dtype)
+
+
+def sign_conv(x, w, stride, padding, dilation, groups, padding_mode):
+    """The float convolution of the sign tensors (float64: exact), independent of the packed layout."""
+    xs, ws = ref.sign(x.double()), ref.sign(w.double())
+    if padding_mode == "ones":
+        xs = F.pad(xs, (padding[1], padding[1], padding[0], padding[0]), value=1.0)
+        padding = (0, 0)
+    return F.conv2d(xs, ws, None, stride, padding, dilation, groups)
+
+
+# ------------------------------------------------------------------------------------------------ pack_bits
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 64), (2, 65, 7), (2, 5, 3, 4), (1, 130, 6, 5), (2, 64, 1, 1, 3)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_pack_bits_matches_reference(backend, gen, shape, dtype):
+    name, device = backend
+    x = signs_with_zeros(shape, gen, dtype).to(device)
+    packed = ops.pack_bits(x, backend=name)
+    assert packed.dtype == torch.int64 and packed.shape == (shape[0], *shape[2:], (shape[1] + 63) // 64)
+    assert torch.equal(packed.cpu(), ref.pack_bits(x.cpu()))
+    assert torch.equal(ops.unpack_bits(packed, shape[1]).cpu(), ref.sign(x.float().cpu()))
+
+
+def test_pack_bits_layouts(backend, gen):
+    """NCHW, channels-last and strided views pack the same; tail bits past C are 0; sign(0) = sign(-0) = +1."""
+    name, device = backend
+    x = signs_with_zeros((2, 70, 9, 11), gen).to(device)
+    expected = ref.pack_bits(x.cpu())
+    for view in (x, x.to(memory_format=torch.channels_last), x.transpose(2, 3).contiguous().transpose(2, 3),
+                 torch.cat([x, x], 3)[..., ::2][..., :11]):
+        assert torch.equal(ops.pack_bits(view, backend=name).cpu(), ref.pack_bits(view.cpu()))
+    assert torch.equal(ops.pack_bits(x, backend=name).cpu(), expected)
+    assert not bool((expected[..., 1] >> 6).any())  # channels 70..127 of the last word
+    zeros = torch.tensor([[0.0, -0.0, -1e-30, 1e-30]], device=device)
+    assert ops.pack_bits(zeros, backend=name).item() == 0b0100
+
+
+# ---------------------------------------------------------------------------------------------- binary_conv2d
+
+# (N, C, O, H, W, kernel, stride, padding, dilation, groups)
+CONV_CASES = [
+    (1, 3, 5, 7, 6, (3, 3), 1, 1, 1, 1),
+    (8, 70, 33, 9, 10, (3, 3), 1, 1, 1, 1),
+    (2, 64, 64, 8, 8, (1, 1), 1, 0, 1, 1),
+    (2, 130, 20, 11, 9, (5, 5), 2, 2, 1, 1),
+    (1, 100, 17, 13, 12, (7, 7), 1, 3, 1, 1),
+    (2, 65, 9, 12, 12, (3, 3), 2, 2, 2, 1),
+    (3, 96, 40, 10, 11, (3, 3), 1, 1, 1, 2),
+    (2, 200, 12, 7, 9, (3, 5), 1, (1, 2), 1, 4),
+    (1, 128, 128, 6, 6, (3, 3), 1, 1, 1, 1),
+    (2, 30, 60, 5, 5, (3, 3), 1, 3, 1, 6),
+    (1, 63, 65, 4, 17, (1, 3), (1, 2), 0, (1, 3), 1),
+    (8, 5, 7, 3, 3, (3, 3), 1, 0, 1, 1),
+]
+
+
+def _pair(v):
+    return v if isinstance(v, tuple) else (v, v)
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+@pytest.mark.parametrize("padding_mode", ["zeros", "ones"])
+def test_binary_conv2d_exact(backend, gen, case, padding_mode):
+    """Float output equals alpha * conv2d(sign(x), sign(W)) exactly, from float or packed input."""
+    name, device = backend
+    n, c, o, h, w, k, s, p, d, g = case
+    x = signs_with_zeros((n, c, h, w), gen).to(device)
+    weight = torch.randn(o, c // g, *k, generator=gen).to(device)
+    alpha = weight.abs().mean((1, 2, 3))
+    packed_w = ops.pack_bits(weight, backend=name)
+    kw = dict(stride=s, padding=p, dilation=d, groups=g, padding_mode=padding_mode, backend=name)
+    y = ops.binary_conv2d(x, packed_w, alpha, **kw)
+    dot = sign_conv(x.cpu(), weight.cpu(), _pair(s), _pair(p), _pair(d), g, padding_mode)
+    assert y.dtype == torch.float32 and y.is_contiguous()
+    assert torch.equal(y.cpu(), dot.float() * alpha.cpu().view(1, -1, 1, 1))
+    y_packed_in = ops.binary_conv2d(ops.pack_bits(x, backend=name), packed_w, alpha, in_channels=c, **kw)
+    assert torch.equal(y_packed_in, y)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_binary_conv2d_random_configurations(backend, gen, dtype):
+    """Fresh random configurations each run, with every epilogue term and both outputs, against the reference."""
+    name, device = backend
+    rng = random.Random(int(torch.randint(1 << 30, (1,), generator=gen)))
+    for _ in range(12):
+        g = rng.choice([1, 1, 2, 3])
+        cg, og = rng.choice([1, 5, 63, 64, 65, 100, 130]), rng.choice([1, 3, 8, 9, 17])
+        kh, kw = rng.choice([1, 3, 5, 7]), rng.choice([1, 3])
+        s, d, p = rng.choice([1, 2]), rng.choice([1, 2]), rng.choice([0, 1, 2, 3])
+        h = rng.randint(max(1, (kh - 1) * d + 1 - 2 * p), 13)
+        w = rng.randint(max(1, (kw - 1) * d + 1 - 2 * p), 13)
+        mode, out = rng.choice(["zeros", "ones"]), rng.choice(["float", "packed"])
+        x = signs_with_zeros((rng.choice([1, 3]), cg * g, h, w), gen).to(device)
+        weight = torch.randn(og * g, cg, kh, kw, generator=gen).to(device)
+        terms = {t: torch.randn(og * g, generator=gen, dtype=dtype).to(device) if rng.random() < 0.5 else None
+                 for t in ("bias", "scale", "shift")}
+        alpha = weight.abs().mean((1, 2, 3)).to(dtype)
+        packed_w = ops.pack_bits(weight, backend=name)
+        y = ops.binary_conv2d(x, packed_w, alpha, stride=s, padding=p, dilation=d, groups=g, padding_mode=mode,
+                              out=out, backend=name, **terms)
+        expected = ref.binary_conv2d(x.cpu(), packed_w.cpu(), alpha.cpu(), cg * g, (s, s), (p, p), (d, d), g,
+                                     *(None if t is None else t.cpu() for t in terms.values()), mode,
+                                     out == "packed")
+        assert torch.equal(y.cpu(), expected), (x.shape, weight.shape, s, p, d, g, mode, out, terms.keys())
+
+
+def test_packed_output_feeds_the_next_layer(backend, gen):
+    """out="packed" with a folded batch norm equals packing the float output; chaining stays in bits."""
+    name, device = backend
+    x = torch.randn(2, 96, 12, 12, generator=gen).to(device)
+    w1, w2 = torch.randn(72, 96, 3, 3, generator=gen).to(device), torch.randn(40, 72, 3, 3, generator=gen).to(device)
+    a1, a2 = w1.abs().mean((1, 2, 3)), w2.abs().mean((1, 2, 3))
+    scale, shift = torch.randn(72, generator=gen).to(device), torch.randn(72, generator=gen).to(device)
+    p1, p2 = ops.pack_bits(w1, backend=name), ops.pack_bits(w2, backend=name)
+    y1 = ops.binary_conv2d(x, p1, a1, padding=1, scale=scale, shift=shift, backend=name)
+    bits = ops.binary_conv2d(x, p1, a1, padding=1, scale=scale, shift=shift, out="packed", backend=name)
+    assert torch.equal(bits, ops.pack_bits(y1, backend=name))
+    y2 = ops.binary_conv2d(bits, p2, a2, in_channels=72, padding=1, backend=name)
+    assert torch.equal(y2, ops.binary_conv2d(y1, p2, a2, padding=1, backend=name))
+
+
+def test_bits_past_the_channel_count_are_ignored(backend, gen):
+    """A packed input or weight with junk in its unused tail bits gives the same result (every group's bits
+    are cut at its channel count)."""
+    name, device = backend
+    x = torch.randn(2, 40, 6, 6, generator=gen).to(device)
+    weight = torch.randn(10, 20, 3, 3, generator=gen).to(device)
+    alpha = weight.abs().mean((1, 2, 3))
+    px, pw = ops.pack_bits(x, backend=name), ops.pack_bits(weight, backend=name)
+    junk = torch.tensor(-(1 << 40), dtype=torch.int64, device=device)  # bits 40..63 set
+    kw = dict(in_channels=40, padding=1, groups=2, backend=name)
+    clean = ops.binary_conv2d(px, pw, alpha, **kw)
+    assert torch.equal(ops.binary_conv2d(px | junk, pw | (junk << 4), alpha, **kw), clean)
+    assert torch.equal(ref.binary_conv2d(px.cpu() | junk.cpu(), pw.cpu(), alpha.cpu(), 40, (1, 1), (1, 1), (1, 1), 2,
+                                         None, None, None, "zeros", False), clean.cpu())
+
+
+def test_binary_linear(backend, gen):
+    name, device = backend
+    x = signs_with_zeros((5, 150), gen).to(device)
+    weight = torch.randn(70, 150, generator=gen).to(device)
+    alpha, bias = weight.abs().mean(1), torch.randn(70, generator=gen).to(device)
+    pw = ops.pack_bits(weight, backend=name)
+    assert pw.shape == (70, 3)
+    y = ops.binary_linear(x, pw, alpha, bias=bias, backend=name)
+    dot = ref.sign(x.double().cpu()) @ ref.sign(weight.double().cpu()).T
+    assert torch.equal(y.cpu(), dot.float() * alpha.cpu() + bias.cpu())
+    assert torch.equal(ops.binary_linear(ops.pack_bits(x, backend=name), pw, alpha, in_features=150, bias=bias,
+                                         backend=name), y)
+    assert torch.equal(ops.binary_linear(x, pw, alpha, bias=bias, out="packed", backend=name),
+                       ops.pack_bits(y, backend=name))
+
+
+def test_thread_count_does_not_change_results(gen):
+    x = torch.randn(3, 100, 17, 15, generator=gen)
+    weight = torch.randn(50, 100, 3, 3, generator=gen)
+    pw, alpha = ops.pack_bits(weight), weight.abs().mean((1, 2, 3))
+    previous = torch.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            results.append(ops.binary_conv2d(x, pw, alpha, padding=1, backend="cpu"))
+    finally:
+        torch.set_num_threads(previous)
+    assert all(torch.equal(r, results[0]) for r in results[1:])
+
+
+def test_empty_batch(backend):
+    name, device = backend
+    x = torch.randn(0, 8, 5, 5, device=device)
+    pw = ops.pack_bits(torch.randn(4, 8, 3, 3, device=device), backend=name)
+    assert ops.binary_conv2d(x, pw, torch.ones(4, device=device), padding=1, backend=name).shape == (0, 4, 5, 5)
+
+
+# ------------------------------------------------------------------------------------------------- torch.library
+
+@pytest.mark.parametrize("name", ["reference", "cpu"])
+def test_opcheck(name, gen):
+    x = torch.randn(2, 70, 6, 7, generator=gen)
+    weight = torch.randn(12, 35, 3, 3, generator=gen)
+    alpha, bias = weight.abs().mean((1, 2, 3)), torch.randn(12, generator=gen)
+    torch.library.opcheck(torch.ops.fastlmk.pack_bits, (x, name))
+    torch.library.opcheck(torch.ops.fastlmk.pack_bits, (x.to(memory_format=torch.channels_last), name))
+    px, pw = ref.pack_bits(x), ref.pack_bits(weight)
+    for packed_out in (False, True):
+        torch.library.opcheck(torch.ops.fastlmk.binary_conv2d,
+                              (px, pw, alpha, bias, None, bias, 70, [2, 1], [1, 1], [1, 2], 2, False, packed_out, name))
+
+
+def test_compile_traces_without_graph_breaks(gen):
+    x = torch.randn(2, 40, 8, 8, generator=gen)
+    weight = torch.randn(16, 40, 3, 3, generator=gen)
+    pw, alpha = ops.pack_bits(weight), weight.abs().mean((1, 2, 3))
+
+    def layer(x):
+        return ops.binary_conv2d(x, pw, alpha, padding=1, out="packed")
+
+    torch._dynamo.reset()
+    compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
+    assert torch.equal(compiled(x), layer(x))
+
+
+# ---------------------------------------------------------------------------------------------------- bad input
+
+def _conv_inputs():
+    x = torch.randn(2, 70, 6, 6)
+    weight = torch.randn(8, 70, 3, 3)
+    return x, ref.pack_bits(weight), weight.abs().mean((1, 2, 3))
+
+
+@pytest.mark.parametrize("mutate, error, match", [
+    (lambda x, w, a, kw: (x[0], w, a, kw), ValueError, "x must be 4-D"),
+    (lambda x, w, a, kw: (x.int(), w, a, kw), TypeError, "x must have a floating dtype"),
+    (lambda x, w, a, kw: (ref.pack_bits(x), w, a, kw), ValueError, "in_channels is required"),
+    (lambda x, w, a, kw: (ref.pack_bits(x), w, a, {**kw, "in_channels": 200}), ValueError, "x has 2 words"),
+    (lambda x, w, a, kw: (ref.pack_bits(x).permute(0, 3, 1, 2), w, a, {**kw, "in_channels": 70}), ValueError,
+     "not channels-last"),
+    (lambda x, w, a, kw: (x, w, a, {**kw, "in_channels": 64}), ValueError, "in_channels=64 but x has 70"),
+    (lambda x, w, a, kw: (x, w.float(), a, kw), TypeError, "weight_packed must be a packed int64"),
+    (lambda x, w, a, kw: (x, ref.pack_bits(torch.randn(8, 35, 3, 3)), a, {**kw, "groups": 1}), ValueError,
+     "weight_packed has 1 words"),
+    (lambda x, w, a, kw: (x, w, a, {**kw, "groups": 3}), ValueError, "groups=3 does not divide the 70"),
+    (lambda x, w, a, kw: (x, w, a, {**kw, "groups": 0}), ValueError, "groups must be a positive int"),
+    (lambda x, w, a, kw: (x, ref.pack_bits(torch.randn(7, 35, 3, 3)), a[:7], {**kw, "groups": 2}), ValueError,
+     "groups=2 dividing O"),
+    (lambda x, w, a, kw: (x, w, a[:5], kw), ValueError, "alpha must have shape"),
+    (lambda x, w, a, kw: (x, w, a.half(), kw), TypeError, "alpha must be float32 or float64"),
+    (lambda x, w, a, kw: (x, w, a.clone().fill_(float("nan")), kw), ValueError, "alpha must be finite"),
+    (lambda x, w, a, kw: (x, w, a, {**kw, "bias": torch.zeros(8, dtype=torch.float64)}), TypeError,
+     "bias has dtype"),
+    (lambda x, w, a, kw: (x, w, a, {**kw, "scale": torch.zeros(3)}), ValueError, "scale must have shape"),
+    (lambda x, w, a, kw: (x, w, a, {**kw, "shift": torch.full((8,), float("inf"))}), ValueError,
+     "shift must be finite"),
+    (lambda x, w, a, kw: (x, w, a, {**kw, "stride": 0}), ValueError, "stride must be >= 1"),
+    (lambda x, w, a, kw: (x, w, a, {**kw, "padding": -1}), ValueError, "padding must be >= 0"),
+    (lambda x, w, a, kw: (x, w, a, {**kw, "dilation": (1, 0)}), ValueError, "dilation must be >= 1"),
+    (lambda x, w, a, kw: (x, w, a, {**kw, "stride": 1.5}), TypeError, "stride must be an int"),
+    (lambda x, w, a, kw: (x, w, a, {**kw, "dilation": 4, "padding": 0}), ValueError, "smaller than the dilated"),
+    (lambda x, w, a, kw: (x, w, a, {**kw, "padding_mode": "reflect"}), ValueError, "padding_mode must be one of"),
+    (lambda x, w, a, kw: (x, w, a, {**kw, "out": "int8"}), ValueError, "out must be one of"),
+    (lambda x, w, a, kw: (x.clone().index_fill_(2, torch.tensor([1]), float("nan")), w, a, kw), ValueError,
+     "x contains NaN"),
+    (lambda x, w, a, kw: (x, w, a, {**kw, "backend": "triton"}), ValueError, "has backends"),
+])
+@pytest.mark.parametrize("name", ["reference", "cpu"])
+def test_binary_conv2d_bad_input(name, mutate, error, match):
+    x, w, a = _conv_inputs()
+    x, w, a, kw = mutate(x, w, a, {"padding": 1, "backend": name})
+    with pytest.raises(error, match=match):
+        ops.binary_conv2d(x, w, a, **kw)
+
+
+def test_pack_and_linear_bad_input():
+    with pytest.raises(TypeError, match="x must have a floating dtype"):
+        ops.pack_bits(torch.ones(2, 3, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"x must have shape \(N, C, ...\)"):
+        ops.pack_bits(torch.ones(3))
+    with pytest.raises(ValueError, match="at least one channel"):
+        ops.pack_bits(torch.ones(2, 0, 3))
+    for name in ("reference", "cpu"):
+        with pytest.raises(ValueError, match="x contains NaN"):
+            ops.pack_bits(torch.tensor([[1.0, float("nan")]]), backend=name)
+    with pytest.raises(ValueError, match="channel count of packed must be a positive int"):
+        ops.unpack_bits(torch.zeros(2, 1, dtype=torch.int64), 0)
+    with pytest.raises(ValueError, match="packed has 1 words"):
+        ops.unpack_bits(torch.zeros(2, 1, dtype=torch.int64), 65)
+    pw = ref.pack_bits(torch.randn(4, 10))
+    with pytest.raises(ValueError, match="x must be a 2-D tensor"):
+        ops.binary_linear(torch.randn(2, 10, 1), pw, torch.ones(4))
+    with pytest.raises(ValueError, match="weight_packed must be a packed"):
+        ops.binary_linear(torch.randn(2, 10), pw[None], torch.ones(4))
+    with pytest.raises(ValueError, match="in_channels=12 but x has 10"):
+        ops.binary_linear(torch.randn(2, 10), pw, torch.ones(4), in_features=12)
+
+
+def test_raw_op_rejects_inconsistent_layouts():
+    """torch.ops.fastlmk.binary_conv2d is public: what a kernel would misread is checked again."""
+    x, w, a = _conv_inputs()
+    px = ref.pack_bits(x)
+    with pytest.raises(ValueError, match="do not match packed"):
+        torch.ops.fastlmk.binary_conv2d(px, w, a, None, None, None, 200, [1, 1], [1, 1], [1, 1], 1, False, False, "cpu")
+    with pytest.raises(ValueError, match="do not match packed"):
+        torch.ops.fastlmk.binary_conv2d(px, w, a, a.double(), None, None, 70, [1, 1], [1, 1], [1, 1], 1, False,
+                                        False, "cpu")
+    with pytest.raises(ValueError, match="do not match packed"):
+        torch.ops.fastlmk.binary_conv2d(px, w[..., :1], a, None, None, None, 70, [1, 1], [1, 1], [1, 1], 1, False,
+                                        False, "cpu")
