@@ -20,3 +20,10 @@ def test_decode_baselines_compute_the_reference() -> None:
                              ("topk", bench.decode.topk_torch)):
         want = reference.decode.decode(maps, method)[0]
         torch.testing.assert_close(baseline(maps), want, rtol=0, atol=1e-4)
+
+
+def test_xnor_baselines_compute_the_reference() -> None:
+    x, w = torch.randn(2, 70, 9, 9), torch.randn(40, 70, 3, 3)
+    alpha = w.abs().mean((1, 2, 3))
+    want = ops.binary_conv2d(x, ops.pack_bits(w), alpha, padding=1, backend="reference")
+    assert torch.equal(bench.xnor.sign_conv_torch(x, w, alpha), want)

@@ -314,7 +314,7 @@ def test_pack_and_linear_bad_input():
         ops.binary_linear(torch.randn(2, 10, 1), pw, torch.ones(4))
     with pytest.raises(ValueError, match="weight_packed must be a packed"):
         ops.binary_linear(torch.randn(2, 10), pw[None], torch.ones(4))
-    with pytest.raises(ValueError, match="in_channels=12 but x has 10"):
+    with pytest.raises(ValueError, match="in_features=12 but x has 10"):
         ops.binary_linear(torch.randn(2, 10), pw, torch.ones(4), in_features=12)
 
 

@@ -7,7 +7,7 @@
 //     words are 0 (+1 everywhere) and each group's channels start a word, with the bits past its C/G cleared;
 //  2. the weights are regrouped into blocks of 8 output channels, (G, blocks, taps, WG, 8), so one SIMD
 //     register holds a tap-word of 8 channels;
-//  3. one output row per OpenMP iteration: for each weight block and tile of pixels, the micro-kernel sums
+//  3. for each output row and weight block, tile by tile of pixels, the micro-kernel sums
 //     popcount(x ^ w) over taps and words (every tap read from the padded buffer, i.e. padded with +1); the
 //     dot is taps C/G - 2 popcount, and with zero padding the +1 value of each off-map tap,
 //     C/G - 2 popcount(w[o, tap]), is taken back out (border pixels only). Integer sums are exact.
@@ -249,65 +249,90 @@ void conv(const XnorConvArgs& a) {
   const int64_t last = w - 1 + a.pad_w - (a.kw - 1) * a.dil_w;  // largest window start ox * sw inside the map
   const int64_t ox_hi = last < 0 ? 0 : std::min(wo, last / a.stride_w + 1);
 
-  // 3. output rows
+  // 3. one output row of one weight block: dots, zero-padding correction, epilogue. Float output is written
+  // plane by plane (a task per (image, block) walks the rows: a few sequential streams) when there are enough
+  // planes; packed output, whose words gather the bits of 8 blocks, row by row (a task per (image, row) owns
+  // its words).
+  struct Scratch {
+    std::vector<int32_t> dots;  // (8, Wo): the block's dot products by channel
+    std::vector<T> ys;          // (Wo,): one channel's outputs before their signs are packed
+    std::vector<uint32_t> signs;  // (Wo,): the block's sign bits per pixel (not bytes, which alias anything)
+  };
+  auto row_block = [&](Scratch& sc, int64_t ni, int64_t oy, int64_t gi, int64_t blk) {
+    int64_t cnt[kTile * kBlock];
+    const int64_t y0 = oy * a.stride_h - a.pad_h;
+    bool rows_inside = true;
+    for (int64_t ky = 0; ky < a.kh; ++ky) rows_inside &= y0 + ky * a.dil_h >= 0 && y0 + ky * a.dil_h < h;
+    const uint64_t* xrow = xp.get() + (ni * hp + oy * a.stride_h) * wp * gw + gi * wg;
+    const uint64_t* wblk = wb.data() + (gi * blocks + blk) * taps * wg * kBlock;
+    const int64_t o0 = gi * og + blk * kBlock, lanes = std::min(kBlock, og - blk * kBlock);
+    int32_t* d = sc.dots.data();
+    for (int64_t ox0 = 0; ox0 < wo;) {
+      const uint64_t* xb = xrow + ox0 * a.stride_w * gw;
+      const int64_t pn = wo - ox0 >= kTile ? kTile : 1;
+      if (pn == kTile)
+        popcounts<kTile>(xb, a.stride_w * gw, tap_offset.data(), taps, wg, wblk, cnt);
+      else
+        popcounts<1>(xb, a.stride_w * gw, tap_offset.data(), taps, wg, wblk, cnt);
+      for (int64_t i = 0; i < pn; ++i)
+        for (int64_t j = 0; j < kBlock; ++j) d[j * wo + ox0 + i] = int32_t(taps * cg - 2 * cnt[i * kBlock + j]);
+      ox0 += pn;
+    }
+    if (!a.pad_ones)  // take the off-map taps back out (they were read as +1)
+      for (int64_t ox = 0; ox < wo; ++ox) {
+        if (rows_inside && ox >= ox_lo && ox < ox_hi) continue;
+        const int64_t x0 = ox * a.stride_w - a.pad_w;
+        for (int64_t t = 0; t < taps; ++t) {
+          const int64_t iy = y0 + (t / a.kw) * a.dil_h, ix = x0 + (t % a.kw) * a.dil_w;
+          if (iy >= 0 && iy < h && ix >= 0 && ix < w) continue;
+          for (int64_t j = 0; j < lanes; ++j) d[j * wo + ox] -= int32_t(ones_tap[(o0 + j) * taps + t]);
+        }
+      }
+    if (!a.packed_out) {
+      for (int64_t j = 0; j < lanes; ++j) {
+        const int64_t oi = o0 + j;
+        affine(d + j * wo, wo, alpha[oi], bias ? bias + oi : nullptr, scale ? scale + oi : nullptr,
+               shift ? shift + oi : nullptr, static_cast<T*>(a.out) + ((ni * o + oi) * ho + oy) * wo);
+      }
+      return;
+    }
+    uint32_t* signs = sc.signs.data();
+    T* ys = sc.ys.data();
+    std::fill(signs, signs + wo, uint32_t(0));
+    for (int64_t j = 0; j < lanes; ++j) {
+      const int64_t oi = o0 + j;
+      affine(d + j * wo, wo, alpha[oi], bias ? bias + oi : nullptr, scale ? scale + oi : nullptr,
+             shift ? shift + oi : nullptr, ys);
+      for (int64_t ox = 0; ox < wo; ++ox) signs[ox] |= uint32_t(ys[ox] < T(0)) << j;
+    }
+    // the block's sign bits start at bit o0 % 64 of the pixel's words and may spill into the next word
+    uint64_t* prow = static_cast<uint64_t*>(a.out) + (ni * ho + oy) * wo * ow;
+    const int64_t word = o0 / 64, bit = o0 % 64;
+    for (int64_t ox = 0; ox < wo; ++ox) {
+      prow[ox * ow + word] |= uint64_t(signs[ox]) << bit;
+      if (bit > 64 - kBlock && word + 1 < ow) prow[ox * ow + word + 1] |= uint64_t(signs[ox]) >> (64 - bit);
+    }
+  };
+
 #pragma omp parallel num_threads(a.nthreads)
   {
-    int64_t cnt[kTile * kBlock];
-    std::vector<int32_t> dots(static_cast<size_t>(kBlock * wo));  // the block's row of dot products, by channel
-    std::vector<T> ys(static_cast<size_t>(wo));
-    std::vector<uint8_t> signs(static_cast<size_t>(wo));  // packed output: the block's sign bits per pixel
+    Scratch sc{std::vector<int32_t>(static_cast<size_t>(kBlock * wo)), std::vector<T>(static_cast<size_t>(wo)),
+               std::vector<uint32_t>(static_cast<size_t>(wo))};
+    if (a.packed_out || n * g * blocks < 4 * int64_t(a.nthreads)) {  // by rows (also when planes are few)
 #pragma omp for schedule(static)
-    for (int64_t row = 0; row < n * ho; ++row) {
-      const int64_t ni = row / ho, oy = row % ho, y0 = oy * a.stride_h - a.pad_h;
-      bool rows_inside = true;
-      for (int64_t ky = 0; ky < a.kh; ++ky) rows_inside &= y0 + ky * a.dil_h >= 0 && y0 + ky * a.dil_h < h;
-      const uint64_t* xrow = xp.get() + (ni * hp + oy * a.stride_h) * wp * gw;
-      uint64_t* prow = a.packed_out ? static_cast<uint64_t*>(a.out) + row * wo * ow : nullptr;
-      if (prow) std::fill(prow, prow + wo * ow, uint64_t(0));
-      for (int64_t gi = 0; gi < g; ++gi)
-        for (int64_t blk = 0; blk < blocks; ++blk) {
-          const uint64_t* wblk = wb.data() + (gi * blocks + blk) * taps * wg * kBlock;
-          const int64_t o0 = gi * og + blk * kBlock, lanes = std::min(kBlock, og - blk * kBlock);
-          int32_t* d = dots.data();
-          for (int64_t ox0 = 0; ox0 < wo;) {
-            const uint64_t* xb = xrow + ox0 * a.stride_w * gw + gi * wg;
-            const int64_t pn = wo - ox0 >= kTile ? kTile : 1;
-            if (pn == kTile)
-              popcounts<kTile>(xb, a.stride_w * gw, tap_offset.data(), taps, wg, wblk, cnt);
-            else
-              popcounts<1>(xb, a.stride_w * gw, tap_offset.data(), taps, wg, wblk, cnt);
-            for (int64_t i = 0; i < pn; ++i)
-              for (int64_t j = 0; j < kBlock; ++j) d[j * wo + ox0 + i] = int32_t(taps * cg - 2 * cnt[i * kBlock + j]);
-            ox0 += pn;
-          }
-          if (!a.pad_ones)  // take the off-map taps back out (they were read as +1)
-            for (int64_t ox = 0; ox < wo; ++ox) {
-              if (rows_inside && ox >= ox_lo && ox < ox_hi) continue;
-              const int64_t x0 = ox * a.stride_w - a.pad_w;
-              for (int64_t t = 0; t < taps; ++t) {
-                const int64_t iy = y0 + (t / a.kw) * a.dil_h, ix = x0 + (t % a.kw) * a.dil_w;
-                if (iy >= 0 && iy < h && ix >= 0 && ix < w) continue;
-                for (int64_t j = 0; j < lanes; ++j) d[j * wo + ox] -= int32_t(ones_tap[(o0 + j) * taps + t]);
-              }
-            }
-          if (prow) std::fill(signs.begin(), signs.end(), uint8_t(0));
-          for (int64_t j = 0; j < lanes; ++j) {
-            const int64_t oi = o0 + j;
-            T* y = prow ? ys.data() : static_cast<T*>(a.out) + ((ni * o + oi) * ho + oy) * wo;
-            affine(d + j * wo, wo, alpha[oi], bias ? bias + oi : nullptr, scale ? scale + oi : nullptr,
-                   shift ? shift + oi : nullptr, y);
-            if (prow)
-              for (int64_t ox = 0; ox < wo; ++ox) signs[ox] |= uint8_t((y[ox] < T(0)) << j);
-          }
-          if (prow) {  // the block's sign bits per pixel start at bit o0 % 64 and may spill into the next word
-            const int64_t word = o0 / 64, bit = o0 % 64;
-            for (int64_t ox = 0; ox < wo; ++ox) {
-              prow[ox * ow + word] |= uint64_t(signs[ox]) << bit;
-              if (bit > 64 - kBlock && word + 1 < ow)
-                prow[ox * ow + word + 1] |= uint64_t(signs[ox]) >> (64 - bit);
-            }
-          }
+      for (int64_t row = 0; row < n * ho; ++row) {
+        if (a.packed_out) {
+          uint64_t* prow = static_cast<uint64_t*>(a.out) + row * wo * ow;
+          std::fill(prow, prow + wo * ow, uint64_t(0));
         }
+        for (int64_t gb = 0; gb < g * blocks; ++gb) row_block(sc, row / ho, row % ho, gb / blocks, gb % blocks);
+      }
+    } else {
+#pragma omp for schedule(static)
+      for (int64_t task = 0; task < n * g * blocks; ++task) {
+        const int64_t gb = task % (g * blocks);
+        for (int64_t oy = 0; oy < ho; ++oy) row_block(sc, task / (g * blocks), oy, gb / blocks, gb % blocks);
+      }
     }
   }
 }

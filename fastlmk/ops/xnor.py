@@ -259,7 +259,7 @@ def binary_linear(x: Tensor, weight_packed: Tensor, alpha: Tensor, *, in_feature
                   bias: Optional[Tensor] = None, scale: Optional[Tensor] = None, shift: Optional[Tensor] = None,
                   out: str = "float", backend: Optional[str] = None) -> Tensor:
     """XNOR linear layer ``y = (alpha[o] (sign(x) . sign(W[o])) + bias[o]) scale[o] + shift[o]``, the
-    ``binary_conv2d`` core on a 1x1 map. ``x``: float ``(N, C)`` or packed ``(N, ceil(C/64))`` (with
+    ``binary_conv2d`` core on a 1 x N map. ``x``: float ``(N, C)`` or packed ``(N, ceil(C/64))`` (with
     ``in_features``); ``weight_packed``: ``pack_bits(W)`` of ``W (O, C)``, i.e. ``(O, ceil(C/64))``.
     Returns ``(N, O)`` float, or packed ``(N, ceil(O/64))`` with ``out="packed"``."""
     if not isinstance(x, Tensor) or x.dim() != 2:
@@ -267,8 +267,13 @@ def binary_linear(x: Tensor, weight_packed: Tensor, alpha: Tensor, *, in_feature
                          f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
     if not isinstance(weight_packed, Tensor) or weight_packed.dim() != 2:
         raise ValueError("weight_packed must be a packed (O, words) tensor (pack_bits of an (O, C) weight)")
-    packed = x.dtype == torch.int64
-    x4 = x[:, None, None, :] if packed else x[:, :, None, None]
-    y = binary_conv2d(x4, weight_packed[:, None, None, :], alpha, in_channels=in_features, bias=bias, scale=scale,
-                      shift=shift, out=out, backend=backend)
-    return y.reshape(y.shape[0], -1)
+    if x.dtype != torch.int64:
+        _checks.floating("x", x)
+        if in_features is not None and in_features != x.shape[1]:
+            raise ValueError(f"in_features={in_features} but x has {x.shape[1]} features")
+        in_features = x.shape[1]
+        x = pack_bits(x, backend=backend)
+    # the batch as one row of N pixels, so the kernels tile over it
+    y = binary_conv2d(x[None, None], weight_packed[:, None, None, :], alpha, in_channels=in_features, bias=bias,
+                      scale=scale, shift=shift, out=out, backend=backend)
+    return y[0, 0] if out == "packed" else y[0, :, 0].t().contiguous()
