@@ -6,6 +6,7 @@
 
 #include "device.h"
 #include "splat.h"
+#include "xnor.h"
 
 namespace py = pybind11;
 
@@ -48,4 +49,30 @@ PYBIND11_MODULE(_cuda, m) {
       py::arg("visible"), py::arg("dtype"), py::arg("b"), py::arg("q"), py::arg("h"), py::arg("w"), py::arg("sigma"),
       py::arg("radius"), py::arg("grad_xy"), py::arg("grad_value"), py::arg("stream"),
       py::call_guard<py::gil_scoped_release>());
+
+  m.def(
+      "pack_bits",
+      [](uintptr_t x, int dtype, int64_t n, int64_t c, int64_t p, int64_t stride_n, int64_t stride_c,
+         int64_t stride_p, uintptr_t out, uintptr_t stream) {
+        fastlmk::cuda::pack_bits(cptr(x), dtype, n, c, p, stride_n, stride_c, stride_p, mptr(out), stream);
+      },
+      py::arg("x"), py::arg("dtype"), py::arg("n"), py::arg("c"), py::arg("p"), py::arg("stride_n"),
+      py::arg("stride_c"), py::arg("stride_p"), py::arg("out"), py::arg("stream"),
+      py::call_guard<py::gil_scoped_release>());
+
+  m.def(
+      "binary_conv2d",
+      [](uintptr_t x, uintptr_t weight, uintptr_t alpha, uintptr_t bias, uintptr_t scale, uintptr_t shift, int dtype,
+         int64_t n, int64_t c, int64_t h, int64_t w, int64_t o, int64_t kh, int64_t kw, int64_t groups,
+         int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dil_h, int64_t dil_w, int64_t ho,
+         int64_t wo, bool pad_ones, bool packed_out, uintptr_t out, uintptr_t stream) {
+        fastlmk::cuda::binary_conv2d(cptr(x), cptr(weight), cptr(alpha), cptr(bias), cptr(scale), cptr(shift), dtype,
+                                     n, c, h, w, o, kh, kw, groups, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
+                                     ho, wo, pad_ones, packed_out, mptr(out), stream);
+      },
+      py::arg("x"), py::arg("weight"), py::arg("alpha"), py::arg("bias"), py::arg("scale"), py::arg("shift"),
+      py::arg("dtype"), py::arg("n"), py::arg("c"), py::arg("h"), py::arg("w"), py::arg("o"), py::arg("kh"),
+      py::arg("kw"), py::arg("groups"), py::arg("stride_h"), py::arg("stride_w"), py::arg("pad_h"), py::arg("pad_w"),
+      py::arg("dil_h"), py::arg("dil_w"), py::arg("ho"), py::arg("wo"), py::arg("pad_ones"), py::arg("packed_out"),
+      py::arg("out"), py::arg("stream"), py::call_guard<py::gil_scoped_release>());
 }
