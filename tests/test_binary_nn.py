@@ -340,3 +340,21 @@ def test_torch_compile_fullgraph_training_path(gen):
     torch.testing.assert_close(got, want, rtol=0, atol=0)
     for g, w in zip(got_grads, want_grads):
         torch.testing.assert_close(g, w)
+
+
+def test_eval_under_inference_mode_compile_and_half_weights(gen):
+    """Eval works on inference tensors (no version counter), traces under torch.compile, and half-precision
+    weights compute alpha in float32 and return their own dtype."""
+    x = torch.randn(2, 16, 8, 8, generator=gen)
+    with torch.inference_mode():
+        layer = BinaryConv2d(16, 8, 3, padding=1).eval()
+        assert layer(x).shape == (2, 8, 8, 8)
+    layer = BinaryConv2d(16, 8, 3, padding=1).eval()
+    torch._dynamo.reset()
+    compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
+    assert torch.equal(compiled(x), layer(x))
+    half = BinaryConv2d(16, 8, 3, padding=1).bfloat16().eval()
+    y = half(x.bfloat16())
+    assert y.dtype == torch.bfloat16
+    expected = ops.binary_conv2d(x, ops.pack_bits(half.weight), half.weight.float().abs().mean((1, 2, 3)), padding=1)
+    assert torch.equal(y, expected.bfloat16())

@@ -281,6 +281,11 @@ def _conv_inputs():
     (lambda x, w, a, kw: (x, w, a, {**kw, "dilation": (1, 0)}), ValueError, "dilation must be >= 1"),
     (lambda x, w, a, kw: (x, w, a, {**kw, "stride": 1.5}), TypeError, "stride must be an int"),
     (lambda x, w, a, kw: (x, w, a, {**kw, "dilation": 4, "padding": 0}), ValueError, "smaller than the dilated"),
+    (lambda x, w, a, kw: (x, w, a, {**kw, "stride": (1 << 63) - 1, "padding": (1 << 63) - 1}), ValueError,
+     r"stride must be in \[1, 2\^31\)"),
+    (lambda x, w, a, kw: (x, w, a, {**kw, "dilation": (1 << 40, 1)}), ValueError, "dilation must be in"),
+    (lambda x, w, a, kw: (x, w, a, {**kw, "dilation": (1 << 30, 1), "padding": (1 << 30, 1)}), ValueError,
+     "fewer than 2\\^31 pixels"),
     (lambda x, w, a, kw: (x, w, a, {**kw, "padding_mode": "reflect"}), ValueError, "padding_mode must be one of"),
     (lambda x, w, a, kw: (x, w, a, {**kw, "out": "int8"}), ValueError, "out must be one of"),
     (lambda x, w, a, kw: (x.clone().index_fill_(2, torch.tensor([1]), float("nan")), w, a, kw), ValueError,
@@ -316,12 +321,27 @@ def test_pack_and_linear_bad_input():
         ops.binary_linear(torch.randn(2, 10), pw[None], torch.ones(4))
     with pytest.raises(ValueError, match="in_features=12 but x has 10"):
         ops.binary_linear(torch.randn(2, 10), pw, torch.ones(4), in_features=12)
+    with pytest.raises(ValueError, match="in_features is required"):
+        ops.binary_linear(ref.pack_bits(torch.randn(2, 10)), pw, torch.ones(4))
+    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+        ops.binary_linear([[1.0] * 10], pw, torch.ones(4))
+    assert ops.binary_linear(torch.randn(0, 10), pw, torch.ones(4)).shape == (0, 4)
 
 
 def test_raw_op_rejects_inconsistent_layouts():
     """torch.ops.fastlmk.binary_conv2d is public: what a kernel would misread is checked again."""
     x, w, a = _conv_inputs()
     px = ref.pack_bits(x)
+    raw = torch.ops.fastlmk.binary_conv2d
+    for stride, padding, dilation, match in (([1, 1], [-1, -1], [1, 1], "padding must be in"),
+                                             ([1, 1], [0, 0], [-3, -3], "dilation must be in"),
+                                             ([0, 1], [0, 0], [1, 1], "stride must be in"),
+                                             ([1], [1], [1], "pairs"),
+                                             ([1, 1], [0, 0], [5, 5], "smaller than the dilated")):
+        with pytest.raises(ValueError, match=match):
+            raw(px, w, a, None, None, None, 70, stride, padding, dilation, 1, False, False, "cpu")
+    with pytest.raises(ValueError, match="4-D"):
+        raw(px[0], w, a, None, None, None, 70, [1, 1], [1, 1], [1, 1], 1, False, False, "cpu")
     with pytest.raises(ValueError, match="do not match packed"):
         torch.ops.fastlmk.binary_conv2d(px, w, a, None, None, None, 200, [1, 1], [1, 1], [1, 1], 1, False, False, "cpu")
     with pytest.raises(ValueError, match="do not match packed"):

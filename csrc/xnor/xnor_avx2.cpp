@@ -1,7 +1,5 @@
 // AVX2 build of the XNOR kernels (popcount by nibble lookup), selected at run time (see xnor.cpp). The
 // standard headers are included before the target pragma so that their inline functions stay baseline code.
-#include <immintrin.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -9,6 +7,8 @@
 #include <vector>
 
 #if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+
 #pragma GCC target("avx2,fma,popcnt")
 #define FASTLMK_ISA_NS avx2
 #define FASTLMK_AVX2

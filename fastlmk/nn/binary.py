@@ -44,6 +44,11 @@ def _positive_int(name: str, value: object) -> int:
     return value
 
 
+def _alpha(w: Tensor) -> Tensor:
+    """Eq. 5.2 per output channel, in the kernels' affine dtype (float32 for half-precision weights)."""
+    return w.abs().mean(dim=(1, 2, 3), dtype=_checks.compute_dtype(w.dtype))
+
+
 class BinaryConv2d(nn.Module):
     """``y = conv2d(sign(x), sign(W)) * alpha[o] + bias[o]`` with ``alpha[o] = mean |W[o]|`` (Eq. 5.1-5.2).
 
@@ -106,17 +111,20 @@ class BinaryConv2d(nn.Module):
         return super()._apply(fn, recurse)
 
     def packed_weight(self) -> tuple[Tensor, Tensor]:
-        """``(pack_bits(W), alpha)``: ``(O, KH, KW, ceil(C/g/64))`` int64 and ``(O,)`` in W's dtype, as the
-        eval path uses them (the buffers of a packed module; else cached, repacked when ``W`` changed)."""
+        """``(pack_bits(W), alpha)``: ``(O, KH, KW, ceil(C/g/64))`` int64 and ``(O,)`` in W's dtype (float32 for
+        half types), as the eval path uses them (the buffers of a packed module; else cached, repacked when
+        ``W`` changed; not cached for inference tensors and under ``torch.compile``)."""
         if self.packed:
             return self.weight_packed, self.alpha
         w = self.weight.detach()
+        if torch.compiler.is_compiling() or w.is_inference():  # no version counter to key a cache on
+            return pack_bits(w, backend=self.backend), _alpha(w)
         c = self._cache
         # the cache holds an alias of the packed weight, so its storage (and address) cannot be reused
         if (c is None or c[0].data_ptr() != w.data_ptr() or c[1] != w._version or c[0].dtype != w.dtype
                 or c[0].device != w.device or c[0].shape != w.shape):
             with torch.no_grad():
-                self._cache = c = (w, w._version, pack_bits(w, backend=self.backend), w.abs().mean(dim=(1, 2, 3)))
+                self._cache = c = (w, w._version, pack_bits(w, backend=self.backend), _alpha(w))
         return c[2], c[3]
 
     def pack_(self) -> "BinaryConv2d":
@@ -135,10 +143,11 @@ class BinaryConv2d(nn.Module):
         if self.training:
             return self._train_forward(x)
         packed, alpha = self.packed_weight()
-        return binary_conv2d(x.detach(), packed, alpha, in_channels=self.in_channels, stride=self.stride,
-                             padding=self.padding, dilation=self.dilation, groups=self.groups,
-                             bias=None if self.bias is None else self.bias.detach(), padding_mode=self.padding_mode,
-                             backend=self.backend)
+        bias = None if self.bias is None else self.bias.detach().to(alpha.dtype)
+        y = binary_conv2d(x.detach(), packed, alpha, in_channels=self.in_channels, stride=self.stride,
+                          padding=self.padding, dilation=self.dilation, groups=self.groups, bias=bias,
+                          padding_mode=self.padding_mode, backend=self.backend)
+        return y if self.packed else y.to(self.weight.dtype)  # packed: alpha's dtype
 
     def _train_forward(self, x: Tensor) -> Tensor:
         if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() != 4:

@@ -79,15 +79,40 @@ def _out_hw(h: int, w: int, kh: int, kw: int, stride: Sequence[int], padding: Se
             (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1)
 
 
+LIMIT = 1 << 31  # the kernels index padded rows, windows and dot products with 32-bit-safe arithmetic
+
+
+def _geometry(h: int, w: int, kh: int, kw: int, cg: int, stride: Sequence[int], padding: Sequence[int],
+              dilation: Sequence[int]) -> tuple[int, int]:
+    """(Ho, Wo), after checking the ranges (also for the raw op, which the kernels trust)."""
+    for name, pair, minimum in (("stride", stride, 1), ("padding", padding, 0), ("dilation", dilation, 1)):
+        if min(pair) < minimum or max(pair) >= LIMIT:
+            raise ValueError(f"{name} must be in [{minimum}, 2^31), got {tuple(pair)}")
+    if max(h + 2 * padding[0], w + 2 * padding[1], dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1) >= LIMIT:
+        raise ValueError(f"the padded map {(h + 2 * padding[0], w + 2 * padding[1])} or the dilated kernel must "
+                         f"span fewer than 2^31 pixels")
+    if kh * kw * cg >= LIMIT:
+        raise ValueError(f"a window of {kh}x{kw} taps x {cg} channels exceeds the 2^31 - 1 integer range")
+    ho, wo = _out_hw(h, w, kh, kw, stride, padding, dilation)
+    if ho < 1 or wo < 1:
+        raise ValueError(f"x of spatial size {(h, w)} is smaller than the dilated kernel {(kh, kw)} "
+                         f"(padding {tuple(padding)}, dilation {tuple(dilation)})")
+    return ho, wo
+
+
 @torch.library.custom_op("fastlmk::binary_conv2d", mutates_args=())
 def _conv_op(x: Tensor, weight: Tensor, alpha: Tensor, bias: Optional[Tensor], scale: Optional[Tensor],
              shift: Optional[Tensor], in_channels: int, stride: Sequence[int], padding: Sequence[int],
              dilation: Sequence[int], groups: int, pad_ones: bool, packed_out: bool, backend: str) -> Tensor:
+    if x.dim() != 4 or weight.dim() != 4 or not all(len(p) == 2 for p in (stride, padding, dilation)):
+        raise ValueError("binary_conv2d: x and weight must be packed 4-D tensors and stride, padding and dilation "
+                         "pairs")
     n, h, w, xw = x.shape
     o, kh, kw, ww = weight.shape
     c = in_channels
+    ho, wo = _geometry(h, w, kh, kw, c // max(groups, 1), stride, padding, dilation)
     affine = [t for t in (bias, scale, shift) if t is not None]
-    if (x.dtype != torch.int64 or weight.dtype != torch.int64 or xw != ref.words(c) or ww != ref.words(c // groups)
+    if (groups < 1 or x.dtype != torch.int64 or weight.dtype != torch.int64 or xw != ref.words(c) or ww != ref.words(c // groups)
             or c % groups or o % groups or alpha.dtype not in AFFINE_DTYPES or tuple(alpha.shape) != (o,)
             or any(t.dtype != alpha.dtype or tuple(t.shape) != (o,) for t in affine)
             or any(t.device != x.device for t in (weight, alpha, *affine))):
@@ -97,7 +122,6 @@ def _conv_op(x: Tensor, weight: Tensor, alpha: Tensor, bias: Optional[Tensor], s
         mode = "ones" if pad_ones else "zeros"
         return ref.binary_conv2d(x, weight, alpha, c, tuple(stride), tuple(padding), tuple(dilation), groups,
                                  bias, scale, shift, mode, packed_out)
-    ho, wo = _out_hw(h, w, kh, kw, stride, padding, dilation)
     out = _empty_out(x, o, ho, wo, alpha.dtype, packed_out)
     x, weight, alpha = x.contiguous(), weight.contiguous(), alpha.contiguous()
     bias, scale, shift = (None if t is None else t.contiguous() for t in (bias, scale, shift))
@@ -228,8 +252,6 @@ def binary_conv2d(x: Tensor, weight_packed: Tensor, alpha: Tensor, *, in_channel
     if o == 0 or kh == 0 or kw == 0 or o % groups:
         raise ValueError(f"weight_packed (O, KH, KW, words) = {tuple(weight_packed.shape)} needs O, KH, KW > 0 "
                          f"and groups={groups} dividing O")
-    if kh * kw * (c // groups) >= 1 << 31:
-        raise ValueError(f"a window of {kh}x{kw} taps x {c // groups} channels exceeds the 2^31 - 1 integer range")
     _checks.floating("alpha", alpha)
     if alpha.dtype not in AFFINE_DTYPES:
         raise TypeError(f"alpha must be float32 or float64, got {alpha.dtype}")
@@ -244,10 +266,7 @@ def binary_conv2d(x: Tensor, weight_packed: Tensor, alpha: Tensor, *, in_channel
     _checks.choice("padding_mode", padding_mode, ("zeros", "ones"))
     _checks.choice("out", out, ("float", "packed"))
     h, w = x.shape[1:3] if x.dtype == torch.int64 else x.shape[2:]
-    ho, wo = _out_hw(h, w, kh, kw, stride, padding, dilation)
-    if ho < 1 or wo < 1:
-        raise ValueError(f"x of spatial size {(h, w)} is smaller than the dilated kernel {(kh, kw)} "
-                         f"(padding {padding}, dilation {dilation})")
+    _geometry(h, w, kh, kw, c // groups, stride, padding, dilation)
     backend = _dispatch.select("binary_conv2d", BACKENDS, x.device, backend)
     if x.dtype != torch.int64:
         x = _pack_op(x, backend)
@@ -262,18 +281,23 @@ def binary_linear(x: Tensor, weight_packed: Tensor, alpha: Tensor, *, in_feature
     ``binary_conv2d`` core on a 1 x N map. ``x``: float ``(N, C)`` or packed ``(N, ceil(C/64))`` (with
     ``in_features``); ``weight_packed``: ``pack_bits(W)`` of ``W (O, C)``, i.e. ``(O, ceil(C/64))``.
     Returns ``(N, O)`` float, or packed ``(N, ceil(O/64))`` with ``out="packed"``."""
-    if not isinstance(x, Tensor) or x.dim() != 2:
-        raise ValueError(f"x must be a 2-D tensor (N, C) or packed (N, words), got "
-                         f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 2:
+        raise ValueError(f"x must be a 2-D tensor (N, C) or packed (N, words), got {tuple(x.shape)}")
     if not isinstance(weight_packed, Tensor) or weight_packed.dim() != 2:
         raise ValueError("weight_packed must be a packed (O, words) tensor (pack_bits of an (O, C) weight)")
+    if x.dtype == torch.int64 and in_features is None:
+        raise ValueError("in_features is required with a packed x (the word count does not give it)")
     if x.dtype != torch.int64:
         _checks.floating("x", x)
         if in_features is not None and in_features != x.shape[1]:
             raise ValueError(f"in_features={in_features} but x has {x.shape[1]} features")
         in_features = x.shape[1]
         x = pack_bits(x, backend=backend)
-    # the batch as one row of N pixels, so the kernels tile over it
-    y = binary_conv2d(x[None, None], weight_packed[:, None, None, :], alpha, in_channels=in_features, bias=bias,
+    # the batch as one row of N pixels, so the kernels tile over it (an empty batch as one pixel, dropped)
+    row = x[None, None] if x.shape[0] else x.new_zeros((1, 1, 1, x.shape[1]))
+    y = binary_conv2d(row, weight_packed[:, None, None, :], alpha, in_channels=in_features, bias=bias,
                       scale=scale, shift=shift, out=out, backend=backend)
-    return y[0, 0] if out == "packed" else y[0, :, 0].t().contiguous()
+    y = y[0, 0] if out == "packed" else y[0, :, 0].t().contiguous()
+    return y[:x.shape[0]]
