@@ -107,11 +107,12 @@ struct Pack {
 
 // --------------------------------------------------------------------------------------- binary_conv2d
 
-// Popcounts of x ^ w summed over `taps` x `wg` words, for P pixels (x words at xb + tap_offset[t] + i * step)
-// and the 8 channels of one weight block (w: (taps, wg, 8)). cnt: (P, 8).
+// Dot products of P pixels (x words at xb + tap_offset[t] + i * step) with the 8 channels of one weight block
+// (w: (taps, wg, 8)), as if every tap were inside the map: dots[j * ld + i] = full - 2 popcount(x ^ w) summed
+// over the taps and words, with full = taps * C/G.
 template <int P>
 void popcounts(const uint64_t* xb, int64_t step, const int64_t* tap_offset, int64_t taps, int64_t wg,
-               const uint64_t* w, int64_t* cnt) {
+               const uint64_t* w, int64_t full, int32_t* dots, int64_t ld) {
 #if defined(FASTLMK_AVX512)
   __m512i acc[P];
   for (int i = 0; i < P; ++i) acc[i] = _mm512_setzero_si512();
@@ -125,6 +126,35 @@ void popcounts(const uint64_t* xb, int64_t step, const int64_t* tap_offset, int6
       }
     }
   }
+  if (P == kBlock) {  // 8 x 8 transpose in registers, then full - 2 count per channel row as int32
+    const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13), hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+    const __m512i first = _mm512_setr_epi64(0, 1, 2, 3, 8, 9, 10, 11);
+    const __m512i second = _mm512_setr_epi64(4, 5, 6, 7, 12, 13, 14, 15);
+    __m512i pairs[8], quads[8];
+    for (int i = 0; i < 4; ++i) {  // pairs of pixels: channels (0, 2, 4, 6) and (1, 3, 5, 7)
+      pairs[i] = _mm512_unpacklo_epi64(acc[2 * i], acc[2 * i + 1]);
+      pairs[4 + i] = _mm512_unpackhi_epi64(acc[2 * i], acc[2 * i + 1]);
+    }
+    for (int h = 0; h < 2; ++h)  // quads of pixels 0-3 and 4-7: channels (e, e + 4) for e = 0, 2 (and 1, 3)
+      for (int e = 0; e < 2; ++e) {
+        const int k = 4 * e + 2 * h;
+        quads[4 * e + 2 * h] = _mm512_permutex2var_epi64(pairs[k], lo, pairs[k + 1]);
+        quads[4 * e + 2 * h + 1] = _mm512_permutex2var_epi64(pairs[k], hi, pairs[k + 1]);
+      }
+    const __m512i total = _mm512_set1_epi64(full);
+    for (int e = 0; e < 2; ++e)
+      for (int q = 0; q < 2; ++q) {  // channel j = e + 2 q (+ 4): pixels 0-3 from quads[4e + q], 4-7 from [4e + 2 + q]
+        const __m512i a = quads[4 * e + q], b = quads[4 * e + 2 + q];
+        const int j = e + 2 * q;
+        for (int k = 0; k < 2; ++k) {
+          const __m512i col = _mm512_permutex2var_epi64(a, k ? second : first, b);
+          const __m256i dot = _mm512_cvtepi64_epi32(_mm512_sub_epi64(total, _mm512_add_epi64(col, col)));
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(dots + (j + 4 * k) * ld), dot);
+        }
+      }
+    return;
+  }
+  int64_t cnt[P * kBlock];
   for (int i = 0; i < P; ++i) _mm512_storeu_si512(cnt + i * kBlock, acc[i]);
 #elif defined(FASTLMK_AVX2)
   // byte-wise counts by nibble lookup, widened to 64 bits (psadbw) before a byte can pass 255 (31 x 8)
@@ -163,20 +193,22 @@ void popcounts(const uint64_t* xb, int64_t step, const int64_t* tap_offset, int6
     }
   }
   widen();
+  int64_t cnt[P * kBlock];
   for (int i = 0; i < P; ++i)
     for (int h = 0; h < 2; ++h) _mm256_storeu_si256(reinterpret_cast<__m256i*>(cnt + i * kBlock + 4 * h), sums[i][h]);
 #else
-  int64_t acc[P][kBlock] = {};
+  int64_t cnt[P * kBlock] = {};
   for (int64_t t = 0; t < taps; ++t) {
     const uint64_t* xt = xb + tap_offset[t];
     for (int64_t k = 0; k < wg; ++k, w += kBlock)
       for (int i = 0; i < P; ++i) {
         const uint64_t xv = xt[i * step + k];
-        for (int64_t j = 0; j < kBlock; ++j) acc[i][j] += popcount(xv ^ w[j]);
+        for (int64_t j = 0; j < kBlock; ++j) cnt[i * kBlock + j] += popcount(xv ^ w[j]);
       }
   }
-  std::memcpy(cnt, acc, sizeof(acc));
 #endif
+  for (int i = 0; i < P; ++i)
+    for (int64_t j = 0; j < kBlock; ++j) dots[j * ld + i] = int32_t(full - 2 * cnt[i * kBlock + j]);
 }
 
 // y = ((alpha dot + bias) scale + shift) over a row, each step rounded in T (no contraction: -ffp-contract=off).
@@ -259,7 +291,6 @@ void conv(const XnorConvArgs& a) {
     std::vector<uint32_t> signs;  // (Wo,): the block's sign bits per pixel (not bytes, which alias anything)
   };
   auto row_block = [&](Scratch& sc, int64_t ni, int64_t oy, int64_t gi, int64_t blk) {
-    int64_t cnt[kTile * kBlock];
     const int64_t y0 = oy * a.stride_h - a.pad_h;
     bool rows_inside = true;
     for (int64_t ky = 0; ky < a.kh; ++ky) rows_inside &= y0 + ky * a.dil_h >= 0 && y0 + ky * a.dil_h < h;
@@ -271,11 +302,9 @@ void conv(const XnorConvArgs& a) {
       const uint64_t* xb = xrow + ox0 * a.stride_w * gw;
       const int64_t pn = wo - ox0 >= kTile ? kTile : 1;
       if (pn == kTile)
-        popcounts<kTile>(xb, a.stride_w * gw, tap_offset.data(), taps, wg, wblk, cnt);
+        popcounts<kTile>(xb, a.stride_w * gw, tap_offset.data(), taps, wg, wblk, taps * cg, d + ox0, wo);
       else
-        popcounts<1>(xb, a.stride_w * gw, tap_offset.data(), taps, wg, wblk, cnt);
-      for (int64_t i = 0; i < pn; ++i)
-        for (int64_t j = 0; j < kBlock; ++j) d[j * wo + ox0 + i] = int32_t(taps * cg - 2 * cnt[i * kBlock + j]);
+        popcounts<1>(xb, a.stride_w * gw, tap_offset.data(), taps, wg, wblk, taps * cg, d + ox0, wo);
       ox0 += pn;
     }
     if (!a.pad_ones)  // take the off-map taps back out (they were read as +1)

@@ -112,8 +112,8 @@ def _conv_op(x: Tensor, weight: Tensor, alpha: Tensor, bias: Optional[Tensor], s
     c = in_channels
     ho, wo = _geometry(h, w, kh, kw, c // max(groups, 1), stride, padding, dilation)
     affine = [t for t in (bias, scale, shift) if t is not None]
-    if (groups < 1 or x.dtype != torch.int64 or weight.dtype != torch.int64 or xw != ref.words(c) or ww != ref.words(c // groups)
-            or c % groups or o % groups or alpha.dtype not in AFFINE_DTYPES or tuple(alpha.shape) != (o,)
+    if (groups < 1 or x.dtype != torch.int64 or weight.dtype != torch.int64 or xw != ref.words(c)
+            or ww != ref.words(c // groups) or c % groups or o % groups or alpha.dtype not in AFFINE_DTYPES or tuple(alpha.shape) != (o,)
             or any(t.dtype != alpha.dtype or tuple(t.shape) != (o,) for t in affine)
             or any(t.device != x.device for t in (weight, alpha, *affine))):
         raise ValueError("binary_conv2d: inputs do not match packed (N, H, W, words) / (O, KH, KW, words) "
