@@ -34,6 +34,17 @@ BACKENDS = [
                  marks=pytest.mark.skipif(not HAS_TRITON, reason="triton not installed")),
 ]
 
+# the CUDA extension's backend (splat, XNOR): GPU tests, skipped without a GPU
+CUDA_EXTENSION = pytest.param(("cuda", "cuda", None), id="cuda",
+                              marks=[pytest.mark.gpu, pytest.mark.skipif(not HAS_CUDA or _native.cuda is None,
+                                                                         reason="needs a GPU and fastlmk._cuda")])
+
+
+@pytest.fixture
+def threaded(monkeypatch):
+    """Every CPU kernel call uses all of torch's threads, however small (the parallel paths are what runs)."""
+    monkeypatch.setattr(_native, "SERIAL_ELEMENTS", 0)
+
 
 @contextlib.contextmanager
 def active(param):

@@ -8,24 +8,14 @@ import torch
 from fastlmk import _native, ops
 from fastlmk.reference import splat as ref
 
-from conftest import CPU_BACKENDS, HAS_CUDA, active
+from conftest import CPU_BACKENDS, CUDA_EXTENSION, HAS_CUDA, active
 
-SPLAT_BACKENDS = [
-    *CPU_BACKENDS,
-    pytest.param(("cuda", "cuda", None), id="cuda",
-                 marks=[pytest.mark.gpu, pytest.mark.skipif(not HAS_CUDA or _native.cuda is None,
-                                                            reason="needs a GPU and fastlmk._cuda")]),
-]
+SPLAT_BACKENDS = [*CPU_BACKENDS, CUDA_EXTENSION]
+pytestmark = pytest.mark.usefixtures("threaded")
 DTYPES = [torch.float32, torch.float64]
 # (B, Q, H, W, sigma, radius)
 CASES = [(1, 1, 1, 1, 1.0, None), (2, 7, 5, 3, 0.7, None), (3, 300, 17, 23, 1.3, 2.0), (2, 2000, 32, 32, 1.0, None),
          (2, 400, 16, 20, 0.6, 4.2), (1, 50, 9, 9, 2.0, 0.0), (2, 300, 12, 13, 1.0, 2.5), (1, 300, 9, 40, 0.8, 0.5)]
-
-
-@pytest.fixture(autouse=True)
-def threaded(monkeypatch):
-    """Every CPU kernel call uses all of torch's threads, however small (the banded forward is what runs)."""
-    monkeypatch.setattr(_native, "SERIAL_ELEMENTS", 0)
 
 
 @pytest.fixture(params=SPLAT_BACKENDS)

@@ -10,23 +10,16 @@ import torch.nn.functional as F
 from fastlmk import _native, ops
 from fastlmk.reference import xnor as ref
 
-from conftest import CPU_BACKENDS, HAS_CUDA, active
+from conftest import CPU_BACKENDS, CUDA_EXTENSION, active
 
 XNOR_BACKENDS = [
     pytest.param(("cpu", "cpu", "avx512"), id="cpu-avx512",
                  marks=pytest.mark.skipif(_native.cpu is None or not _native.cpu.isa_supported("avx512"),
                                           reason="needs fastlmk._C on an AVX-512 VPOPCNTDQ CPU")),
     *CPU_BACKENDS,
-    pytest.param(("cuda", "cuda", None), id="cuda",
-                 marks=[pytest.mark.gpu, pytest.mark.skipif(not HAS_CUDA or _native.cuda is None,
-                                                            reason="needs a GPU and fastlmk._cuda")]),
+    CUDA_EXTENSION,
 ]
-
-
-@pytest.fixture(autouse=True)
-def threaded(monkeypatch):
-    """CPU kernels use all of torch's threads however small the input (the parallel loops are what runs)."""
-    monkeypatch.setattr(_native, "SERIAL_ELEMENTS", 0)
+pytestmark = pytest.mark.usefixtures("threaded")
 
 
 @pytest.fixture(params=XNOR_BACKENDS)
