@@ -104,16 +104,17 @@ def _geometry(h: int, w: int, kh: int, kw: int, cg: int, stride: Sequence[int], 
 def _conv_op(x: Tensor, weight: Tensor, alpha: Tensor, bias: Optional[Tensor], scale: Optional[Tensor],
              shift: Optional[Tensor], in_channels: int, stride: Sequence[int], padding: Sequence[int],
              dilation: Sequence[int], groups: int, pad_ones: bool, packed_out: bool, backend: str) -> Tensor:
-    if x.dim() != 4 or weight.dim() != 4 or not all(len(p) == 2 for p in (stride, padding, dilation)):
-        raise ValueError("binary_conv2d: x and weight must be packed 4-D tensors and stride, padding and dilation "
-                         "pairs")
+    if (x.dim() != 4 or weight.dim() != 4 or groups < 1
+            or not all(len(p) == 2 for p in (stride, padding, dilation))):
+        raise ValueError("binary_conv2d: x and weight must be packed 4-D tensors, groups positive and stride, "
+                         "padding and dilation pairs")
     n, h, w, xw = x.shape
     o, kh, kw, ww = weight.shape
     c = in_channels
-    ho, wo = _geometry(h, w, kh, kw, c // max(groups, 1), stride, padding, dilation)
+    ho, wo = _geometry(h, w, kh, kw, c // groups, stride, padding, dilation)
     affine = [t for t in (bias, scale, shift) if t is not None]
-    if (groups < 1 or x.dtype != torch.int64 or weight.dtype != torch.int64 or xw != ref.words(c)
-            or ww != ref.words(c // groups) or c % groups or o % groups or alpha.dtype not in AFFINE_DTYPES or tuple(alpha.shape) != (o,)
+    if (x.dtype != torch.int64 or weight.dtype != torch.int64 or xw != ref.words(c) or ww != ref.words(c // groups)
+            or c % groups or o % groups or alpha.dtype not in AFFINE_DTYPES or tuple(alpha.shape) != (o,)
             or any(t.dtype != alpha.dtype or tuple(t.shape) != (o,) for t in affine)
             or any(t.device != x.device for t in (weight, alpha, *affine))):
         raise ValueError("binary_conv2d: inputs do not match packed (N, H, W, words) / (O, KH, KW, words) "
