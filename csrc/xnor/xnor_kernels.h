@@ -126,7 +126,7 @@ void popcounts(const uint64_t* xb, int64_t step, const int64_t* tap_offset, int6
       }
     }
   }
-  if (P == kBlock) {  // 8 x 8 transpose in registers, then full - 2 count per channel row as int32
+  if constexpr (P == kBlock) {  // 8 x 8 transpose in registers, then full - 2 count per channel row as int32
     const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13), hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
     const __m512i first = _mm512_setr_epi64(0, 1, 2, 3, 8, 9, 10, 11);
     const __m512i second = _mm512_setr_epi64(4, 5, 6, 7, 12, 13, 14, 15);
