@@ -39,14 +39,13 @@ def sign_conv_torch(x: Tensor, w: Tensor, alpha: Tensor) -> Tensor:
         return F.conv2d(ref.sign(x), ref.sign(w), padding=1) * alpha.view(1, -1, 1, 1)
 
 
-def conv_suites(n: int, c: int, size: int, device: torch.device) -> list[Suite]:
+def conv_suites(n: int, c: int, size: int, device: torch.device, backend: str) -> list[Suite]:
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(n, c, size, size, generator=gen).to(device)
     w = torch.randn(c, c, 3, 3, generator=gen).to(device)
     alpha, scale, shift = w.abs().mean((1, 2, 3)), torch.rand(c).to(device) + 0.5, torch.randn(c).to(device)
     packed_x, packed_w = ops.pack_bits(x), ops.pack_bits(w)
     x16, w16 = x.bfloat16(), w.bfloat16()
-    backend = _dispatch.select("binary_conv2d", BACKENDS, device)
     shape = f"N={n}, {c}->{c}, 3x3, {size}x{size}, stride 1, padding 1"
     floor = Case("floor: torch.zeros (write the float output)",
                  lambda: torch.zeros(n, c, size, size, device=device), "floor")
@@ -80,7 +79,7 @@ def conv_suites(n: int, c: int, size: int, device: torch.device) -> list[Suite]:
     return [conv, packed, pack]
 
 
-def linear_suite(n: int, features: int, device: torch.device) -> Suite:
+def linear_suite(n: int, features: int, device: torch.device, backend: str) -> Suite:
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(n, features, generator=gen).to(device)
     w = torch.randn(features, features, generator=gen).to(device)
@@ -89,10 +88,10 @@ def linear_suite(n: int, features: int, device: torch.device) -> Suite:
         Case("fastlmk", lambda: ops.binary_linear(packed_x, packed_w, alpha, in_features=features), "fastlmk"),
         Case("floor: torch.zeros (write the output)", lambda: torch.zeros(n, features, device=device), "floor"),
         Case("F.linear float32", lambda: F.linear(x, w)),
-    ], "F.linear float32", _dispatch.select("binary_conv2d", BACKENDS, device), device)
+    ], "F.linear float32", backend, device)
 
 
-def block_suite(n: int, c: int, size: int, device: torch.device) -> Suite:
+def block_suite(n: int, c: int, size: int, device: torch.device, backend: str) -> Suite:
     """The hierarchical, parallel & multi-scale block in eval mode: binary (packed kernels) vs real."""
     torch.manual_seed(0)
     x = torch.randn(n, c, size, size).to(device)
@@ -109,7 +108,7 @@ def block_suite(n: int, c: int, size: int, device: torch.device) -> Suite:
         Case("fastlmk", run(binary), "fastlmk"),
         Case("floor: torch.zeros (write the output)", lambda: torch.zeros(n, c, size, size, device=device), "floor"),
         Case("float block (nn.Conv2d float32)", run(real)),
-    ], "float block (nn.Conv2d float32)", _dispatch.select("binary_conv2d", BACKENDS, device), device)
+    ], "float block (nn.Conv2d float32)", backend, device)
 
 
 def suites(device: torch.device, quick: bool = False) -> list[Suite]:
@@ -117,5 +116,6 @@ def suites(device: torch.device, quick: bool = False) -> list[Suite]:
     64x64; binary_linear at N=64, 2048->2048; the HPM block at N=8, 128 channels, 64x64."""
     device = torch.device(device)
     n = 2 if quick else 32 if device.type == "cuda" else 8
-    return [*conv_suites(n, 128, 64, device), linear_suite(64, 2048, device),
-            block_suite(2 if quick else 8, 128, 64, device)]
+    backend = _dispatch.select("binary_conv2d", BACKENDS, device)
+    return [*conv_suites(n, 128, 64, device, backend), linear_suite(64, 2048, device, backend),
+            block_suite(2 if quick else 8, 128, 64, device, backend)]

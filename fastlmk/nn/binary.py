@@ -8,11 +8,11 @@ import math
 from typing import Any, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import _checks
 from ..ops.xnor import IntPair, _pair, binary_conv2d, pack_bits
+from ..reference import xnor as ref
 
 __all__ = ["BinaryConv2d", "binarize_", "pack_binary_", "sign_ste", "state_dict_bytes"]
 
@@ -20,7 +20,7 @@ __all__ = ["BinaryConv2d", "binarize_", "pack_binary_", "sign_ste", "state_dict_
 class _SignSTE(torch.autograd.Function):
     @staticmethod
     def forward(t: Tensor) -> Tensor:
-        return 1 - 2 * (t < 0).to(t.dtype)
+        return ref.sign(t)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Tensor], output: Tensor) -> None:
@@ -155,11 +155,9 @@ class BinaryConv2d(nn.Module):
         w = self.weight
         alpha = w.abs().mean(dim=(1, 2, 3))
         xs = sign_ste(x).to(w.dtype)  # the sign in x's own dtype, as pack_bits takes it
-        padding = self.padding
-        if self.padding_mode == "ones":
-            xs = F.pad(xs, (padding[1], padding[1], padding[0], padding[0]), value=1.0)
-            padding = (0, 0)
-        y = F.conv2d(xs, sign_ste(w), None, self.stride, padding, self.dilation, self.groups) * alpha.view(1, -1, 1, 1)
+        dot = ref.sign_conv2d(xs, sign_ste(w), self.stride, self.padding, self.dilation, self.groups,
+                              self.padding_mode)
+        y = dot * alpha.view(1, -1, 1, 1)
         return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
 
 

@@ -46,6 +46,15 @@ def sign(x: Tensor) -> Tensor:
     return torch.where(x < 0, -1.0, 1.0).to(x.dtype)
 
 
+def sign_conv2d(xs: Tensor, ws: Tensor, stride: tuple[int, int], padding: tuple[int, int],
+                dilation: tuple[int, int], groups: int, padding_mode: str) -> Tensor:
+    """``conv2d`` of sign tensors with ``padding_mode`` "zeros" (off-map taps count 0) or "ones" (+1)."""
+    if padding_mode == "ones":
+        xs = F.pad(xs, (padding[1], padding[1], padding[0], padding[0]), value=1.0)
+        padding = (0, 0)
+    return F.conv2d(xs, ws, None, stride, padding, dilation, groups)
+
+
 def epilogue(dot: Tensor, alpha: Tensor, bias: Optional[Tensor], scale: Optional[Tensor],
              shift: Optional[Tensor]) -> Tensor:
     """``((alpha dot + bias) scale + shift)`` per output channel (dim 1), each step rounded in alpha's dtype
@@ -68,9 +77,6 @@ def binary_conv2d(x: Tensor, weight: Tensor, alpha: Tensor, in_channels: int, st
     """
     xs = unpack_bits(x, in_channels, torch.float64) if x.dtype == torch.int64 else sign(x.to(torch.float64))
     ws = unpack_bits(weight, in_channels // groups, torch.float64)
-    if padding_mode == "ones":
-        xs = F.pad(xs, (padding[1], padding[1], padding[0], padding[0]), value=1.0)
-        padding = (0, 0)
-    dot = F.conv2d(xs, ws, None, stride, padding, dilation, groups)
+    dot = sign_conv2d(xs, ws, stride, padding, dilation, groups, padding_mode)
     y = epilogue(dot.contiguous(), alpha, bias, scale, shift)
     return pack_bits(y) if packed_out else y
