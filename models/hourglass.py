@@ -1,5 +1,5 @@
-"""Hourglass building blocks (seed 002 chapter 5): the hierarchical, parallel & multi-scale block, real or
-binary."""
+"""Stacked hourglass / FAN (seed 002 chapter 4) with the hierarchical, parallel & multi-scale block, real or
+binarized (seed 002 chapter 5)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ..nn.binary import BinaryConv2d
 
-__all__ = ["HPMBlock"]
+__all__ = ["HPMBlock", "Hourglass", "StackedHourglass"]
 
 
 class HPMBlock(nn.Module):
@@ -54,3 +54,57 @@ class HPMBlock(nn.Module):
             branches.append(h)
         residual = x if self.downsample is None else self.downsample(x)
         return torch.cat(branches, 1) + residual
+
+
+class Hourglass(nn.Module):
+    """One hourglass of ``depth`` levels: ``up = block(x)``, ``low = block(maxpool(x))``, the next level (or a
+    block at the bottom), ``block``, then ``up + nearest_upsample(low)`` (FAN's ``HourGlass``)."""
+
+    def __init__(self, depth: int, channels: int, binary: bool = False, backend: Optional[str] = None) -> None:
+        super().__init__()
+        def block() -> HPMBlock:
+            return HPMBlock(channels, channels, binary, backend)
+        self.up, self.low1, self.low3 = block(), block(), block()
+        self.low2 = Hourglass(depth - 1, channels, binary, backend) if depth > 1 else block()
+
+    def forward(self, x: Tensor) -> Tensor:
+        low = self.low3(self.low2(self.low1(F.max_pool2d(x, 2))))
+        return self.up(x) + F.interpolate(low, size=x.shape[-2:], mode="nearest")
+
+
+class StackedHourglass(nn.Module):
+    """FAN (seed 002 Fig. 4.2): a stride-4 stem, then ``stacks`` hourglasses, each with a heatmap head; the
+    heads are re-injected into the next stack (intermediate supervision).
+
+    Stem: 7x7/2 conv (3 -> channels/2), BN, ReLU, block (-> channels), 2x2 max pool, two blocks. Per stack:
+    hourglass, block, 1x1 conv + BN + ReLU (``features``), 1x1 conv to ``num_maps`` maps; between stacks
+    ``x + 1x1(features) + 1x1(maps)``. ``forward`` returns ``(maps per stack, last features)``, the maps
+    (B, num_maps, S/4, S/4) as raw scores. ``binary=True`` makes every block binary (``BinaryConv2d``); the
+    first conv, the 1x1 convs and the map heads stay real, as in seed 002 (first and last layers real).
+    """
+
+    def __init__(self, num_maps: int, stacks: int = 2, channels: int = 256, depth: int = 4,
+                 binary: bool = False, backend: Optional[str] = None) -> None:
+        super().__init__()
+        def block(cin: int, cout: int) -> HPMBlock:
+            return HPMBlock(cin, cout, binary, backend)
+        half = channels // 2
+        self.stem = nn.Sequential(nn.Conv2d(3, half, 7, stride=2, padding=3), nn.BatchNorm2d(half), nn.ReLU(),
+                                  block(half, channels), nn.MaxPool2d(2), block(channels, channels),
+                                  block(channels, channels))
+        self.hourglasses = nn.ModuleList(
+            nn.Sequential(Hourglass(depth, channels, binary, backend), block(channels, channels),
+                          nn.Conv2d(channels, channels, 1), nn.BatchNorm2d(channels), nn.ReLU())
+            for _ in range(stacks))
+        self.heads = nn.ModuleList(nn.Conv2d(channels, num_maps, 1) for _ in range(stacks))
+        self.merge_features = nn.ModuleList(nn.Conv2d(channels, channels, 1) for _ in range(stacks - 1))
+        self.merge_maps = nn.ModuleList(nn.Conv2d(num_maps, channels, 1) for _ in range(stacks - 1))
+
+    def forward(self, images: Tensor) -> tuple[list[Tensor], Tensor]:
+        x, maps = self.stem(images), []
+        for i, (hourglass, head) in enumerate(zip(self.hourglasses, self.heads)):
+            features = hourglass(x)
+            maps.append(head(features))
+            if i < len(self.merge_features):
+                x = x + self.merge_features[i](features) + self.merge_maps[i](maps[-1])
+        return maps, features

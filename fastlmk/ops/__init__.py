@@ -5,6 +5,7 @@ from .encode import (
     encode_h3r,
     encode_hih,
     heatmap_loss,
+    hih_centers,
     randomized_round,
     render_disc,
     render_gaussian,
@@ -13,5 +14,5 @@ from .encode import (
 from .splat import splat
 from .xnor import binary_conv2d, binary_linear, pack_bits, unpack_bits
 
-__all__ = ["binary_conv2d", "binary_linear", "decode", "decode_hih", "encode_h3r", "encode_hih", "heatmap_loss", "pack_bits", "randomized_round", "render_disc",
+__all__ = ["binary_conv2d", "binary_linear", "decode", "decode_hih", "encode_h3r", "encode_hih", "heatmap_loss", "hih_centers", "pack_bits", "randomized_round", "render_disc",
            "render_gaussian", "render_offsets", "soft_argmax", "splat", "unpack_bits"]

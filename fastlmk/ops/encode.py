@@ -17,7 +17,7 @@ from .. import _checks, _dispatch, _native
 from .. import reference as ref
 
 __all__ = ["render_gaussian", "render_disc", "render_offsets", "encode_hih", "randomized_round", "encode_h3r",
-           "heatmap_loss"]
+           "heatmap_loss", "hih_centers"]
 
 BACKENDS = ("reference", "cpu", "triton")
 Param = Union[float, Tensor]
@@ -148,16 +148,23 @@ def encode_hih(keypoints: Tensor, size: Size, *, sigma: Param = 1.5, decimal_siz
     ``"unbiased"``: centre at ``frac * wo - 0.5``, decode ``argmax_int + (argmax_dec + 0.5) / wo`` (error at
     most 1/(2 wo), mean 0, RMS 1/(wo sqrt 12)).
     """
+    whole, dec_center = hih_centers(keypoints, decimal_size, convention)
+    ho, wo = _checks.size2(decimal_size, "decimal_size")
+    integer = render_gaussian(whole, size, sigma, weights=weights, radius=radius, dtype=dtype, backend=backend)
+    decimal = render_gaussian(dec_center, (ho, wo), decimal_sigma, weights=weights, radius=radius, dtype=dtype,
+                              backend=backend)
+    return integer, decimal
+
+
+def hih_centers(keypoints: Tensor, decimal_size: Size = (8, 8), convention: str = "paper") -> tuple[Tensor, Tensor]:
+    """The centres of ``encode_hih``'s Gaussians: ``(floor(x) in the integer map, frac(x) * (wo, ho)`` in the
+    decimal map, ``- 0.5`` for ``convention="unbiased"``), both (B, K, 2); for losses that never render them."""
     _checks.keypoints(keypoints)
     convention = _checks.choice("convention", convention, ("paper", "unbiased"))
     ho, wo = _checks.size2(decimal_size, "decimal_size")
     whole = torch.floor(keypoints)
     scale = torch.tensor([wo, ho], dtype=keypoints.dtype, device=keypoints.device)
-    dec_center = (keypoints - whole) * scale - (0.5 if convention == "unbiased" else 0.0)
-    integer = render_gaussian(whole, size, sigma, weights=weights, radius=radius, dtype=dtype, backend=backend)
-    decimal = render_gaussian(dec_center, (ho, wo), decimal_sigma, weights=weights, radius=radius, dtype=dtype,
-                              backend=backend)
-    return integer, decimal
+    return whole, (keypoints - whole) * scale - (0.5 if convention == "unbiased" else 0.0)
 
 
 def randomized_round(keypoints: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:

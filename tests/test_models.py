@@ -1,0 +1,112 @@
+"""The heatmap models of fastlmk.models: shapes, the input <-> heatmap coordinate maps, losses equal to the
+rendered-target formulas (and zero at the exact targets), decoders exact on ideal outputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fastlmk import ops
+from fastlmk.models import zoo
+from fastlmk.models.heatmap import FAN, H3R, HIH, STRIDE
+from fastlmk.nn import BinaryConv2d
+
+SIZE, K = 64, 5
+TINY = dict(channels=16, depth=2)
+
+
+def batch(b: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    landmarks = torch.rand(b, K, 2, generator=gen) * (SIZE - 8) + 4
+    return {"image": torch.rand(b, 3, SIZE, SIZE, generator=gen), "landmarks": landmarks}
+
+
+def to_maps(landmarks: torch.Tensor) -> torch.Tensor:
+    return (landmarks - (STRIDE - 1) / 2) / STRIDE
+
+
+@pytest.mark.parametrize("name", sorted(set(zoo.MODELS) - {"pifa"}))
+def test_forward_predict_shapes(name: str, gen: torch.Generator) -> None:
+    model = zoo.build(name, num_landmarks=K, input_size=SIZE, **TINY)
+    b = batch(2, gen)
+    out = model(b["image"])
+    loss = model.loss(out, b)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    model.eval()
+    with torch.no_grad():
+        pred = model.predict(model(b["image"]))
+    assert tuple(pred) == model.decoders
+    assert all(p.shape == (2, K, 2) and p.dtype == torch.float32 for p in pred.values())
+    assert zoo.build(name, **model.config).config == model.config  # a checkpoint's config rebuilds it
+
+
+def test_stacks_and_binary_layers() -> None:
+    model = FAN(K, SIZE, stacks=2, binary=True, **TINY)
+    out = model(torch.rand(1, 3, SIZE, SIZE))
+    assert len(out["maps"]) == 2 and out["maps"][0].shape == (1, K, SIZE // 4, SIZE // 4)
+    binary = [m for m in model.modules() if isinstance(m, BinaryConv2d)]
+    assert binary and isinstance(model.backbone.stem[0], torch.nn.Conv2d)  # first layer real
+    assert all(isinstance(h, torch.nn.Conv2d) and not isinstance(h, BinaryConv2d) for h in model.backbone.heads)
+
+
+def test_fan_loss_is_fused_mse_and_zero_at_target(gen: torch.Generator) -> None:
+    model = FAN(K, SIZE, stacks=2, **TINY)
+    b = batch(3, gen)
+    b["landmarks"][0, 1] = float("nan")  # a missing landmark is ignored
+    kp = to_maps(b["landmarks"])
+    target = ops.render_gaussian(kp, (SIZE // 4, SIZE // 4), 1.5)
+    assert model.loss({"maps": [target, target]}, b).item() == pytest.approx(0.0, abs=1e-7)
+    maps = [torch.randn(3, K, SIZE // 4, SIZE // 4, generator=gen) for _ in range(2)]
+    mask = torch.isfinite(kp).all(-1)[..., None, None].float()
+    expected = sum(F.mse_loss(m * mask, target * mask, reduction="sum") / m.numel() for m in maps)
+    assert model.loss({"maps": maps}, b).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_h3r_loss_is_bce_to_onehot_of_randomized_rounding(gen: torch.Generator) -> None:
+    model = H3R(K, SIZE, **TINY)
+    b = batch(2, gen)
+    maps = torch.randn(2, K, SIZE // 4, SIZE // 4, generator=gen)
+    torch.manual_seed(3)
+    loss = model.loss({"maps": [maps]}, b)
+    torch.manual_seed(3)
+    onehot = ops.encode_h3r(to_maps(b["landmarks"]), (SIZE // 4, SIZE // 4))
+    assert onehot.sum().item() == 2 * K
+    assert loss.item() == pytest.approx(F.binary_cross_entropy_with_logits(maps, onehot).item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("head", ["cnn", "transformer"])
+def test_hih_loss_zero_and_decode_exact_at_targets(head: str, gen: torch.Generator) -> None:
+    model = HIH(K, SIZE, head=head, decimal_size=4, **TINY)
+    b = batch(4, gen)
+    integer, decimal = ops.encode_hih(to_maps(b["landmarks"]), (SIZE // 4, SIZE // 4), decimal_size=(4, 4),
+                                      convention="unbiased")
+    outputs = {"maps": [integer], "decimal": decimal}
+    assert model.loss(outputs, b).item() == pytest.approx(0.0, abs=1e-7)
+    pred = model.predict(outputs)
+    # HIH: within half a decimal cell (4 input px / 4 cells / 2); the integer map alone: within 2 px per axis
+    assert (pred["hih"] - b["landmarks"]).abs().max() <= STRIDE / 4 / 2 + 1e-4
+    assert (pred["integer"] - b["landmarks"]).abs().max() <= STRIDE / 2 + 1e-4
+
+
+def test_fan_decoders_on_ideal_maps(gen: torch.Generator) -> None:
+    model = FAN(K, SIZE, **TINY)
+    b = batch(4, gen)
+    target = ops.render_gaussian(to_maps(b["landmarks"]), (SIZE // 4, SIZE // 4), 1.5)
+    pred = model.predict({"maps": [target]})
+    assert (pred["argmax"] - b["landmarks"]).abs().max() <= STRIDE / 2 + 1e-4
+    # sub-pixel decoders beat argmax on exact Gaussians
+    err = {name: (p - b["landmarks"]).norm(dim=-1).mean().item() for name, p in pred.items()}
+    assert err["dark"] < err["quarter"] < err["argmax"] and err["parabola"] < err["argmax"]
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="model must be one of"):
+        zoo.build("resnet", num_landmarks=K)
+    with pytest.raises(ValueError, match="input_size"):
+        FAN(K, 30)
+    with pytest.raises(ValueError, match="head must be one of"):
+        HIH(K, SIZE, head="mlp")
+    with pytest.raises(ValueError, match="decimal"):
+        HIH(K, SIZE, decimal_size=3)
