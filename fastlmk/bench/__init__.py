@@ -16,7 +16,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from . import decode, encode, splat, xnor
+from . import decode, encode, splat, train, xnor
 from .harness import (MIN_TIME, QUICK_MIN_TIME, ROLES, Case, Result, Suite, device_name, format_table, measure, run,
                       synchronized)
 
@@ -24,7 +24,8 @@ __all__ = ["FAMILIES", "MIN_TIME", "QUICK_MIN_TIME", "ROLES", "Case", "Result", 
            "format_table", "measure", "run", "script", "synchronized"]
 
 FAMILIES: dict[str, Callable[[torch.device, bool], list[Suite]]] = {
-    "encode": encode.suites, "decode": decode.suites, "splat": splat.suites, "xnor": xnor.suites}
+    "encode": encode.suites, "decode": decode.suites, "splat": splat.suites, "xnor": xnor.suites,
+    "train": train.suites}
 
 
 def script(family: str, doc: str, argv: Optional[Sequence[str]] = None) -> None:
