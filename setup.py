@@ -95,7 +95,7 @@ def extensions():
 
 
 setup(
-    packages=["fastlmk", "fastlmk.bench", "fastlmk.nn", "fastlmk.ops", "fastlmk.reference", "fastlmk.kernels",
+    packages=["fastlmk", "fastlmk.bench", "fastlmk.data", "fastlmk.nn", "fastlmk.ops", "fastlmk.reference", "fastlmk.kernels",
               "fastlmk.models"],
     package_dir={"fastlmk": "fastlmk", "fastlmk.kernels": "kernels", "fastlmk.models": "models"},
     ext_modules=extensions(),
