@@ -1,5 +1,6 @@
 """The ``fastlmk`` command line: ``fastlmk bench`` measures the ops against pure PyTorch and the floor;
-``fastlmk quantization`` tabulates the error of every heatmap encoding/decoding pair with no network."""
+``fastlmk quantization`` tabulates the error of every heatmap encoding/decoding pair with no network;
+``fastlmk train``, ``eval`` and ``predict`` train the models of ``fastlmk.models`` and run them."""
 
 from __future__ import annotations
 
@@ -46,7 +47,109 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0, help="seed of the synthetic faces and of H3R's rounding")
     q.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run (default: cpu)")
     q.add_argument("--markdown", type=Path, metavar="PATH", help="also write the table to PATH")
+    _train_parsers(commands)
     return parser
+
+
+DATA_HELP = ("synthetic (faces rendered in code, no download), wflw:ROOT, 300w:ROOT, cofw:ROOT, csv:DIR or "
+             "json:DIR (see fastlmk.data.open_dataset for the layouts)")
+
+
+def _train_parsers(commands: argparse._SubParsersAction) -> None:
+    from .models.zoo import MODELS
+    t = commands.add_parser("train", help="train a landmark model (checkpoints, evaluation, results, pictures)",
+                            description="Train a landmark model; every epoch evaluates NME/AUC/FR on the test "
+                                        "split and writes OUT/last.pt (resumable with --resume) and OUT/best.pt; "
+                                        "at the end OUT/results.json and OUT/predictions.png. Runs under torchrun "
+                                        "(DistributedDataParallel: gloo on CPU, NCCL on GPU).")
+    t.add_argument("--model", choices=sorted(MODELS), default="fan", help="the network (default: fan)")
+    t.add_argument("--data", default="synthetic", metavar="SPEC", help=DATA_HELP + " (default: synthetic)")
+    t.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: runs/MODEL)")
+    t.add_argument("--epochs", type=int, default=12, help="default: 12")
+    t.add_argument("--batch-size", type=int, default=16, help="per process (default: 16)")
+    t.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate, cosine decay (default: 2e-3)")
+    t.add_argument("--input-size", type=int, metavar="N", help="square input (default: 128 synthetic, else 256)")
+    t.add_argument("--channels", type=int, help="hourglass width (heatmap models; default 64)")
+    t.add_argument("--stacks", type=int, help="hourglass stacks (heatmap models; default 1)")
+    t.add_argument("--depth", type=int, help="hourglass depth (heatmap models; default 3)")
+    t.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default: 0)")
+    t.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
+    t.add_argument("--seed", type=int, default=0, help="default: 0")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    t.add_argument("--limit-train", type=int, metavar="N", help="train on the first N samples only")
+    t.add_argument("--limit-val", type=int, metavar="N", help="evaluate on the first N samples only")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    e = commands.add_parser("eval", help="evaluate a checkpoint (NME/AUC/FR per decoder)",
+                            description="Evaluate a fastlmk train checkpoint on the test split of a dataset.")
+    e.add_argument("checkpoint", type=Path, help="a checkpoint written by fastlmk train")
+    e.add_argument("--data", default="synthetic", metavar="SPEC", help=DATA_HELP + " (default: synthetic)")
+    e.add_argument("--batch-size", type=int, default=32, help="default: 32")
+    e.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
+    e.add_argument("--limit", type=int, metavar="N", help="evaluate on the first N samples only")
+    e.add_argument("--markdown", type=Path, metavar="PATH", help="also write the table to PATH")
+    p = commands.add_parser("predict", help="draw a checkpoint's landmarks on an image",
+                            description="Predict landmarks on IMAGE, print them (x y per line, image pixels) and "
+                                        "save the image with the landmarks drawn.")
+    p.add_argument("image", type=Path, help="an image file (PNG, JPEG, ...)")
+    p.add_argument("--checkpoint", type=Path, required=True, help="a checkpoint written by fastlmk train")
+    p.add_argument("--box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"),
+                   help="face box in image pixels (default: the whole image)")
+    p.add_argument("--out", type=Path, metavar="PNG", help="output picture (default: IMAGE_landmarks.png)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
+
+
+def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .models.train import TrainConfig, train
+    model_args = {k: getattr(args, k) for k in ("channels", "stacks", "depth") if getattr(args, k) is not None}
+    if model_args and args.model == "pifa":
+        parser.error(f"train: {', '.join('--' + k for k in model_args)} apply to the heatmap models, not pifa")
+    for name in ("epochs", "batch_size", "workers"):
+        if getattr(args, name) < (0 if name == "workers" else 1):
+            parser.error(f"train: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    cfg = TrainConfig(model=args.model, data=args.data, out=str(args.out or Path("runs") / args.model),
+                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, input_size=args.input_size,
+                      model_args=model_args, workers=args.workers, device=args.device, seed=args.seed,
+                      resume=args.resume, limit_train=args.limit_train, limit_val=args.limit_val,
+                      progress=not args.no_progress)
+    try:
+        train(cfg)
+    except (OSError, ValueError) as exc:
+        parser.error(f"train: {exc}")
+    return 0
+
+
+def _eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from torch.utils.data import DataLoader, Subset
+    from .data import open_dataset
+    from .models.train import _device, evaluate, format_results, load_checkpoint
+    try:
+        model, _ = load_checkpoint(args.checkpoint, _device(args.device, 0))
+        data = open_dataset(args.data, "test", size=model.input_size)
+        if args.limit is not None:
+            data = Subset(data, range(min(args.limit, len(data))))
+        result = evaluate(model, DataLoader(data, args.batch_size), next(model.parameters()).device)
+    except (OSError, ValueError) as exc:
+        parser.error(f"eval: {exc}")
+    table = format_results(result, f"{args.checkpoint} on {args.data}")
+    print(table, end="")
+    if args.markdown:
+        args.markdown.write_text(table)
+    return 0
+
+
+def _predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from . import viz
+    from .models.train import predict_image
+    try:
+        landmarks, image = predict_image(args.checkpoint, args.image, box=args.box, device=args.device)
+    except (OSError, ValueError) as exc:
+        parser.error(f"predict: {exc}")
+    out = args.out or Path(f"{args.image.stem}_landmarks.png")
+    viz.draw_landmarks(image, (landmarks,)).save(out)
+    for x, y in landmarks.tolist():
+        print(f"{x:.2f} {y:.2f}")
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
 
 
 def _bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -99,7 +202,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         parser.exit(2)
-    return {"bench": _bench, "quantization": _quantization}[args.command](args, parser)
+    commands = {"bench": _bench, "quantization": _quantization, "train": _train, "eval": _eval, "predict": _predict}
+    return commands[args.command](args, parser)
 
 
 if __name__ == "__main__":

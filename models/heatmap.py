@@ -92,7 +92,8 @@ class H3R(HeatmapModel):
     """H3R (seed 001): the hourglass maps are logits trained with sigmoid BCE against one-hot targets at the
     randomized rounding of each keypoint (unbiased: the expected target pixel is the keypoint), decoded by a
     softmax over the ``k`` highest logits. The fused loss renders the one-hot target as a Gaussian whose
-    window (``radius * sigma = 0.5``) holds only the rounded pixel, exactly 1 there and 0 elsewhere."""
+    window (``radius * sigma = 0.5``) holds only the rounded pixel, exactly 1 there and 0 elsewhere. The
+    heads' biases start at the prior logit ``-log(H W - 1)`` of one positive pixel per map."""
 
     decoders = ("topk", "argmax")
 
@@ -102,6 +103,8 @@ class H3R(HeatmapModel):
         self.k = k
         self.config = dict(num_landmarks=num_landmarks, input_size=input_size, stacks=stacks, channels=channels,
                            depth=depth, binary=binary, k=k)
+        for head in self.backbone.heads:  # start at the prior: one positive pixel per map
+            nn.init.constant_(head.bias, -math.log(self.map_size ** 2 - 1))
 
     def forward(self, images: Tensor) -> Outputs:
         maps, _ = self.backbone(images)
