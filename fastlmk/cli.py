@@ -65,7 +65,7 @@ def _train_parsers(commands: argparse._SubParsersAction) -> None:
     t.add_argument("--model", choices=sorted(MODELS), default="fan", help="the network (default: fan)")
     t.add_argument("--data", default="synthetic", metavar="SPEC", help=DATA_HELP + " (default: synthetic)")
     t.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: runs/MODEL)")
-    t.add_argument("--epochs", type=int, default=12, help="default: 12")
+    t.add_argument("--epochs", type=int, default=8, help="default: 8")
     t.add_argument("--batch-size", type=int, default=16, help="per process (default: 16)")
     t.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate, cosine decay (default: 2e-3)")
     t.add_argument("--input-size", type=int, metavar="N", help="square input (default: 128 synthetic, else 256)")

@@ -43,7 +43,7 @@ class TrainConfig:
     model: str = "fan"
     data: str = "synthetic"
     out: str = "runs/fan"
-    epochs: int = 12
+    epochs: int = 8
     batch_size: int = 16
     lr: float = 2e-3
     input_size: Optional[int] = None
