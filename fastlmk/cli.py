@@ -105,7 +105,8 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error(f"train: {', '.join('--' + k for k in model_args)} apply to the heatmap models, not pifa")
     for name in ("epochs", "batch_size", "workers"):
         if getattr(args, name) < (0 if name == "workers" else 1):
-            parser.error(f"train: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+            parser.error(f"train: --{name.replace('_', '-')} must be at least {0 if name == 'workers' else 1}, "
+                         f"got {getattr(args, name)}")
     cfg = TrainConfig(model=args.model, data=args.data, out=str(args.out or Path("runs") / args.model),
                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, input_size=args.input_size,
                       model_args=model_args, workers=args.workers, device=args.device, seed=args.seed,
@@ -119,14 +120,16 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from torch.utils.data import DataLoader, Subset
+    from torch.utils.data import DataLoader
     from .data import open_dataset
-    from .models.train import _device, evaluate, format_results, load_checkpoint
+    from .models.train import evaluate, format_results, limit, load_checkpoint, resolve_device
     try:
-        model, _ = load_checkpoint(args.checkpoint, _device(args.device, 0))
-        data = open_dataset(args.data, "test", size=model.input_size)
-        if args.limit is not None:
-            data = Subset(data, range(min(args.limit, len(data))))
+        model, ckpt = load_checkpoint(args.checkpoint, resolve_device(args.device))
+        seed = ckpt["train_config"]["seed"]  # the synthetic test faces the run validated on
+        data = limit(open_dataset(args.data, "test", size=model.input_size, seed=seed), args.limit, "--limit")
+        k = data[0]["landmarks"].shape[0]
+        if k != model.num_landmarks:
+            raise ValueError(f"{args.checkpoint} predicts {model.num_landmarks} landmarks, {args.data} has {k}")
         result = evaluate(model, DataLoader(data, args.batch_size), next(model.parameters()).device)
     except (OSError, ValueError) as exc:
         parser.error(f"eval: {exc}")

@@ -82,7 +82,7 @@ class FAN(HeatmapModel):
                    for m in outputs["maps"])
 
     def predict(self, outputs: Outputs) -> dict[str, Tensor]:
-        # DARK's blur kernel must fit the map: 11 at 64x64 maps, smaller on small maps (2 sigma + 1, odd)
+        # DARK's blur kernel: the target's own width, 2 ceil(2 sigma) + 1 (7 for sigma 1.5)
         blur = 2 * int(math.ceil(2 * self.sigma)) + 1
         return {name: self.decode(outputs["maps"][-1], name, **({"blur": blur} if name == "dark" else {}))
                 for name in self.decoders}
@@ -208,6 +208,9 @@ class HIH(HeatmapModel):
         if head not in heads:
             raise ValueError(f"head must be one of {sorted(heads)}, got {head!r}")
         self.decimal_head = heads[head](channels + num_landmarks, num_landmarks, self.map_size, decimal_size)
+        last = self.decimal_head.body[-1] if head == "cnn" else self.decimal_head.head
+        nn.init.zeros_(last.weight)  # all-zero decimal maps at the start, as the integer heads
+        nn.init.zeros_(last.bias)
         self.sigma, self.decimal_size, self.decimal_sigma = sigma, decimal_size, decimal_sigma
         self.decimal_weight, self.convention = decimal_weight, convention
         self.config = dict(num_landmarks=num_landmarks, input_size=input_size, head=head, stacks=stacks,

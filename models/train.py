@@ -25,11 +25,12 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from .. import metrics, viz
-from ..data import crop_affine, load_image, open_dataset, warp
+from ..data import apply_affine, crop_affine, invert_affine, load_image, open_dataset, warp
 from .base import LandmarkModel
 from .zoo import build
 
-__all__ = ["TrainConfig", "train", "evaluate", "load_checkpoint", "predict_image", "format_results"]
+__all__ = ["TrainConfig", "train", "evaluate", "load_checkpoint", "predict_image", "format_results",
+           "resolve_device", "limit"]
 
 THRESHOLD = 0.1  # AUC / FR threshold on the NME (WFLW's 10%)
 
@@ -57,7 +58,8 @@ class TrainConfig:
     progress: bool = True
 
 
-def _device(name: str, local_rank: int) -> torch.device:
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"`` (device ``local_rank``) as a device."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
@@ -69,7 +71,8 @@ def _device(name: str, local_rank: int) -> torch.device:
     return torch.device("cpu")
 
 
-def _limit(dataset: Dataset, n: Optional[int], what: str) -> Dataset:
+def limit(dataset: Dataset, n: Optional[int], what: str) -> Dataset:
+    """The first ``n`` samples of ``dataset`` (all when ``n`` is None); ``what`` names ``n`` in errors."""
     if n is None:
         return dataset
     if n <= 0:
@@ -146,17 +149,19 @@ def load_checkpoint(path: Union[str, os.PathLike], device: Union[str, torch.devi
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
     model = build(ckpt["model"], **ckpt["config"])
     model.load_state_dict(ckpt["state"])
     return model.to(device).eval(), ckpt
 
 
-def _distributed() -> tuple[int, int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return (dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))) if world > 1 else (0, 1, 0)
+def _any(flag: bool, world: int) -> bool:
+    """True on every rank when ``flag`` is true on any (so that all ranks stop together)."""
+    if world == 1:
+        return flag
+    t = torch.tensor([float(flag)])
+    dist.all_reduce(t, dist.ReduceOp.MAX)
+    return bool(t.item())
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
@@ -164,32 +169,48 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     validation NME of the model's own decoder), ``out/results.json`` and ``out/predictions.png``; returns
     the results dict. ``cfg.resume`` continues from ``out/last.pt`` (its model, optimizer, schedule, epoch
     and history). A non-finite loss stops training with an error naming the epoch and step."""
-    rank, world, local_rank = _distributed()
+    world, local_rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(cfg.device, local_rank)
+    if world == 1:
+        return _train(cfg, 0, 1, device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    owner = not dist.is_initialized()
+    if owner:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
-        return _train(cfg, rank, world, _device(cfg.device, local_rank))
+        return _train(cfg, dist.get_rank(), world, device)
     finally:
-        if world > 1:
+        if owner:
             dist.destroy_process_group()
 
 
 def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device) -> dict[str, Any]:
     out = Path(cfg.out)
-    size = cfg.input_size or (128 if cfg.data == "synthetic" else 256)
-    train_set = _limit(open_dataset(cfg.data, "train", size=size, augment=True, seed=cfg.seed),
+    ckpt = None
+    if cfg.resume:
+        if not (out / "last.pt").is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {out / 'last.pt'}")
+        ckpt = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+        if ckpt["model"] != cfg.model:
+            raise ValueError(f"--resume: {out / 'last.pt'} holds a {ckpt['model']!r} model, not {cfg.model!r}")
+        for key, value in [("input_size", cfg.input_size), *cfg.model_args.items()]:
+            if value is not None and ckpt["config"].get(key) != value:
+                raise ValueError(f"--resume: {out / 'last.pt'} has {key}={ckpt['config'].get(key)}, not {value}")
+    size = ckpt["config"]["input_size"] if ckpt else cfg.input_size or \
+        (128 if cfg.data.partition(":")[0] == "synthetic" else 256)
+    train_set = limit(open_dataset(cfg.data, "train", size=size, augment=True, seed=cfg.seed),
                        cfg.limit_train, "limit_train")
-    val_set = _limit(open_dataset(cfg.data, "test", size=size, seed=cfg.seed), cfg.limit_val, "limit_val")
+    val_set = limit(open_dataset(cfg.data, "test", size=size, seed=cfg.seed), cfg.limit_val, "limit_val")
     if len(train_set) < cfg.batch_size * world:
         raise ValueError(f"the training set has {len(train_set)} samples, fewer than one batch of "
                          f"{cfg.batch_size} per process x {world} processes")
     num_landmarks = train_set[0]["landmarks"].shape[0]
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-    ckpt = None
-    if cfg.resume:
-        if not (out / "last.pt").is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {out / 'last.pt'}")
-        ckpt = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
-        if ckpt["model"] != cfg.model:
-            raise ValueError(f"--resume: {out / 'last.pt'} holds a {ckpt['model']!r} model, not {cfg.model!r}")
+    if ckpt is not None:
+        if ckpt["config"]["num_landmarks"] != num_landmarks:
+            raise ValueError(f"--resume: {out / 'last.pt'} has {ckpt['config']['num_landmarks']} landmarks, "
+                             f"{cfg.data} has {num_landmarks}")
         model = build(ckpt["model"], **ckpt["config"])
     else:
         model = build(cfg.model, num_landmarks=num_landmarks, input_size=size, **cfg.model_args)
@@ -233,7 +254,7 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device) -> dic
         for step, batch in enumerate(bar):
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             loss = model.loss(net(batch["image"]), batch)
-            if not torch.isfinite(loss):
+            if _any(not torch.isfinite(loss).item(), world):
                 raise FloatingPointError(f"the training loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -244,23 +265,27 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device) -> dic
                 bar.set_postfix(loss=f"{loss.item():.4g}")
         seconds = time.perf_counter() - tic
         elapsed += seconds
+        failed: Optional[BaseException] = None
         if rank == 0:
-            result = evaluate(model, val_loader, device)
-            score = result["metrics"][primary]["nme"]
-            history.append({"epoch": epoch + 1, "loss": total / len(loader), "seconds": seconds,
-                            "step_ms": 1000 * seconds / len(loader), "val": result["metrics"]})
-            print(f"epoch {epoch + 1}: loss {total / len(loader):.4g}, validation NME {primary} {score:.3f}% "
-                  f"(mean shape {result['metrics']['mean-shape']['nme']:.3f}%), {seconds:.0f} s", flush=True)
-            payload = {"model": cfg.model, "config": model.config, "state": model.state_dict(),
-                       "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "epoch": epoch + 1,
-                       "best": min(best, score), "history": history, "elapsed": elapsed,
-                       "rng": torch.get_rng_state(), "train_config": asdict(cfg)}
-            _save(out / "last.pt", payload)
-            if score < best:
-                best = score
-                _save(out / "best.pt", payload)
-        if world > 1:
-            dist.barrier()
+            try:
+                result = evaluate(model, val_loader, device)
+                score = result["metrics"][primary]["nme"]
+                history.append({"epoch": epoch + 1, "loss": total / len(loader), "seconds": seconds,
+                                "step_ms": 1000 * seconds / len(loader), "val": result["metrics"]})
+                print(f"epoch {epoch + 1}: loss {total / len(loader):.4g}, validation NME {primary} {score:.3f}% "
+                      f"(mean shape {result['metrics']['mean-shape']['nme']:.3f}%), {seconds:.0f} s", flush=True)
+                payload = {"model": cfg.model, "config": model.config, "state": model.state_dict(),
+                           "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                           "epoch": epoch + 1, "best": min(best, score), "history": history, "elapsed": elapsed,
+                           "rng": torch.get_rng_state(), "train_config": asdict(cfg)}
+                _save(out / "last.pt", payload)
+                if score < best:
+                    best = score
+                    _save(out / "best.pt", payload)
+            except BaseException as exc:  # noqa: BLE001 (re-raised below, after telling the other ranks)
+                failed = exc
+        if _any(failed is not None, world):  # the other ranks stop too instead of waiting at a collective
+            raise failed if failed is not None else RuntimeError("rank 0 failed at the end of the epoch")
     if rank != 0:
         return {}
     if result is None:  # resumed a finished run: evaluate the final weights again
@@ -289,7 +314,7 @@ def predict_image(checkpoint: Union[str, os.PathLike], image: Union[str, os.Path
     """Landmarks (K, 2) of one image in its own pixels, and the image (3, H, W) uint8. ``box``
     ``(x_min, y_min, x_max, y_max)``: the face box (cropped with ``scale`` as in training); None: the whole
     image's centred square (as the synthetic set, whose images are whole frames)."""
-    model, _ = load_checkpoint(checkpoint, _device(device, 0))
+    model, _ = load_checkpoint(checkpoint, resolve_device(device))
     pixels = load_image(str(image))
     h, w = pixels.shape[-2:]
     if box is None:
@@ -298,5 +323,4 @@ def predict_image(checkpoint: Union[str, os.PathLike], image: Union[str, os.Path
         to_crop = crop_affine(np.asarray(box, dtype=np.float64), model.input_size, scale=scale)
     crop = warp(pixels, to_crop, model.input_size)[None].to(next(model.parameters()).device)
     landmarks = model.predict(model(crop))[model.decoders[0]].cpu()[0]
-    inverse = torch.from_numpy(np.linalg.inv(np.vstack([to_crop, [0, 0, 1]]))[:2])
-    return _to_original(landmarks[None], inverse[None])[0], pixels
+    return torch.from_numpy(apply_affine(invert_affine(to_crop), landmarks.double().numpy())), pixels

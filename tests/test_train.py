@@ -94,6 +94,9 @@ def test_eval_and_predict_commands(tmp_path: Path, capsys: pytest.CaptureFixture
     points = np.array([[float(v) for v in line.split()] for line in lines])
     assert points.shape == (68, 2) and np.isfinite(points).all()
     assert Image.open(tmp_path / "drawn.png").size == (96, 96)
+    with pytest.raises(SystemExit):  # resuming with another geometry is refused, naming the setting
+        main(["train", "--model", "hih", "--data", DATA, "--out", str(tmp_path), "--resume", "--input-size", "96"])
+    assert "input_size=64, not 96" in capsys.readouterr().err
 
 
 def test_cli_errors_name_the_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

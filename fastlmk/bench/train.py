@@ -19,9 +19,9 @@ SIGMA = 1.5
 
 
 def numpy_targets(keypoints: np.ndarray, size: int, sigma: float = SIGMA) -> np.ndarray:
-    """Gaussian targets (K, size, size) of one sample the usual way: per landmark, a ``6 sigma + 1`` patch
-    around the rounded centre, ``exp(-d^2 / 2 sigma^2)`` of the distance to the continuous centre, clipped to
-    the map (the window and centre of ``render_gaussian(..., radius=3)``)."""
+    """Gaussian targets (K, size, size) of one sample the usual way: per landmark, the ``2 int(3 sigma) + 1``
+    patch around the rounded centre, ``exp(-d^2 / 2 sigma^2)`` of the distance to the continuous centre,
+    clipped to the map (for sigma 1.5 the same pixels and values as ``render_gaussian(..., radius=3)``)."""
     out = np.zeros((len(keypoints), size, size), np.float32)
     r = int(3 * sigma)
     for k, (x, y) in enumerate(keypoints):
