@@ -46,7 +46,7 @@ def test_loss_drops(name: str) -> None:
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-    assert losses[-1] < 0.9 * losses[0] and losses[-1] < min(losses[:5]), losses
+    assert losses[-1] < 0.95 * losses[0] and losses[-1] < min(losses[:5]), losses
 
 
 def test_train_writes_everything_and_resumes_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
