@@ -122,7 +122,8 @@ def test_torchrun_two_gloo_processes(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "fastlmk.cli", "train", "--data", DATA, "--input-size", "64", "--channels", "16", "--depth", "2",
            "--batch-size", "8", "--epochs", "1", "--no-progress", "--out", str(tmp_path)]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    # cwd: away from the source tree, whose fastlmk/ folder would shadow the installed package
+    done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["processes"] == 2
