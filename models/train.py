@@ -24,7 +24,7 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-from .. import metrics, viz
+from .. import metrics, reference, viz
 from ..data import apply_affine, crop_affine, invert_affine, load_image, open_dataset, warp
 from .base import LandmarkModel
 from .zoo import build
@@ -88,8 +88,7 @@ def _set_epoch(dataset: Dataset, epoch: int) -> None:
 
 def _to_original(points: Tensor, affine: Tensor) -> Tensor:
     """``affine (N, 2, 3) @ (x, y, 1)`` for points (N, K, 2), in float64."""
-    affine = affine.double()
-    return points.double() @ affine[:, :, :2].transpose(1, 2) + affine[:, None, :, 2]
+    return reference.decode.apply_affine(points.double(), affine)
 
 
 def _scores(pred: Tensor, target: Tensor, norm: str) -> dict[str, float]:
