@@ -44,6 +44,11 @@ class HeatmapModel(LandmarkModel):
         self.register_buffer("to_input", torch.tensor([[STRIDE, 0.0, shift], [0.0, STRIDE, shift]]),
                              persistent=False)
 
+    def forward(self, images: Tensor) -> Outputs:
+        """``{"maps": [(B, K, S/4, S/4) per stack]}``."""
+        maps, _ = self.backbone(images)
+        return {"maps": maps}
+
     def heatmap_keypoints(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """Landmarks in heatmap pixels ``(x - 1.5) / 4`` and the weights (0 for a missing landmark)."""
         landmarks = batch["landmarks"].to(self.to_input.device, torch.float32)
@@ -71,10 +76,6 @@ class FAN(HeatmapModel):
         self.sigma = sigma
         self.config = dict(num_landmarks=num_landmarks, input_size=input_size, stacks=stacks, channels=channels,
                            depth=depth, binary=binary, sigma=sigma)
-
-    def forward(self, images: Tensor) -> Outputs:
-        maps, _ = self.backbone(images)
-        return {"maps": maps}
 
     def loss(self, outputs: Outputs, batch: dict[str, Tensor]) -> Tensor:
         keypoints, weights = self.heatmap_keypoints(batch)
@@ -105,10 +106,6 @@ class H3R(HeatmapModel):
                            depth=depth, binary=binary, k=k)
         for head in self.backbone.heads:  # start at the prior: one positive pixel per map
             nn.init.constant_(head.bias, -math.log(self.map_size ** 2 - 1))
-
-    def forward(self, images: Tensor) -> Outputs:
-        maps, _ = self.backbone(images)
-        return {"maps": maps}
 
     def loss(self, outputs: Outputs, batch: dict[str, Tensor]) -> Tensor:
         keypoints, weights = self.heatmap_keypoints(batch)
