@@ -104,6 +104,8 @@ def test_heatmap_loss_matches_reference(backend, gen, kind, reduction, shape):
     sigma = _sigma("per_batch", b, k, gen)
     weights = torch.rand(b, k, generator=gen)
     pred = torch.rand(b, k, h, w, generator=gen) * 1.4 - 0.2
+    if kind == "awing":
+        pred = _away_from_targets(pred, kp, sigma)
     grad = torch.randn(pred.shape if reduction == "none" else (), generator=gen)
     for center in ("continuous", "rounded"):
         args = dict(kind=kind, weights=weights, center=center, reduction=reduction)
@@ -114,10 +116,20 @@ def test_heatmap_loss_matches_reference(backend, gen, kind, reduction, shape):
         kp_d, s_d, w_d = _on(device, kp, sigma, weights)
         out = ops.heatmap_loss(p_d, kp_d, s_d, backend=name, **{**args, "weights": w_d})
         out.backward(grad.to(device))
-        # Adaptive Wing's d^(alpha - t - 1) near d = 0 amplifies float32 rounding (exponent as low as 0.1)
-        scale = 10.0 if kind == "awing" else 1.0
-        _close(out, expected, torch.float32, scale)
-        _close(p_d.grad, expected_grad, torch.float32, scale)
+        _close(out, expected, torch.float32)
+        _close(p_d.grad, expected_grad, torch.float32)
+
+
+def _away_from_targets(pred, kp, sigma, margin=1e-2):
+    """Move pred at least ``margin`` away from both targets (continuous and rounded centre). Adaptive Wing's
+    gradient has the factor d^(alpha - t - 1), with an exponent as low as 0.1, so at d = |pred - t| -> 0 one
+    float32 rounding of the target (a few 1e-8) changes the gradient by about 0.1 * 1e-8 / d relatively:
+    no backend can match another there, and the comparison would test the input, not the kernels."""
+    size, s = tuple(pred.shape[-2:]), sigma.double()
+    t = torch.stack([ref.render_gaussian(kp.double(), size, s, center=c, dtype=torch.float64)
+                     for c in ("continuous", "rounded")])
+    near = ((pred.double() - t).abs() < margin).any(0)
+    return torch.where(near, (t.amax(0) + 2 * margin).float(), pred)
 
 
 @pytest.mark.parametrize("dtype", HALF)
