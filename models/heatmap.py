@@ -19,7 +19,7 @@ from .. import ops
 from .base import LandmarkModel
 from .hourglass import StackedHourglass
 
-__all__ = ["FAN", "H3R", "HIH", "CNNDecimalHead", "TransformerDecimalHead", "STRIDE"]
+__all__ = ["FAN", "H3R", "HIH", "CNNDecimalHead", "TransformerDecimalHead", "LocalDecimalHead", "STRIDE"]
 
 STRIDE = 4
 
@@ -186,26 +186,78 @@ class TransformerDecimalHead(nn.Module):
         return self.head(tokens.transpose(1, 2).reshape(b, d, h, w))
 
 
+class LocalDecimalHead(nn.Module):
+    """A decimal head that looks where the decimal map refines: per landmark, the features and the landmark's
+    own integer map in the ``(2 radius + 1)^2`` cells around ``cells`` (its integer map's maximum; zero
+    outside the map), through an MLP shared by the landmarks plus a learned per-landmark embedding, to its
+    ``decimal_size``-square decimal map: (B, C, H, W), (B, K, H, W), (B, K, 2) -> (B, K, ho, wo).
+
+    The paper's heads (CNN, Transformer) predict each decimal map from the whole image, so they must move
+    the fraction of a landmark found anywhere in the integer map to a fixed frame; this one reads it at the
+    landmark (benchmarks/RESULTS.md, "Training on the synthetic faces", measures both)."""
+
+    def __init__(self, in_channels: int, num_landmarks: int, decimal_size: int, radius: int = 1,
+                 hidden: int = 256) -> None:
+        super().__init__()
+        self.radius, self.decimal_size = radius, decimal_size
+        window = (2 * radius + 1) ** 2
+        self.features = nn.Linear(in_channels * window, hidden)
+        self.own = nn.Linear(window, hidden, bias=False)
+        self.landmark = nn.Parameter(torch.zeros(num_landmarks, hidden))
+        self.mlp = nn.Sequential(nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, decimal_size * decimal_size))
+
+    def _windows(self, x: Tensor, cells: Tensor) -> Tensor:
+        """(B, C, H, W), (B, K, 2) -> (B, K, C, P, P): x in the P x P cells centred on each cell."""
+        b, _, h, w = x.shape
+        r = self.radius
+        step = torch.arange(-r, r + 1, device=x.device)
+        col = (cells[..., 0].long().clamp(0, w - 1) + r)[..., None, None] + step
+        row = (cells[..., 1].long().clamp(0, h - 1) + r)[..., None, None] + step[:, None]
+        batch = torch.arange(b, device=x.device)[:, None, None, None]
+        return F.pad(x, (r, r, r, r)).permute(0, 2, 3, 1)[batch, row, col].permute(0, 1, 4, 2, 3)
+
+    def forward(self, features: Tensor, maps: Tensor, cells: Tensor) -> Tensor:
+        b, k, h, w = maps.shape
+        shared = self._windows(features, cells).flatten(2)
+        own = self._windows(maps.reshape(b * k, 1, h, w), cells.reshape(b * k, 1, 2)).view(b, k, -1)
+        hidden = self.features(shared) + self.own(own) + self.landmark
+        return self.mlp(hidden).view(b, k, self.decimal_size, self.decimal_size)
+
+
 class HIH(HeatmapModel):
     """Heatmap in Heatmap (seed 000): the hourglass maps are the integer heatmaps (a Gaussian at
-    ``floor(x)`` per stack, MSE), and a decimal head on ``cat(features, integer maps)`` predicts one
-    ``decimal_size``-square decimal map per landmark (a Gaussian at the fraction, MSE, weight
-    ``decimal_weight``); decoded by ``decode_hih``. ``head``: ``"cnn"`` or ``"transformer"``. ``predict``
-    also gives ``"integer"``: the integer maps alone (argmax + 0.5, the centre of the cell ``[j, j + 1)``).
-    ``convention`` as in ``encode_hih`` (default ``"unbiased"``)."""
+    ``floor(x)`` per stack, MSE), and a decimal head predicts one ``decimal_size``-square decimal map per
+    landmark (a Gaussian at the fraction, MSE, weight ``decimal_weight``); decoded by ``decode_hih``.
+    ``head``: ``"local"`` (default; :class:`LocalDecimalHead`, whose decimal map refines the argmax cell of
+    the last integer map, so its decimal target is the keypoint relative to that cell), or the paper's
+    ``"cnn"`` / ``"transformer"`` on ``cat(features, integer maps)`` (decimal target relative to
+    ``floor(x)``). ``predict`` also gives ``"integer"``: the integer maps alone (argmax + 0.5, the centre of
+    the cell ``[j, j + 1)``). ``convention`` as in ``encode_hih`` (default ``"unbiased"``)."""
 
     decoders = ("hih", "integer")
+    heads = ("local", "cnn", "transformer")
 
-    def __init__(self, num_landmarks: int, input_size: int = 128, *, head: str = "cnn", stacks: int = 1,
+    def __init__(self, num_landmarks: int, input_size: int = 128, *, head: str = "local", stacks: int = 1,
                  channels: int = 64, depth: int = 3, binary: bool = False, sigma: float = 1.5,
                  decimal_size: int = 8, decimal_sigma: float = 1.0, decimal_weight: float = 0.1,
                  convention: str = "unbiased", backend: Optional[str] = None) -> None:
         super().__init__(num_landmarks, input_size, stacks, channels, depth, binary, backend)
-        heads = {"cnn": CNNDecimalHead, "transformer": TransformerDecimalHead}
-        if head not in heads:
-            raise ValueError(f"head must be one of {sorted(heads)}, got {head!r}")
-        self.decimal_head = heads[head](channels + num_landmarks, num_landmarks, self.map_size, decimal_size)
-        last = self.decimal_head.body[-1] if head == "cnn" else self.decimal_head.head
+        if head not in self.heads:
+            raise ValueError(f"head must be one of {list(self.heads)}, got {head!r}")
+        if decimal_size < 1:
+            raise ValueError(f"decimal_size must be positive, got {decimal_size}")
+        self.head = head
+        if head == "local":
+            self.decimal_head = LocalDecimalHead(channels, num_landmarks, decimal_size)
+            last = self.decimal_head.mlp[-1]
+        elif head == "cnn":
+            self.decimal_head = CNNDecimalHead(channels + num_landmarks, num_landmarks, self.map_size, decimal_size)
+            last = self.decimal_head.body[-1]
+        else:
+            self.decimal_head = TransformerDecimalHead(channels + num_landmarks, num_landmarks, self.map_size,
+                                                       decimal_size)
+            last = self.decimal_head.head
         nn.init.zeros_(last.weight)  # all-zero decimal maps at the start, as the integer heads
         nn.init.zeros_(last.bias)
         self.sigma, self.decimal_size, self.decimal_sigma = sigma, decimal_size, decimal_sigma
@@ -215,12 +267,18 @@ class HIH(HeatmapModel):
                            decimal_sigma=decimal_sigma, decimal_weight=decimal_weight, convention=convention)
 
     def forward(self, images: Tensor) -> Outputs:
+        """``{"maps": [(B, K, S/4, S/4) per stack], "decimal": (B, K, ho, wo)}``, and for the local head
+        ``"cells"``: the (x, y) argmax of each last integer map, the cell its decimal map refines."""
         maps, features = self.backbone(images)
-        return {"maps": maps, "decimal": self.decimal_head(torch.cat([features, maps[-1]], 1))}
+        if self.head != "local":
+            return {"maps": maps, "decimal": self.decimal_head(torch.cat([features, maps[-1]], 1))}
+        cells, _ = ops.decode(maps[-1].detach().float(), "argmax", backend=self.backend)
+        return {"maps": maps, "decimal": self.decimal_head(features, maps[-1], cells), "cells": cells}
 
     def loss(self, outputs: Outputs, batch: dict[str, Tensor]) -> Tensor:
         keypoints, weights = self.heatmap_keypoints(batch)
-        whole, fraction = ops.hih_centers(keypoints, self.decimal_size, self.convention)
+        whole, _ = ops.hih_centers(keypoints, self.decimal_size, self.convention)
+        _, fraction = ops.hih_centers(keypoints, self.decimal_size, self.convention, cells=outputs.get("cells"))
         total = sum(ops.heatmap_loss(m, whole, self.sigma, weights=weights, backend=self.backend)
                     for m in outputs["maps"])
         return total + self.decimal_weight * ops.heatmap_loss(outputs["decimal"], fraction, self.decimal_sigma,

@@ -24,6 +24,11 @@ def _hih(**kw: Any) -> LandmarkModel:
     return HIH(**kw)
 
 
+def _hih_cnn(**kw: Any) -> LandmarkModel:
+    from .heatmap import HIH
+    return HIH(**{"head": "cnn", **kw})
+
+
 def _hih_transformer(**kw: Any) -> LandmarkModel:
     from .heatmap import HIH
     return HIH(**{"head": "transformer", **kw})
@@ -42,8 +47,9 @@ def _pifa(**kw: Any) -> LandmarkModel:
 MODELS: dict[str, Callable[..., LandmarkModel]] = {
     "fan": _fan,  # stacked hourglass, Gaussian MSE, quarter-offset decoding (seed 002 ch. 4)
     "fan-binary": _fan_binary,  # the same with binary HPM blocks (seed 002 ch. 5)
-    "hih": _hih,  # Heatmap in Heatmap, CNN decimal head (seed 000)
-    "hih-transformer": _hih_transformer,  # Heatmap in Heatmap, Transformer decimal head (seed 000)
+    "hih": _hih,  # Heatmap in Heatmap (seed 000), local decimal head at each integer maximum
+    "hih-cnn": _hih_cnn,  # Heatmap in Heatmap, the paper's CNN decimal head
+    "hih-transformer": _hih_transformer,  # Heatmap in Heatmap, the paper's Transformer decimal head
     "h3r": _h3r,  # randomized-rounding one-hot targets, BCE, top-k decoding (seed 001)
     "pifa": _pifa,  # visualization-block CNN (seed 003)
 }

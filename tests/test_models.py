@@ -76,18 +76,39 @@ def test_h3r_loss_is_bce_to_onehot_of_randomized_rounding(gen: torch.Generator) 
     assert loss.item() == pytest.approx(F.binary_cross_entropy_with_logits(maps, onehot).item(), rel=1e-5)
 
 
-@pytest.mark.parametrize("head", ["cnn", "transformer"])
+@pytest.mark.parametrize("head", HIH.heads)
 def test_hih_loss_zero_and_decode_exact_at_targets(head: str, gen: torch.Generator) -> None:
     model = HIH(K, SIZE, head=head, decimal_size=4, **TINY)
     b = batch(4, gen)
     integer, decimal = ops.encode_hih(to_maps(b["landmarks"]), (SIZE // 4, SIZE // 4), decimal_size=(4, 4),
                                       convention="unbiased")
     outputs = {"maps": [integer], "decimal": decimal}
+    if head == "local":  # its decimal maps refine the integer maxima, here floor(x)
+        outputs["cells"] = torch.floor(to_maps(b["landmarks"]))
     assert model.loss(outputs, b).item() == pytest.approx(0.0, abs=1e-7)
     pred = model.predict(outputs)
     # HIH: within half a decimal cell (4 input px / 4 cells / 2); the integer map alone: within 2 px per axis
     assert (pred["hih"] - b["landmarks"]).abs().max() <= STRIDE / 4 / 2 + 1e-4
     assert (pred["integer"] - b["landmarks"]).abs().max() <= STRIDE / 2 + 1e-4
+
+
+def test_hih_local_head_refines_the_integer_maximum(gen: torch.Generator) -> None:
+    """The local head reads the windows around the argmax cells of the last integer maps (zero outside the
+    map), and its decimal target is the keypoint relative to that cell, outside the decimal map when the
+    cell is not floor(x)."""
+    model = HIH(K, SIZE, **TINY)
+    b = batch(2, gen)
+    out = model(b["image"])
+    cells, _ = ops.decode(out["maps"][-1], "argmax")
+    assert torch.equal(out["cells"], cells)
+    features = torch.randn(2, 3, 6, 7, generator=gen)
+    windows = model.decimal_head._windows(features, torch.tensor([[[0.0, 0.0], [6.0, 5.0], [2.0, 3.0]]] * 2))
+    padded = F.pad(features, (1, 1, 1, 1))
+    for k, (x, y) in enumerate([(0, 0), (6, 5), (2, 3)]):
+        assert torch.equal(windows[:, k], padded[:, :, y:y + 3, x:x + 3])
+    keypoints = torch.tensor([[[2.3, 4.6]]])
+    _, fraction = ops.hih_centers(keypoints, 8, "unbiased", cells=torch.tensor([[[3.0, 4.0]]]))
+    torch.testing.assert_close(fraction, torch.tensor([[[(2.3 - 3) * 8 - 0.5, 0.6 * 8 - 0.5]]]))
 
 
 def test_fan_decoders_on_ideal_maps(gen: torch.Generator) -> None:
@@ -108,5 +129,9 @@ def test_bad_arguments() -> None:
         FAN(K, 30)
     with pytest.raises(ValueError, match="head must be one of"):
         HIH(K, SIZE, head="mlp")
+    with pytest.raises(ValueError, match="cells must have the keypoints' shape"):
+        ops.hih_centers(torch.zeros(1, K, 2), 8, cells=torch.zeros(1, K + 1, 2))
     with pytest.raises(ValueError, match="decimal"):
-        HIH(K, SIZE, decimal_size=3)
+        HIH(K, SIZE, head="cnn", decimal_size=3)
+    with pytest.raises(ValueError, match="decimal_size must be positive"):
+        HIH(K, SIZE, decimal_size=0)

@@ -156,15 +156,21 @@ def encode_hih(keypoints: Tensor, size: Size, *, sigma: Param = 1.5, decimal_siz
     return integer, decimal
 
 
-def hih_centers(keypoints: Tensor, decimal_size: Size = (8, 8), convention: str = "paper") -> tuple[Tensor, Tensor]:
-    """The centres of ``encode_hih``'s Gaussians: ``(floor(x) in the integer map, frac(x) * (wo, ho)`` in the
-    decimal map, ``- 0.5`` for ``convention="unbiased"``), both (B, K, 2); for losses that never render them."""
+def hih_centers(keypoints: Tensor, decimal_size: Size = (8, 8), convention: str = "paper",
+                cells: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+    """The centres of ``encode_hih``'s Gaussians: ``(c, (x - c) * (wo, ho))``, ``- 0.5`` for
+    ``convention="unbiased"``, both (B, K, 2), where ``c`` is the integer cell the decimal map refines:
+    ``floor(x)`` (``encode_hih``), or ``cells`` (B, K, 2) given, e.g. each integer map's argmax (then a
+    centre may fall outside the decimal map). For losses that never render the maps."""
     _checks.keypoints(keypoints)
     convention = _checks.choice("convention", convention, ("paper", "unbiased"))
     ho, wo = _checks.size2(decimal_size, "decimal_size")
-    whole = torch.floor(keypoints)
+    if cells is None:
+        cells = torch.floor(keypoints)
+    elif cells.shape != keypoints.shape:
+        raise ValueError(f"cells must have the keypoints' shape {tuple(keypoints.shape)}, got {tuple(cells.shape)}")
     scale = torch.tensor([wo, ho], dtype=keypoints.dtype, device=keypoints.device)
-    return whole, (keypoints - whole) * scale - (0.5 if convention == "unbiased" else 0.0)
+    return cells, (keypoints - cells.to(keypoints.dtype)) * scale - (0.5 if convention == "unbiased" else 0.0)
 
 
 def randomized_round(keypoints: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
