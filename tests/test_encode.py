@@ -122,9 +122,9 @@ def test_heatmap_loss_matches_reference(backend, gen, kind, reduction, shape):
 
 def _away_from_targets(pred, kp, sigma, margin=1e-2):
     """Move pred at least ``margin`` away from both targets (continuous and rounded centre). Adaptive Wing's
-    gradient has the factor d^(alpha - t - 1), with an exponent as low as 0.1, so at d = |pred - t| -> 0 one
-    float32 rounding of the target (a few 1e-8) changes the gradient by about 0.1 * 1e-8 / d relatively:
-    no backend can match another there, and the comparison would test the input, not the kernels."""
+    gradient has the factor d^(alpha - t - 1), with an exponent as low as 0.1, so at d = |pred - t| -> 0 a
+    float32 rounding e of the target (a few 1e-8) changes the gradient by about (alpha - t - 1) e / d
+    relatively: no backend can match another there, and the comparison would test the input, not the kernels."""
     size, s = tuple(pred.shape[-2:]), sigma.double()
     t = torch.stack([ref.render_gaussian(kp.double(), size, s, center=c, dtype=torch.float64)
                      for c in ("continuous", "rounded")])
