@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from .. import ops
 from .base import LandmarkModel
-from .hourglass import StackedHourglass
+from .hourglass import StackedHourglass, zero_init
 
 __all__ = ["FAN", "H3R", "HIH", "CNNDecimalHead", "TransformerDecimalHead", "LocalDecimalHead", "STRIDE"]
 
@@ -152,7 +152,7 @@ class CNNDecimalHead(nn.Module):
                              f"map_size={map_size}, decimal_size={decimal_size}")
         self.body = nn.Sequential(_conv_bn_relu(in_channels, width), nn.MaxPool2d(2),
                                   *(_BasicBlock(width, width) for _ in range(int(steps))),
-                                  _conv_bn_relu(width, width), nn.Conv2d(width, num_landmarks, 1))
+                                  _conv_bn_relu(width, width), zero_init(nn.Conv2d(width, num_landmarks, 1)))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.body(x)
@@ -177,7 +177,7 @@ class TransformerDecimalHead(nn.Module):
                                            batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
-        self.head = nn.Conv2d(dim, num_landmarks, 1)
+        self.head = zero_init(nn.Conv2d(dim, num_landmarks, 1))
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.embed(x)
@@ -205,7 +205,7 @@ class LocalDecimalHead(nn.Module):
         self.own = nn.Linear(window, hidden, bias=False)
         self.landmark = nn.Parameter(torch.zeros(num_landmarks, hidden))
         self.mlp = nn.Sequential(nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                                 nn.Linear(hidden, decimal_size * decimal_size))
+                                 zero_init(nn.Linear(hidden, decimal_size * decimal_size)))
 
     def _windows(self, x: Tensor, cells: Tensor) -> Tensor:
         """(B, C, H, W), (B, K, 2) -> (B, K, C, P, P): x in the P x P cells centred on each cell."""
@@ -250,16 +250,9 @@ class HIH(HeatmapModel):
         self.head = head
         if head == "local":
             self.decimal_head = LocalDecimalHead(channels, num_landmarks, decimal_size)
-            last = self.decimal_head.mlp[-1]
-        elif head == "cnn":
-            self.decimal_head = CNNDecimalHead(channels + num_landmarks, num_landmarks, self.map_size, decimal_size)
-            last = self.decimal_head.body[-1]
         else:
-            self.decimal_head = TransformerDecimalHead(channels + num_landmarks, num_landmarks, self.map_size,
-                                                       decimal_size)
-            last = self.decimal_head.head
-        nn.init.zeros_(last.weight)  # all-zero decimal maps at the start, as the integer heads
-        nn.init.zeros_(last.bias)
+            whole_map = CNNDecimalHead if head == "cnn" else TransformerDecimalHead
+            self.decimal_head = whole_map(channels + num_landmarks, num_landmarks, self.map_size, decimal_size)
         self.sigma, self.decimal_size, self.decimal_sigma = sigma, decimal_size, decimal_sigma
         self.decimal_weight, self.convention = decimal_weight, convention
         self.config = dict(num_landmarks=num_landmarks, input_size=input_size, head=head, stacks=stacks,
