@@ -121,3 +121,44 @@ def nonneg_float(name: str, value: object) -> float:
     if not isinstance(value, Real) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite non-negative number, got {value!r}")
     return float(value)
+
+
+# ----------------------------------------------------------------------------------------------- raw ops
+# The ops torch.ops.fastlmk.* are public. Each checks, before any kernel runs, everything its kernel reads
+# (shapes, dtypes, one device) and hands the kernel contiguous buffers of the dtype it expects; the values
+# themselves (a negative sigma, say) cannot make a kernel leave its buffers and are the public API's concern.
+
+def raw(op: str, name: str, t: object, shape: Sequence[Optional[int]], device: torch.device,
+        dtype: Optional[torch.dtype] = None) -> Tensor:
+    """``t`` of ``shape`` (None: any size) on ``device``, as a contiguous tensor (of ``dtype`` when given)."""
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype not in FLOATING:
+        raise TypeError(f"{op}: {name} must have a floating dtype {FLOATING}, got {t.dtype}")
+    if t.dim() != len(shape) or any(n is not None and n != m for n, m in zip(shape, t.shape)):
+        want = tuple("*" if n is None else n for n in shape)
+        raise ValueError(f"{op}: {name} must have shape {want}, got {tuple(t.shape)}".replace("'", ""))
+    if t.device != device:
+        raise ValueError(f"{op}: {name} is on {t.device} but the other inputs are on {device}")
+    return (t if dtype is None else t.to(dtype)).contiguous()
+
+
+def raw_optional(op: str, name: str, t: Optional[Tensor], shape: Sequence[Optional[int]], device: torch.device,
+                 dtype: Optional[torch.dtype] = None) -> Optional[Tensor]:
+    return None if t is None else raw(op, name, t, shape, device, dtype)
+
+
+def raw_maps(op: str, name: str, t: object, rank: int = 4) -> tuple[int, ...]:
+    """A floating tensor of ``rank`` dims whose last two (H, W) are non-empty; returns its shape."""
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype not in FLOATING:
+        raise TypeError(f"{op}: {name} must have a floating dtype {FLOATING}, got {t.dtype}")
+    if t.dim() != rank or min(t.shape[-2:]) < 1:
+        raise ValueError(f"{op}: {name} must be a {rank}-D tensor with a non-empty (H, W), got {tuple(t.shape)}")
+    return tuple(t.shape)
+
+
+def raw_choice(op: str, name: str, value: object, options: Sequence) -> None:
+    if value not in options:
+        raise ValueError(f"{op}: {name} must be one of {tuple(options)}, got {value!r}")

@@ -60,6 +60,20 @@ def _warn_fallback(op: str, wanted: str, reason: str) -> None:
     warnings.warn(f"fastlmk.{op}: backend '{wanted}' unavailable ({reason}); using 'reference'", stacklevel=4)
 
 
+def require(op: str, supported: Sequence[str], backend: str, device: torch.device, source: str = "backend") -> str:
+    """``backend``, after checking that it is one of the op's, is available and runs on ``device``; raw ops
+    call it too, since a kernel handed another device's addresses would read out of bounds."""
+    if backend not in supported:
+        raise ValueError(f"{source}={backend!r}: fastlmk.{op} has backends {tuple(supported)}")
+    reason = unavailable(backend)
+    if reason:
+        raise RuntimeError(f"{source}={backend!r} requested for fastlmk.{op} but {reason}")
+    if not _runs_on(backend, device):
+        hint = " (set TRITON_INTERPRET=1 to run Triton on the CPU)" if backend == "triton" else ""
+        raise ValueError(f"{source}={backend!r} cannot run fastlmk.{op} on {device.type} tensors{hint}")
+    return backend
+
+
 def select(op: str, supported: Sequence[str], device: torch.device, backend: Optional[str] = None) -> str:
     """The backend that runs ``op`` for inputs on ``device``.
 
@@ -70,15 +84,7 @@ def select(op: str, supported: Sequence[str], device: torch.device, backend: Opt
         source = "backend" if backend else "FASTLMK_BACKEND"
         if forced not in BACKENDS:
             raise ValueError(f"{source} must be one of {BACKENDS}, got {forced!r}")
-        if forced not in supported:
-            raise ValueError(f"{source}={forced!r}: fastlmk.{op} has backends {tuple(supported)}")
-        reason = unavailable(forced)
-        if reason:
-            raise RuntimeError(f"{source}={forced!r} requested for fastlmk.{op} but {reason}")
-        if not _runs_on(forced, device):
-            hint = " (set TRITON_INTERPRET=1 to run Triton on the CPU)" if forced == "triton" else ""
-            raise ValueError(f"{source}={forced!r} cannot run fastlmk.{op} on {device.type} tensors{hint}")
-        return forced
+        return require(op, supported, forced, device, source)
     native = "cpu" if device.type == "cpu" else next((b for b in ("triton", "cuda") if b in supported), "reference")
     if native not in supported or native == "reference":
         return "reference"

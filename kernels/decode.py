@@ -1,16 +1,19 @@
 """Triton kernels of the heatmap-decoding family (GPU backend; also runs on CPU under TRITON_INTERPRET=1).
 
 ``decode``: grid (channel,). One pass over the map in BLOCK-sized chunks keeps, per lane, the running maximum
-and its first row-major index (``wsm`` also the lane's runner-up; ``topk`` a running top-k set merged per
-chunk), so each map is read once; the lanes are then reduced (ties: lowest index) and the method refines the
-argmax from a few loads around it (a small 2-D patch for ``dark`` and ``local_softargmax``). The affine map
-to image space is applied before the store.
+and its first row-major index (``wsm`` also the lane's runner-up; ``topk`` with ``k <= KMAX`` a running top-k
+set merged per chunk), so each map is read once; the lanes are then reduced (ties: lowest index) and the
+method refines the argmax from a few loads around it. ``dark`` (its (blur + 4)^2 patch) and
+``local_softargmax`` (its window) visit their region in TILE x TILE tiles, and ``topk`` with ``k > KMAX``
+finds the k-th value bit by bit in passes over the map (32 for float32 maps, 64 for float64, plus two), so
+no setting of ``blur``, ``window`` or ``k`` makes the compiled kernel larger. The affine map to image space
+is applied before the store.
 
 ``soft_argmax_forward``: grid (channel,), a single online pass: each lane keeps its own running maximum of
 ``beta * h`` and rescales its sums of ``exp``, ``exp * j`` and ``exp * i`` when that maximum grows (one exp
 per pixel); the lanes are combined at the end. ``soft_argmax_backward``: grid (channel, block of pixels),
 elementwise from the saved (coords, stat). Everything accumulates in the compute dtype (float64 for float64
-maps, else float32).
+maps, else float32); float arguments are annotated ``tl.float64`` and converted to it (``common.scalar``).
 """
 
 from __future__ import annotations
@@ -23,11 +26,15 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from fastlmk.kernels.common import scalar
 from fastlmk.reference.decode import dark_kernel
 
 BLOCK = 1024
+TILE = 16  # largest tile of the dark patch and the local_softargmax window
+KMAX = 32  # largest k kept as a running set; larger k select the k-th value in passes over the map
 _BIG = tl.constexpr(1 << 30)  # "no pixel" index; maps hold fewer pixels
 _COMPUTE = {torch.float32: tl.float32, torch.float64: tl.float64}
+_KEYS = {torch.float32: tl.uint32, torch.float64: tl.uint64}  # _key's integer type per compute dtype
 
 
 @triton.jit
@@ -108,24 +115,36 @@ def _tap(L, di, dj):
 
 
 @triton.jit
-def _dark(base, x, y, H, W, peak, ker_ptr, blur, PATCH: tl.constexpr):
+def _dark(base, x, y, H, W, peak, ker_ptr, blur, TILE: tl.constexpr):
     """DARK offset in float64. The blurred 5x5 patch around the argmax is B = G R G^T, R the map on rows/cols
     argmax +- (2 + r) (zero outside), G[p, a] = g[a - p] the banded blur; L = log(max(B s, 1e-10)) with
-    s = peak / max(B) when max(B) > 0, else 1; offset = -Hess^-1 grad by the reference's differences."""
+    s = peak / max(B) when max(B) > 0, else 1; offset = -Hess^-1 grad by the reference's differences.
+    R is visited in TILE x TILE tiles (column strips outer, rows inner), so the kernel's size does not
+    depend on ``blur``."""
     r = (blur - 1) // 2
-    a = tl.arange(0, PATCH)
-    rows = y - 2 - r + a[:, None]
-    cols = x - 2 - r + a[None, :]
-    inside = _inside(rows, cols, H, W) & (a[:, None] < blur + 4) & (a[None, :] < blur + 4)
-    R = tl.load(base + rows * W + cols, mask=inside, other=0.0).to(tl.float64)
+    n = blur + 4  # rows and columns of R
     p = tl.arange(0, 8)
-    t = a[None, :] - p[:, None]
-    band = (p[:, None] < 5) & (t >= 0) & (t < blur)
-    G = tl.load(ker_ptr + t, mask=band, other=0.0)
-    # products outside the band are masked, not multiplied by 0, so that an infinite pixel acts as in a conv
-    T = tl.sum(tl.where(band[:, :, None], G[:, :, None] * R[None, :, :], 0.0), 1)
-    B = tl.sum(tl.where(band[None, :, :], T[:, None, :] * G[None, :, :], 0.0), 2)
-    bmax = tl.max(tl.where((p[:, None] < 5) & (p[None, :] < 5), B, float("-inf")))
+    t = tl.arange(0, TILE)
+    B = tl.zeros([8, 8], tl.float64)
+    for b0 in range(0, n, TILE):
+        cb = b0 + t
+        T = tl.zeros([8, TILE], tl.float64)  # (G R)[p, strip]
+        for a0 in range(0, n, TILE):
+            ca = a0 + t
+            rows = y - 2 - r + ca[:, None]
+            cols = x - 2 - r + cb[None, :]
+            inside = _inside(rows, cols, H, W) & (ca[:, None] < n) & (cb[None, :] < n)
+            R = tl.load(base + rows * W + cols, mask=inside, other=0.0).to(tl.float64)
+            ta = ca[None, :] - p[:, None]
+            band = (p[:, None] < 5) & (ta >= 0) & (ta < blur)
+            G = tl.load(ker_ptr + ta, mask=band, other=0.0)
+            # products outside the band are masked, not multiplied by 0, so that an infinite pixel acts as in a conv
+            T += tl.sum(tl.where(band[:, :, None], G[:, :, None] * R[None, :, :], 0.0), 1)
+        tb = cb[None, :] - p[:, None]
+        band = (p[:, None] < 5) & (tb >= 0) & (tb < blur)
+        G = tl.load(ker_ptr + tb, mask=band, other=0.0)
+        B += tl.sum(tl.where(band[None, :, :], T[:, None, :] * G[None, :, :], 0.0), 2)
+    bmax = tl.max(tl.max(tl.where((p[:, None] < 5) & (p[None, :] < 5), B, float("-inf")), 1), 0)
     L = B * tl.where(bmax > 0, peak / bmax, 1.0)
     L = tl.log(tl.where(L < 1e-10, 1e-10, L))  # clamp that keeps NaN
     c = _tap(L, 0, 0)
@@ -141,24 +160,86 @@ def _dark(base, x, y, H, W, peak, ker_ptr, blur, PATCH: tl.constexpr):
 
 
 @triton.jit
-def _local_softargmax(base, x, y, H, W, r, COMPUTE: tl.constexpr, WPAD: tl.constexpr):
-    """Mean offset in the (2r+1)^2 window around the argmax weighted by max(h, 0); 0 when the weights are 0."""
-    d = tl.arange(0, WPAD) - r
-    di = d[:, None]
-    dj = d[None, :]
-    inside = _inside(y + di, x + dj, H, W) & (di <= r) & (dj <= r)
-    v = tl.maximum(tl.load(base + (y + di) * W + x + dj, mask=inside, other=0.0).to(COMPUTE), 0.0)
-    sw = tl.sum(v)
-    ok = sw > 0
-    safe = tl.where(ok, sw, 1.0)
-    return (tl.where(ok, tl.sum(v * dj.to(COMPUTE)) / safe, 0.0),
-            tl.where(ok, tl.sum(v * di.to(COMPUTE)) / safe, 0.0))
+def _local_softargmax(base, x, y, H, W, r, COMPUTE: tl.constexpr, TILE: tl.constexpr):
+    """Mean offset in the (2r+1)^2 window around the argmax weighted by max(h, 0); 0 when the weights are 0.
+    The window is visited in TILE x TILE tiles, so the kernel's size does not depend on ``r``."""
+    t = tl.arange(0, TILE)
+    sw = tl.zeros([TILE, TILE], COMPUTE)
+    sx = sw
+    sy = sw
+    for i0 in range(-r, r + 1, TILE):
+        for j0 in range(-r, r + 1, TILE):
+            di = i0 + t[:, None]
+            dj = j0 + t[None, :]
+            inside = _inside(y + di, x + dj, H, W) & (di <= r) & (dj <= r)
+            v = tl.maximum(tl.load(base + (y + di) * W + x + dj, mask=inside, other=0.0).to(COMPUTE), 0.0)
+            sw += v
+            sx += v * dj.to(COMPUTE)
+            sy += v * di.to(COMPUTE)
+    total = tl.sum(tl.sum(sw, 1), 0)
+    ok = total > 0
+    safe = tl.where(ok, total, 1.0)
+    return (tl.where(ok, tl.sum(tl.sum(sx, 1), 0) / safe, 0.0),
+            tl.where(ok, tl.sum(tl.sum(sy, 1), 0) / safe, 0.0))
+
+
+@triton.jit
+def _key(v, KEY: tl.constexpr):
+    """An unsigned integer of v's bits that orders as v does (-0 as +0); NaN as 0, below every number."""
+    u = (v + 0.0).to(KEY, bitcast=True)
+    top = tl.full(u.shape, 1, KEY) << (KEY.primitive_bitwidth - 1)
+    key = tl.where((u & top) != 0, ~u, u | top)
+    return tl.where(v == v, key, 0)
+
+
+@triton.jit
+def _topk_select(base, HW, W, k, score, COMPUTE: tl.constexpr, KEY: tl.constexpr, BLOCK: tl.constexpr):
+    """Softmax-weighted mean of the centres of the k first pixels (value descending, then index) for any k,
+    in passes over the map: the k-th key bit by bit from the top (a count per bit), then one pass that takes
+    every pixel above it and the first (k - above) equal to it."""
+    lane = tl.arange(0, BLOCK)
+    bits: tl.constexpr = KEY.primitive_bitwidth
+    one = tl.full([], 1, KEY)
+    kth = tl.full([], 0, KEY)
+    for b in range(bits - 1, -1, -1):
+        cand = kth | (one << b)
+        n = tl.zeros([BLOCK], tl.int32)
+        for start in range(0, HW, BLOCK):
+            idx = start + lane
+            v = tl.load(base + idx, mask=idx < HW).to(COMPUTE)
+            n += ((idx < HW) & (_key(v, KEY) >= cand)).to(tl.int32)
+        kth = tl.where(tl.sum(n, 0) >= k, cand, kth)
+    above = tl.zeros([BLOCK], tl.int32)
+    for start in range(0, HW, BLOCK):
+        idx = start + lane
+        v = tl.load(base + idx, mask=idx < HW).to(COMPUTE)
+        above += ((idx < HW) & (_key(v, KEY) > kth)).to(tl.int32)
+    ties = k - tl.sum(above, 0)  # pixels equal to the k-th to take, first in row-major order
+    seen = 0
+    se = tl.zeros([BLOCK], COMPUTE)
+    sx = se
+    sy = se
+    for start in range(0, HW, BLOCK):
+        idx = start + lane
+        v = tl.load(base + idx, mask=idx < HW).to(COMPUTE)
+        key = _key(v, KEY)
+        eq = (idx < HW) & (key == kth)
+        rank = seen + tl.cumsum(eq.to(tl.int32), 0)  # 1-based among the equal pixels
+        take = (idx < HW) & ((key > kth) | (eq & (rank <= ties)))
+        e = tl.where(take, tl.exp(v - score), 0.0)
+        j, i = _pos(idx, W, COMPUTE)
+        se += e
+        sx += e * j
+        sy += e * i
+        seen += tl.sum(eq.to(tl.int32), 0)
+    total = tl.sum(se, 0)
+    return tl.sum(sx, 0) / total, tl.sum(sy, 0) / total
 
 
 @triton.jit
 def _decode_kernel(maps_ptr, off_ptr, aff_ptr, ker_ptr, coords_ptr, score_ptr, HW, H, W, KB, blur, window, k,
                    METHOD: tl.constexpr, HAS_AFFINE: tl.constexpr, COMPUTE: tl.constexpr, BLOCK: tl.constexpr,
-                   KPAD: tl.constexpr, PATCH: tl.constexpr, WPAD: tl.constexpr):
+                   KPAD: tl.constexpr, SELECT: tl.constexpr, KEY: tl.constexpr, TILE: tl.constexpr):
     """coords[c] = argmax + the METHOD offset (then A[c // KB] @ (x, y, 1)), score[c] = max; NaN for a
     channel holding a NaN."""
     c = tl.program_id(0).to(tl.int64)
@@ -184,7 +265,7 @@ def _decode_kernel(maps_ptr, off_ptr, aff_ptr, ker_ptr, coords_ptr, score_ptr, H
             i2 = tl.where(up1, i1, tl.where(up2, idx, i2))
         v1 = tl.where(up1, v, v1)
         i1 = tl.where(up1, idx, i1)
-        if METHOD == 6:
+        if METHOD == 6 and not SELECT:
             tv, ti = _topk_merge(v, idx, mask & (v == v), tv, ti, slots)
     score, i = _first_max(v1, i1)
     i = tl.minimum(i, HW - 1)  # an all-NaN channel has no maximum
@@ -218,11 +299,15 @@ def _decode_kernel(maps_ptr, off_ptr, aff_ptr, ker_ptr, coords_ptr, score_ptr, H
         dx = tl.where(HW > 1, 0.25 * ux / norm, 0.0)
         dy = tl.where(HW > 1, 0.25 * uy / norm, 0.0)
     elif METHOD == 4:  # dark
-        dx, dy = _dark(base, x, y, H, W, score.to(tl.float64), ker_ptr, blur, PATCH)
+        dx, dy = _dark(base, x, y, H, W, score.to(tl.float64), ker_ptr, blur, TILE)
         dx = dx.to(COMPUTE)
         dy = dy.to(COMPUTE)
     elif METHOD == 5:  # local_softargmax
-        dx, dy = _local_softargmax(base, x, y, H, W, window, COMPUTE, WPAD)
+        dx, dy = _local_softargmax(base, x, y, H, W, window, COMPUTE, TILE)
+    elif METHOD == 6 and SELECT:  # topk for k > KMAX: a few passes over the map
+        tx, ty = _topk_select(base, HW, W, k, score, COMPUTE, KEY, BLOCK)
+        dx = tx - xf
+        dy = ty - yf
     elif METHOD == 6:  # topk: softmax-weighted mean of the k first pixels' centres
         p = tl.where(slots, tl.exp(tv - score), 0.0)
         p = p / tl.sum(p, 0)
@@ -247,7 +332,7 @@ def _decode_kernel(maps_ptr, off_ptr, aff_ptr, ker_ptr, coords_ptr, score_ptr, H
 
 
 @triton.jit
-def _soft_argmax_fwd_kernel(maps_ptr, coords_ptr, stat_ptr, HW, H, W, beta_ptr, RELU: tl.constexpr,
+def _soft_argmax_fwd_kernel(maps_ptr, coords_ptr, stat_ptr, HW, H, W, beta: tl.float64, RELU: tl.constexpr,
                             COMPUTE: tl.constexpr, BLOCK: tl.constexpr):
     """softmax: stat = logsumexp(beta h), coords = sum e (j, i) / sum e with e = exp(beta h - max);
     relu: stat = S = sum relu(h), coords = sum relu(h) (j, i) / S, the map centre when S = 0."""
@@ -268,7 +353,7 @@ def _soft_argmax_fwd_kernel(maps_ptr, coords_ptr, stat_ptr, HW, H, W, beta_ptr, 
             sx += e * j
             sy += e * i
         else:
-            z = tl.load(beta_ptr) * h
+            z = scalar(beta, COMPUTE) * h
             take = mask & (z != float("-inf"))
             up = take & (z > m)
             e = tl.exp(-tl.abs(z - m))  # exp(z - m), or exp(m - z) when z raises the lane's maximum
@@ -297,7 +382,7 @@ def _soft_argmax_fwd_kernel(maps_ptr, coords_ptr, stat_ptr, HW, H, W, beta_ptr, 
 
 
 @triton.jit
-def _soft_argmax_bwd_kernel(maps_ptr, coords_ptr, stat_ptr, gc_ptr, gs_ptr, gm_ptr, HW, W, beta_ptr,
+def _soft_argmax_bwd_kernel(maps_ptr, coords_ptr, stat_ptr, gc_ptr, gs_ptr, gm_ptr, HW, W, beta: tl.float64,
                             RELU: tl.constexpr, COMPUTE: tl.constexpr, BLOCK: tl.constexpr):
     """softmax: beta p (g . (pos - coords) + g_stat), p = exp(beta h - stat);
     relu: [h > 0] (g . (pos - coords) / S + g_stat), 0 when S = 0."""
@@ -314,20 +399,20 @@ def _soft_argmax_bwd_kernel(maps_ptr, coords_ptr, stat_ptr, gc_ptr, gs_ptr, gm_p
         ok = s > 0
         g = tl.where(ok, tl.where(h > 0, dot / tl.where(ok, s, 1.0) + gs, 0.0), 0.0)
     else:
-        beta = tl.load(beta_ptr)
-        g = beta * tl.exp(beta * h - s) * (dot + gs)
+        b = scalar(beta, COMPUTE)
+        g = b * tl.exp(b * h - s) * (dot + gs)
     tl.store(gm_ptr + c * HW + offs, g.to(gm_ptr.dtype.element_ty), mask=mask)
-
-
-def _scalar(value: float, like: Tensor) -> Tensor:
-    """``value`` as a one-element tensor of ``like``'s dtype: a Python float argument would reach the kernel as
-    float32, which float64 maps must not lose."""
-    return torch.full((1,), value, dtype=like.dtype, device=like.device)
 
 
 @functools.lru_cache(maxsize=None)
 def _dark_kernel(blur: int, device: torch.device) -> Tensor:
     return dark_kernel(blur, device=device)
+
+
+def _tile(method: int, blur: int, window: int) -> int:
+    """Side of the square tiles ``dark`` (its (blur + 4)^2 patch) and ``local_softargmax`` (its window) visit."""
+    side = blur + 4 if method == 4 else 2 * window + 1 if method == 5 else 1
+    return min(TILE, triton.next_power_of_2(side))
 
 
 def _block(hw: int) -> int:
@@ -342,15 +427,14 @@ def decode(method: int, maps: Tensor, offsets: Optional[Tensor], affine: Optiona
     _decode_kernel[(n,)](maps, maps if offsets is None else offsets, coords if affine is None else affine, ker,
                          coords, scores, h * w, h, w, k_per_batch, blur, window, topk, METHOD=method,
                          HAS_AFFINE=affine is not None, COMPUTE=_COMPUTE[coords.dtype], BLOCK=_block(h * w),
-                         KPAD=triton.next_power_of_2(topk) if method == 6 else 1,
-                         PATCH=triton.next_power_of_2(blur + 4) if method == 4 else 1,
-                         WPAD=triton.next_power_of_2(2 * window + 1) if method == 5 else 1)
+                         KPAD=triton.next_power_of_2(topk) if method == 6 and topk <= KMAX else 1,
+                         SELECT=method == 6 and topk > KMAX, KEY=_KEYS[coords.dtype], TILE=_tile(method, blur, window))
 
 
 def soft_argmax_forward(maps: Tensor, beta: float, relu: bool, coords: Tensor, stat: Tensor) -> None:
     """Writes ``coords (N, 2)`` and ``stat (N,)`` of ``soft_argmax`` over ``maps (N, H, W)``."""
     n, h, w = maps.shape
-    _soft_argmax_fwd_kernel[(n,)](maps, coords, stat, h * w, h, w, _scalar(beta, coords), RELU=relu,
+    _soft_argmax_fwd_kernel[(n,)](maps, coords, stat, h * w, h, w, beta, RELU=relu,
                                   COMPUTE=_COMPUTE[coords.dtype], BLOCK=_block(h * w))
 
 
@@ -360,5 +444,5 @@ def soft_argmax_backward(maps: Tensor, coords: Tensor, stat: Tensor, grad_coords
     n, h, w = maps.shape
     blk = _block(h * w)
     _soft_argmax_bwd_kernel[(n, triton.cdiv(h * w, blk))](maps, coords, stat, grad_coords, grad_stat, grad_maps,
-                                                          h * w, w, _scalar(beta, coords), RELU=relu,
+                                                          h * w, w, beta, RELU=relu,
                                                           COMPUTE=_COMPUTE[coords.dtype], BLOCK=blk)

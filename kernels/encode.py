@@ -2,7 +2,9 @@
 
 Grid: (channel, block of pixels). Every program recomputes its channel's keypoint parameters and writes its
 block densely, so the render is a single pass over the output (the write floor); the fused loss reads
-``pred`` once and writes per-block partial sums that are added in a fixed order (deterministic).
+``pred`` once and writes per-block partial sums that are added in a fixed order (deterministic). Float
+arguments (radius, the Adaptive Wing parameters) are annotated ``tl.float64`` and converted to the compute
+dtype in the kernel (``common.scalar``), so float64 losses and targets are exact.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import torch
 import triton
 import triton.language as tl
 from torch import Tensor
+
+from fastlmk.kernels.common import scalar
 
 BLOCK = 1024
 _COMPUTE = {torch.float32: tl.float32, torch.float64: tl.float64}
@@ -38,7 +42,7 @@ def _gaussian(offs, W, x, y, s, radius, ROUNDED: tl.constexpr):
 
 
 @triton.jit
-def _render_kernel(kp_ptr, param_ptr, w_ptr, out_ptr, HW, W, radius,
+def _render_kernel(kp_ptr, param_ptr, w_ptr, out_ptr, HW, W, radius: tl.float64,
                    KIND: tl.constexpr, ROUNDED: tl.constexpr, HAS_W: tl.constexpr, BLOCK: tl.constexpr):
     c = tl.program_id(0).to(tl.int64)
     offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
@@ -46,6 +50,7 @@ def _render_kernel(kp_ptr, param_ptr, w_ptr, out_ptr, HW, W, radius,
     x = tl.load(kp_ptr + 2 * c)
     y = tl.load(kp_ptr + 2 * c + 1)
     p = tl.load(param_ptr + c)
+    radius = scalar(radius, p.dtype)
     wt = tl.load(w_ptr + c) if HAS_W else 1.0
     ty = out_ptr.dtype.element_ty
     if KIND == 0:  # Gaussian, p = sigma
@@ -61,6 +66,12 @@ def _render_kernel(kp_ptr, param_ptr, w_ptr, out_ptr, HW, W, radius,
             inside = inside & ((dx * 0 + wt) != 0)  # broadcast the channel's weight to the block
         tl.store(out_ptr + 2 * c * HW + offs, tl.where(inside, -dx, 0.0).to(ty), mask=mask)
         tl.store(out_ptr + (2 * c + 1) * HW + offs, tl.where(inside, -dy, 0.0).to(ty), mask=mask)
+
+
+@triton.jit
+def _compute(radius, alpha, omega, eps, theta, COMPUTE: tl.constexpr):
+    return (scalar(radius, COMPUTE), scalar(alpha, COMPUTE), scalar(omega, COMPUTE), scalar(eps, COMPUTE),
+            scalar(theta, COMPUTE))
 
 
 @triton.jit
@@ -99,7 +110,8 @@ def _loss_grad(p, t, alpha, omega, eps, theta, KIND: tl.constexpr):
 
 
 @triton.jit
-def _loss_fwd_kernel(pred_ptr, kp_ptr, sigma_ptr, w_ptr, out_ptr, HW, W, radius, alpha, omega, eps, theta,
+def _loss_fwd_kernel(pred_ptr, kp_ptr, sigma_ptr, w_ptr, out_ptr, HW, W, radius: tl.float64, alpha: tl.float64,
+                     omega: tl.float64, eps: tl.float64, theta: tl.float64,
                      KIND: tl.constexpr, ROUNDED: tl.constexpr, HAS_W: tl.constexpr, REDUCE: tl.constexpr,
                      COMPUTE: tl.constexpr, BLOCK: tl.constexpr):
     """REDUCE: out[c, block] = the block's weighted loss sum; else out = the weighted per-pixel loss."""
@@ -108,6 +120,7 @@ def _loss_fwd_kernel(pred_ptr, kp_ptr, sigma_ptr, w_ptr, out_ptr, HW, W, radius,
     offs = blk * BLOCK + tl.arange(0, BLOCK)
     mask = offs < HW
     s = tl.load(sigma_ptr + c)
+    radius, alpha, omega, eps, theta = _compute(radius, alpha, omega, eps, theta, COMPUTE)
     wt = tl.load(w_ptr + c) if HAS_W else 1.0
     t = _gaussian(offs, W, tl.load(kp_ptr + 2 * c), tl.load(kp_ptr + 2 * c + 1), s, radius, ROUNDED)
     p = tl.load(pred_ptr + c * HW + offs, mask=mask, other=0.0).to(COMPUTE)
@@ -120,14 +133,15 @@ def _loss_fwd_kernel(pred_ptr, kp_ptr, sigma_ptr, w_ptr, out_ptr, HW, W, radius,
 
 
 @triton.jit
-def _loss_bwd_kernel(grad_ptr, pred_ptr, kp_ptr, sigma_ptr, w_ptr, gp_ptr, HW, W, radius, alpha, omega, eps,
-                     theta, KIND: tl.constexpr, ROUNDED: tl.constexpr, HAS_W: tl.constexpr,
+def _loss_bwd_kernel(grad_ptr, pred_ptr, kp_ptr, sigma_ptr, w_ptr, gp_ptr, HW, W, radius: tl.float64,
+                     alpha: tl.float64, omega: tl.float64, eps: tl.float64, theta: tl.float64, KIND: tl.constexpr, ROUNDED: tl.constexpr, HAS_W: tl.constexpr,
                      REDUCE: tl.constexpr, COMPUTE: tl.constexpr, BLOCK: tl.constexpr):
     """grad_pred = grad * weight * dl/dp; REDUCE: grad is one (already scaled) element."""
     c = tl.program_id(0).to(tl.int64)
     offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < HW
     s = tl.load(sigma_ptr + c)
+    radius, alpha, omega, eps, theta = _compute(radius, alpha, omega, eps, theta, COMPUTE)
     wt = tl.load(w_ptr + c) if HAS_W else 1.0
     t = _gaussian(offs, W, tl.load(kp_ptr + 2 * c), tl.load(kp_ptr + 2 * c + 1), s, radius, ROUNDED)
     p = tl.load(pred_ptr + c * HW + offs, mask=mask, other=0.0).to(COMPUTE)

@@ -86,13 +86,22 @@ def random_keypoints(b, k, h, w, *, dtype=torch.float32, device="cpu", generator
     return kp.to(dtype=dtype, device=device)
 
 
-@pytest.fixture
-def gen():
-    """A generator with a fresh seed each run; the seed is printed so a failure can be replayed with
-    ``FASTLMK_TEST_SEED=<seed>``."""
-    seed = int(os.environ.get("FASTLMK_TEST_SEED") or int.from_bytes(os.urandom(4), "little"))
+@pytest.fixture(autouse=True)
+def test_seed(request):
+    """Each test's seed, fresh each run unless ``FASTLMK_TEST_SEED`` (or ``--seeds``) gives it; printed, so a
+    failure can be replayed. It also seeds torch's global generator."""
+    seed = getattr(request, "param", None)
+    if seed is None:
+        seed = int(os.environ.get("FASTLMK_TEST_SEED") or int.from_bytes(os.urandom(4), "little"))
     print(f"seed = {seed}")
-    return torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    return seed
+
+
+@pytest.fixture
+def gen(test_seed):
+    """A generator seeded with the test's seed."""
+    return torch.Generator().manual_seed(test_seed)
 
 
 def tolerance(dtype):
@@ -100,3 +109,31 @@ def tolerance(dtype):
     half types, whose rounding of a float32 value may differ by that)."""
     return {torch.float16: (1e-3, 1e-3), torch.bfloat16: (8e-3, 8e-3), torch.float64: (1e-6, 1e-9)}.get(
         dtype, (1e-5, 1e-6))
+
+
+def pytest_addoption(parser):
+    parser.addoption("--seeds", metavar="FIRST:END", default=None,
+                     help="seed sweep: run only the tests drawing from the gen fixture, once per seed in "
+                          "range(FIRST, END) (hypothesis tests: loop over FASTLMK_TEST_SEED instead)")
+
+
+def _seeds(config):
+    spec = config.getoption("--seeds")
+    if spec is None:
+        return None
+    first, end = (int(v) for v in spec.split(":"))
+    return range(first, end)
+
+
+def pytest_generate_tests(metafunc):
+    seeds = _seeds(metafunc.config)
+    if seeds is not None and "gen" in metafunc.fixturenames:
+        metafunc.parametrize("test_seed", seeds, indirect=True, ids=lambda s: f"seed{s}")
+
+
+def pytest_collection_modifyitems(config, items):
+    if _seeds(config) is None:
+        return
+    keep = [item for item in items if "gen" in getattr(item, "fixturenames", ())]
+    config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+    items[:] = keep

@@ -34,20 +34,21 @@ def _triton():
 @torch.library.custom_op("fastlmk::decode", mutates_args=())
 def _decode_op(heatmaps: Tensor, offsets: Optional[Tensor], affine: Optional[Tensor], method: str, blur: int,
                window: int, k: int, backend: str) -> tuple[Tensor, Tensor]:
+    b, kk, h, w = _checks.raw_maps("decode", "heatmaps", heatmaps)
+    _checks.raw_choice("decode", "method", method, METHODS)
+    if not ((method != "topk" or 1 <= k <= h * w) and 1 <= blur <= ref.MAX_BLUR and blur % 2 and window >= 0):
+        raise ValueError(f"decode: need 1 <= k <= H*W (topk), an odd 1 <= blur <= {ref.MAX_BLUR} and window >= 0, "
+                         f"got k={k}, blur={blur}, window={window}")
+    window = min(window, max(h, w) - 1)  # a larger window adds only pixels off the map
+    _dispatch.require("decode", BACKENDS, backend, heatmaps.device)
+    cd = _checks.compute_dtype(heatmaps.dtype)
+    if method == "offset" and offsets is None:
+        raise ValueError("decode: method='offset' needs offsets (B, K, 2, H, W)")
+    offsets = _checks.raw_optional("decode", "offsets", offsets, (b, kk, 2, h, w), heatmaps.device, cd)
+    affine = _checks.raw_optional("decode", "affine", affine, (b, 2, 3), heatmaps.device, cd)
+    heatmaps = heatmaps.contiguous()
     if backend == "reference":
         return ref.decode(heatmaps, method, blur=blur, window=window, k=k, offsets=offsets, affine=affine)
-    b, kk, h, w = heatmaps.shape
-    # the op is public (torch.ops.fastlmk.decode): what a kernel would read out of bounds is checked again
-    if method == "offset" and (offsets is None or tuple(offsets.shape) != (b, kk, 2, h, w)):
-        raise ValueError("method='offset' needs offsets (B, K, 2, H, W)")
-    if not ((method != "topk" or 1 <= k <= h * w) and 1 <= blur <= ref.MAX_BLUR and window >= 0):
-        raise ValueError(f"need 1 <= k <= H*W (topk), 1 <= blur <= {ref.MAX_BLUR} and window >= 0")
-    if affine is not None and tuple(affine.shape) != (b, 2, 3):
-        raise ValueError("affine must have shape (B, 2, 3)")
-    cd = _checks.compute_dtype(heatmaps.dtype)
-    heatmaps = heatmaps.contiguous()
-    offsets = None if offsets is None else offsets.to(cd).contiguous()
-    affine = None if affine is None else affine.to(cd).contiguous()
     coords = heatmaps.new_empty((b, kk, 2), dtype=cd)
     scores = heatmaps.new_empty((b, kk), dtype=cd)
     if coords.numel() == 0:
@@ -117,6 +118,10 @@ def decode(heatmaps: Tensor, method: str = "argmax", *, blur: int = 11, window: 
     - ``"offset"``: ``argmax + offsets[b, k, :, y, x]`` with ``offsets`` (B, K, 2, H, W) as written by
       ``render_offsets``.
 
+    Limits: odd ``blur <= 127``; any ``window >= 0`` (a window past the map's edge adds nothing); ``1 <= k <= H W``.
+    On the GPU, ``dark`` and ``local_softargmax`` walk their patch in 16 x 16 tiles and ``topk`` with ``k > 32``
+    selects the k-th value in 34 (float64: 66) more passes over the map, so large settings cost time, not registers.
+
     ``affine`` (B, 2, 3) maps the result to image space, ``A @ (x, y, 1)``, in the same kernel. Results are
     float64 for float64 maps, else float32, and carry no gradient (use ``soft_argmax`` to differentiate). A
     channel containing NaN decodes to NaN coordinates and score.
@@ -126,7 +131,7 @@ def decode(heatmaps: Tensor, method: str = "argmax", *, blur: int = 11, window: 
     blur = _int("blur", blur, 1)
     if blur % 2 == 0 or blur > ref.MAX_BLUR:
         raise ValueError(f"blur must be an odd kernel size <= {ref.MAX_BLUR}, got {blur}")
-    window = min(_int("window", window, 0), max(h, w) - 1)  # a larger window adds only pixels off the map
+    window = _int("window", window, 0)
     k = _int("k", k, 1)
     if method == "topk" and k > h * w:
         raise ValueError(f"k must be at most H*W = {h * w}, got {k}")
@@ -181,11 +186,12 @@ def _soft_argmax_call(fn: str, heatmaps: Tensor, beta: float, relu: bool, **buff
 
 @torch.library.custom_op("fastlmk::soft_argmax", mutates_args=())
 def _soft_argmax_op(heatmaps: Tensor, beta: float, relu: bool, backend: str) -> tuple[Tensor, Tensor]:
+    b, k, h, w = _checks.raw_maps("soft_argmax", "heatmaps", heatmaps)
+    _dispatch.require("soft_argmax", BACKENDS, backend, heatmaps.device)
+    heatmaps = heatmaps.contiguous()
     if backend == "reference":
         return ref.soft_argmax(heatmaps, beta, "relu" if relu else "softmax")
-    b, k, h, w = heatmaps.shape
     cd = _checks.compute_dtype(heatmaps.dtype)
-    heatmaps = heatmaps.contiguous()
     coords = heatmaps.new_empty((b, k, 2), dtype=cd)
     stat = heatmaps.new_empty((b, k), dtype=cd)
     if stat.numel() == 0:
@@ -208,20 +214,25 @@ def _(heatmaps, beta, relu, backend):
 @torch.library.custom_op("fastlmk::soft_argmax_backward", mutates_args=())
 def _soft_argmax_backward_op(grad_coords: Tensor, grad_stat: Tensor, heatmaps: Tensor, coords: Tensor,
                              stat: Tensor, beta: float, relu: bool, backend: str) -> Tensor:
+    op = "soft_argmax_backward"
+    b, k, h, w = _checks.raw_maps(op, "heatmaps", heatmaps)
+    _dispatch.require(op, BACKENDS, backend, heatmaps.device)
+    cd, device = _checks.compute_dtype(heatmaps.dtype), heatmaps.device
+    grad_coords, coords = (_checks.raw(op, name, t, (b, k, 2), device, cd)
+                           for name, t in (("grad_coords", grad_coords), ("coords", coords)))
+    grad_stat, stat = (_checks.raw(op, name, t, (b, k), device, cd) for name, t in (("grad_stat", grad_stat),
+                                                                                     ("stat", stat)))
+    heatmaps = heatmaps.contiguous()
     if backend == "reference":
         return ref.soft_argmax_backward(grad_coords, grad_stat, heatmaps, coords, stat, beta,
                                         "relu" if relu else "softmax")
-    heatmaps = heatmaps.contiguous()
     grad = torch.empty_like(heatmaps)
     if grad.numel() == 0:
         return grad
-    grad_coords, grad_stat = grad_coords.contiguous(), grad_stat.contiguous()
-    coords, stat = coords.contiguous(), stat.contiguous()
     if backend == "cpu":
         _soft_argmax_call("soft_argmax_backward", heatmaps, beta, relu, coords=coords, stat=stat,
                           grad_coords=grad_coords, grad_stat=grad_stat, grad_maps=grad)
     else:
-        b, k, h, w = heatmaps.shape
         _triton().soft_argmax_backward(heatmaps.view(b * k, h, w), coords.view(b * k, 2), stat.view(b * k),
                                        grad_coords.view(b * k, 2), grad_stat.view(b * k), beta, relu,
                                        grad.view(b * k, h, w))

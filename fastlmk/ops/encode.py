@@ -36,7 +36,18 @@ def _triton():
 
 def _render(kind: str, keypoints: Tensor, param: Tensor, weights: Optional[Tensor], height: int, width: int,
             rounded: bool, radius: float, dtype: torch.dtype, backend: str) -> Tensor:
-    """Shared body of the three render ops; inputs are already validated and in the compute dtype."""
+    """Shared body of the three render ops."""
+    op = f"render_{kind}"
+    if dtype not in _checks.FLOATING:
+        raise TypeError(f"{op}: dtype must be one of {_checks.FLOATING}, got {dtype}")
+    if height < 1 or width < 1:
+        raise ValueError(f"{op}: height and width must be positive, got {(height, width)}")
+    _dispatch.require(op, BACKENDS, backend, keypoints.device)
+    cd = _checks.compute_dtype(dtype)
+    keypoints = _checks.raw(op, "keypoints", keypoints, (None, None, 2), keypoints.device, cd)
+    b, k = keypoints.shape[:2]
+    param = _checks.raw(op, "param", param, (b, k), keypoints.device, cd)
+    weights = _checks.raw_optional(op, "weights", weights, (b, k), keypoints.device, cd)
     size = (height, width)
     if backend == "reference":
         if kind == "gaussian":
@@ -45,7 +56,6 @@ def _render(kind: str, keypoints: Tensor, param: Tensor, weights: Optional[Tenso
                                        dtype=dtype)
         fn = ref.render_disc if kind == "disc" else ref.render_offsets
         return fn(keypoints, size, param, weights=weights, dtype=dtype)
-    b, k = keypoints.shape[:2]
     out = torch.empty(_render_shape(kind, b, k, height, width), dtype=dtype, device=keypoints.device)
     if out.numel() == 0:
         return out
@@ -211,9 +221,27 @@ def _loss_shape(pred: Tensor, reduction: str) -> tuple[int, ...]:
     return tuple(pred.shape) if reduction == "none" else ()
 
 
+def _raw_loss_inputs(op: str, pred: Tensor, keypoints: Tensor, sigma: Tensor, weights: Optional[Tensor], kind: str,
+                     reduction: str, awing: list[float], backend: str) -> tuple[Tensor, ...]:
+    """The loss ops' tensors as their kernels read them: pred contiguous, the rest (B, K[, 2]) contiguous in
+    pred's compute dtype."""
+    b, k, _, _ = _checks.raw_maps(op, "pred", pred)
+    _checks.raw_choice(op, "kind", kind, _LOSS_KINDS)
+    _checks.raw_choice(op, "reduction", reduction, _REDUCTIONS)
+    if len(awing) != 4:
+        raise ValueError(f"{op}: awing must hold (alpha, omega, epsilon, theta), got {awing}")
+    _dispatch.require(op, BACKENDS, backend, pred.device)
+    cd = _checks.compute_dtype(pred.dtype)
+    return (pred.contiguous(), _checks.raw(op, "keypoints", keypoints, (b, k, 2), pred.device, cd),
+            _checks.raw(op, "sigma", sigma, (b, k), pred.device, cd),
+            _checks.raw_optional(op, "weights", weights, (b, k), pred.device, cd))
+
+
 @torch.library.custom_op("fastlmk::heatmap_loss", mutates_args=())
 def _heatmap_loss_op(pred: Tensor, keypoints: Tensor, sigma: Tensor, weights: Optional[Tensor], kind: str,
                      rounded: bool, radius: float, reduction: str, awing: list[float], backend: str) -> Tensor:
+    pred, keypoints, sigma, weights = _raw_loss_inputs("heatmap_loss", pred, keypoints, sigma, weights, kind,
+                                                       reduction, awing, backend)
     if backend == "reference":
         return ref.heatmap_loss(pred, keypoints, sigma, kind=kind, weights=weights,
                                 center="rounded" if rounded else "continuous", radius=radius,
@@ -237,11 +265,13 @@ def _(pred, keypoints, sigma, weights, kind, rounded, radius, reduction, awing, 
 def _heatmap_loss_backward_op(grad: Tensor, pred: Tensor, keypoints: Tensor, sigma: Tensor,
                               weights: Optional[Tensor], kind: str, rounded: bool, radius: float, reduction: str,
                               awing: list[float], backend: str) -> Tensor:
+    pred, keypoints, sigma, weights = _raw_loss_inputs("heatmap_loss_backward", pred, keypoints, sigma, weights,
+                                                       kind, reduction, awing, backend)
+    grad = _checks.raw("heatmap_loss_backward", "grad", grad, _loss_shape(pred, reduction), pred.device, pred.dtype)
     if backend == "reference":
         return ref.heatmap_loss_backward(grad, pred, keypoints, sigma, kind=kind, weights=weights,
                                          center="rounded" if rounded else "continuous", radius=radius,
                                          reduction=reduction, awing=tuple(awing))
-    grad = grad.contiguous()
     grad_pred = torch.empty_like(pred)
     if backend == "cpu":
         _loss_call("heatmap_loss_backward", kind, pred, keypoints, sigma, weights, rounded, radius, reduction,

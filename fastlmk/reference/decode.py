@@ -17,7 +17,7 @@ from torch import Tensor
 from .._checks import compute_dtype
 
 METHODS = ("argmax", "quarter", "wsm", "parabola", "dark", "local_softargmax", "topk", "offset")
-MAX_BLUR = 127  # largest DARK kernel (a 131x131 patch for the Triton kernel's 2-D block)
+MAX_BLUR = 127  # largest DARK kernel (a 131x131 patch around the maximum)
 
 
 def dark_sigma(blur: int) -> float:
@@ -148,9 +148,9 @@ def decode(heatmaps: Tensor, method: str = "argmax", *, blur: int = 11, window: 
     cd = compute_dtype(heatmaps.dtype)
     maps = heatmaps.reshape(b * kk, h, w).to(cd)
     n = maps.shape[0]
-    nan = torch.isnan(maps.reshape(n, -1)).any(1)
-    idx = maps.reshape(n, -1).argmax(1)
-    score = maps.reshape(n, -1).gather(1, idx[:, None])[:, 0]
+    nan = torch.isnan(maps.reshape(n, h * w)).any(1)
+    idx = maps.reshape(n, h * w).argmax(1)
+    score = maps.reshape(n, h * w).gather(1, idx[:, None])[:, 0]
     x, y = idx % w, idx // w
     xf, yf = x.to(cd), y.to(cd)
     if method == "argmax":
