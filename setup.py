@@ -4,6 +4,7 @@
   module with a target pragma and chosen at run time, so one wheel runs on any x86-64 CPU.
 * ``fastlmk._cuda``: CUDA kernels, built when ``nvcc`` is found (``FASTLMK_CUDA=1`` requires it,
   ``FASTLMK_CUDA=0`` skips it), for sm_80 and sm_90 plus PTX, with the CUDA runtime linked statically.
+* ``FASTLMK_CXXFLAGS``: extra compile and link flags for ``fastlmk._C`` (sanitizer and coverage builds).
 
 Neither extension links against torch: they are plain pybind11 modules taking raw pointers, so torch is
 not a build requirement (see DESIGN.md, section 2).
@@ -19,6 +20,9 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 CXX_FLAGS = ["-O3", "-std=c++17", "-fopenmp", "-fno-trapping-math", "-ffp-contract=off", "-fvisibility=hidden"]
+# FASTLMK_CXXFLAGS: flags added last to fastlmk._C's compile and link lines (tests/README.md: an ASan or a
+# --coverage build)
+EXTRA_FLAGS = os.environ.get("FASTLMK_CXXFLAGS", "").split()
 NVCC_FLAGS = [
     "-O3", "-std=c++17", "-Xcompiler", "-fPIC,-fvisibility=hidden",
     "-gencode=arch=compute_80,code=sm_80",
@@ -73,8 +77,8 @@ def extensions():
                      *sorted(glob("csrc/encode/*.cpp") + glob("csrc/decode/*.cpp") + glob("csrc/splat/*.cpp")
                             + glob("csrc/xnor/*.cpp"))],
             include_dirs=includes,
-            extra_compile_args=CXX_FLAGS,
-            extra_link_args=["-fopenmp"],
+            extra_compile_args=CXX_FLAGS + EXTRA_FLAGS,
+            extra_link_args=["-fopenmp", *EXTRA_FLAGS],
             language="c++",
         )
     ]

@@ -1,0 +1,158 @@
+"""Hand-planted single bugs, one at a time, against the tests (tests/README.md, "Mutation pass").
+
+    python tests/mutation.py DIR [--only ID ...]
+
+Copies the working tree to DIR (tests/native_variant.sh plain: fastlmk._C built in place, no CUDA
+extension), then for each mutant replaces one exact piece of source text, rebuilds fastlmk._C when the
+mutant is in csrc/ (with ccache when it is installed, so only the changed file compiles), runs the tests
+named for it (TRITON_INTERPRET=1, stopping at the first failure) and restores the file. A mutant is caught
+when those tests fail. Prints a markdown table and exits non-zero if a mutant survived. CUDA sources
+(csrc/cuda) are not mutated: they only run on a GPU (benchmarks/gpu_acceptance.sh).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEC, ENC, REACH, FUZZ = "tests/test_decode.py", "tests/test_encode.py", "tests/test_reach.py", "tests/test_fuzz.py"
+XNOR, SPLAT, MODELS = "tests/test_xnor.py", "tests/test_splat.py", "tests/test_models.py"
+TRITON = ["-k", "triton"]
+CPU = ["-k", "cpu"]
+
+# (id, file, text, replacement, pytest arguments)
+MUTANTS = [
+    # Triton decode
+    ("tri-tiebreak-lane", "kernels/decode.py", "up1 = mask & _better(v, idx, v1, i1)", "up1 = mask & (v > v1)",
+     [DEC, REACH, *TRITON]),
+    ("tri-first-max-lanes", "kernels/decode.py", "return m, tl.min(tl.where(v == m, i, _BIG), 0)",
+     "return m, tl.max(tl.where(v == m, i, -1), 0)", [DEC, REACH, *TRITON]),
+    ("tri-wsm-demote", "kernels/decode.py", "v2 = tl.where(up1, v1, tl.where(up2, v, v2))",
+     "v2 = tl.where(up1, v2, tl.where(up2, v, v2))", [DEC, REACH, *TRITON]),
+    ("tri-softmax-rescale", "kernels/decode.py", "s = tl.where(up, s * e + 1, tl.where(take, s + e, s))",
+     "s = tl.where(up, s + 1, tl.where(take, s + e, s))", [DEC, REACH, *TRITON]),
+    ("tri-softmax-lanes", "kernels/decode.py", "r = tl.where(m == mm, 1.0, tl.exp(m - mm))",
+     "r = tl.where(m == mm, 1.0, 1.0)", [DEC, REACH, *TRITON]),
+    ("tri-topk-merge-ties", "kernels/decode.py", "while (ci < _BIG) & _better(cv, ci, wv, wi):",
+     "while (ci < _BIG) & (cv > wv):", [DEC, REACH, *TRITON]),
+    ("tri-topk-select-ties", "kernels/decode.py", "(eq & (rank <= ties))", "(eq & (rank < ties))",
+     [DEC, REACH, FUZZ, *TRITON]),
+    ("tri-topk-select-seen", "kernels/decode.py", "seen += tl.sum(eq.to(tl.int32), 0)", "seen += 0",
+     [DEC, REACH, FUZZ, *TRITON]),
+    ("tri-dark-row-tiles", "kernels/decode.py", "for a0 in range(0, n, TILE):", "for a0 in range(0, TILE, TILE):",
+     [DEC, REACH, FUZZ, *TRITON]),
+    ("tri-lsa-window-cols", "kernels/decode.py", "& (di <= r) & (dj <= r)", "& (di <= r)", [DEC, REACH, *TRITON]),
+    ("tri-nan-later-block", "kernels/decode.py", "nans += (v != v).to(tl.int32)",
+     "nans = (v != v).to(tl.int32)", [DEC, REACH, *TRITON]),
+    ("tri-affine-batch", "kernels/decode.py", "a = aff_ptr + (c // KB) * 6", "a = aff_ptr + (c % KB) * 6",
+     [DEC, REACH, *TRITON]),
+    ("tri-scalar-f64", "kernels/common.py", "return (tl.zeros([], COMPUTE) + value).to(COMPUTE)",
+     "return (tl.zeros([], tl.float32) + value).to(COMPUTE)", [DEC, ENC, REACH, *TRITON]),
+    # Triton encode
+    ("tri-loss-block-slot", "kernels/encode.py", "tl.store(out_ptr + c * tl.num_programs(1) + blk, total)",
+     "tl.store(out_ptr + c * tl.num_programs(1), total)", [ENC, REACH, *TRITON]),
+    ("tri-offsets-weight-mask", "kernels/encode.py", "inside = inside & ((dx * 0 + wt) != 0)",
+     "inside = inside", [ENC, REACH, *TRITON]),
+    ("tri-rounded-centre", "kernels/encode.py", "x = tl.floor(x + 0.5)", "x = tl.floor(x)", [ENC, REACH, *TRITON]),
+    ("tri-awing-linear", "kernels/encode.py", "out = tl.where(d < theta, near, a * d - cc)",
+     "out = tl.where(d < theta, near, a * d + cc)", [ENC, REACH, *TRITON]),
+    # Python ops and reference
+    ("py-hih-centers-axes", "fastlmk/ops/encode.py", "scale = torch.tensor([wo, ho], dtype=keypoints.dtype",
+     "scale = torch.tensor([ho, wo], dtype=keypoints.dtype", [ENC, DEC, REACH, MODELS]),
+    ("py-decode-hih-axes", "fastlmk/ops/decode.py", "scale = torch.tensor([wo, ho], dtype=fine.dtype",
+     "scale = torch.tensor([ho, wo], dtype=fine.dtype", [DEC, REACH, MODELS]),
+    ("py-raw-shape-check", "fastlmk/_checks.py",
+     "if t.dim() != len(shape) or any(n is not None and n != m for n, m in zip(shape, t.shape)):",
+     "if t.dim() != len(shape):", [FUZZ, "tests/test_errors.py"]),
+    ("py-raw-grad-dtype", "fastlmk/ops/encode.py", "_loss_shape(pred, reduction), pred.device, pred.dtype)",
+     "_loss_shape(pred, reduction), pred.device)", [FUZZ]),
+    # C++ decode
+    ("cpp-argmax-first", "csrc/decode/decode_kernels.h", "    if (v > p.value) {\n      p.value = v;",
+     "    if (v >= p.value) {\n      p.value = v;", [DEC, REACH, *CPU]),
+    ("cpp-quarter-sign", "csrc/decode/decode_kernels.h",
+     "return S(0.25) * S((hi > lo) - (hi < lo));", "return S(0.25) * S((hi < lo) - (hi > lo));", [DEC, *CPU]),
+    ("cpp-avx2-first-hit", "csrc/decode/decode_kernels.h", "j += __builtin_ctz(unsigned(hit));",
+     "j += 31 - __builtin_clz(unsigned(hit));", [DEC, REACH, *CPU]),
+    ("cpp-affine-batch", "csrc/decode/decode_kernels.h", "const S* A = affine + 6 * (ch / a.k_per_batch);",
+     "const S* A = affine + 6 * (ch % a.k_per_batch);", [DEC, REACH, *CPU]),
+    # C++ encode
+    ("cpp-loss-mean", "csrc/encode/encode_kernels.h", "if (a.reduction == kMean) total /= double(a.bk * a.h * a.w);",
+     "if (a.reduction == kMean) total /= double(a.bk * a.h);", [ENC, REACH, *CPU]),
+    ("cpp-window-lo", "csrc/encode/encode_kernels.h", "lo = a < S(0) ? 0 : int64_t(a);",
+     "lo = a < S(0) ? 1 : int64_t(a);", [ENC, REACH, *CPU]),
+    ("cpp-disc-edge", "csrc/encode/encode_kernels.h", "if (dx * dx + dy * dy <= r * r) store(o[i * W + j], wt);",
+     "if (dx * dx + dy * dy < r * r) store(o[i * W + j], wt);", [ENC, REACH, *CPU]),
+    # C++ XNOR
+    ("cpp-xnor-avx2-widen", "csrc/xnor/xnor_kernels.h", "if (++pending == 31) {", "if (++pending == 33) {",
+     [XNOR, *CPU]),
+    ("cpp-pack-sign-zero", "csrc/xnor/xnor_kernels.h", "word |= uint64_t(v < S(0)) << b;",
+     "word |= uint64_t(v <= S(0)) << b;", [XNOR, *CPU]),
+    ("cpp-xnor-pad-rows", "csrc/xnor/xnor_kernels.h", "if (iy >= 0 && iy < h && ix >= 0 && ix < w) continue;",
+     "if (iy >= 0 && iy < h && ix >= 0 && ix <= w) continue;", [XNOR, *CPU]),
+    # C++ splat
+    ("cpp-splat-zbuffer-ties", "csrc/splat/splat_kernels.h", "(owner[c] < 0 || z[i] < z[owner[c]])",
+     "(owner[c] < 0 || z[i] <= z[owner[c]])", [SPLAT, *CPU]),
+    ("cpp-splat-normalise", "csrc/splat/splat_kernels.h", "num[p] = den[p] > T(0) ? num[p] / den[p] : T(0);",
+     "num[p] = den[p] > T(0) ? num[p] : T(0);", [SPLAT, *CPU]),
+]
+
+
+def _run(cmd: list[str], cwd: Path, env: dict, timeout: int) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dir", type=Path, help="scratch folder for the mutated copy")
+    parser.add_argument("--only", nargs="*", help="mutant ids to run (default: all)")
+    parser.add_argument("--timeout", type=int, default=1200, help="seconds per mutant's test run")
+    args = parser.parse_args()
+    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(args.dir.resolve()), "FASTLMK_CUDA": "0"}
+    if shutil.which("ccache"):
+        env.update(CC="ccache gcc", CXX="ccache g++")
+    subprocess.run(["bash", str(ROOT / "tests/native_variant.sh"), "plain", str(args.dir)], env=env, check=True)
+    chosen = [m for m in MUTANTS if not args.only or m[0] in args.only]
+    rows, survived = [], 0
+    for ident, rel, text, replacement, tests in chosen:
+        path = args.dir / rel
+        source = path.read_text()
+        if source.count(text) != 1:
+            rows.append((ident, rel, "not applicable (text not found once)", "", 0.0))
+            survived += 1
+            continue
+        start = time.time()
+        path.write_text(source.replace(text, replacement))
+        try:
+            if rel.startswith("csrc/"):
+                build = _run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], args.dir, env, 1800)
+                if build.returncode:
+                    rows.append((ident, rel, "build failed", build.stderr[-300:].replace("\n", " "), 0.0))
+                    continue
+            done = _run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests], args.dir, env,
+                        args.timeout)
+            failed = [line for line in done.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
+            # pytest's exit codes: 1 tests failed, 5 none collected (a selection that matched nothing)
+            result = {0: "SURVIVED", 1: "caught", 5: "no test selected"}.get(done.returncode,
+                                                                              f"caught (exit {done.returncode})")
+            survived += result in ("SURVIVED", "no test selected")
+            rows.append((ident, rel, result, failed[0].split(" ", 1)[1].split(" - ")[0] if failed else "",
+                         time.time() - start))
+        finally:
+            path.write_text(source)
+    if any(rel.startswith("csrc/") for _, rel, *_ in chosen):  # leave DIR's build unmutated
+        _run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], args.dir, env, 1800)
+    print("| mutant | file | result | first failing test | s |\n| --- | --- | --- | --- | --- |")
+    for ident, rel, result, test, seconds in rows:
+        print(f"| {ident} | {rel} | {result} | {test} | {seconds:.0f} |")
+    print(f"\n{len(rows) - survived} caught, {survived} survived of {len(rows)}")
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
