@@ -11,7 +11,9 @@ import os
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, seed, settings, strategies as st
+
+pytest.importorskip("hypothesis")  # the test extra installs it; a bare GPU machine may lack it
+from hypothesis import HealthCheck, given, seed, settings, strategies as st  # noqa: E402
 
 from fastlmk import _native
 from fastlmk.reference import decode as ref_decode
