@@ -174,6 +174,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         return _train(cfg, 0, 1, device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    # DistributedDataParallel imports torch._dynamo, which imports torch.distributed.nn, whose functions take
+    # group=group.WORLD as a default argument: imported after init_process_group, that default would hold the
+    # process group for good, so that destroy_process_group could not free it and its gloo threads (the TCP
+    # loop and the workers) would still run while the interpreter exits, racing the peers' teardown (rank 1
+    # aborted: "terminate called without an active exception"). Imported first, the default is None.
+    import torch._dynamo  # noqa: F401
     owner = not dist.is_initialized()
     if owner:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
@@ -285,17 +291,25 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device) -> dic
                 failed = exc
         if _any(failed is not None, world):  # the other ranks stop too instead of waiting at a collective
             raise failed if failed is not None else RuntimeError("rank 0 failed at the end of the epoch")
-    if rank != 0:
-        return {}
-    if result is None:  # resumed a finished run: evaluate the final weights again
-        result = evaluate(model, val_loader, device)
-    _save_pictures(result.pop("shown"), out / "predictions.png")
-    summary = {"model": cfg.model, "data": cfg.data, "config": model.config, "train": asdict(cfg),
-               "device": str(device), "processes": world, "train_images": len(train_set),
-               "train_seconds": elapsed, "history": history, "final": result}
-    (out / "results.json").write_text(json.dumps(summary, indent=2))
-    print(format_results(result, f"{cfg.model} on {cfg.data}, validation after epoch {cfg.epochs}"), end="")
-    print(f"wrote {out / 'results.json'}, {out / 'predictions.png'}, {out / 'last.pt'}, {out / 'best.pt'}")
+    summary: dict[str, Any] = {}
+    failed = None
+    if rank == 0:
+        try:
+            if result is None:  # resumed a finished run: evaluate the final weights again
+                result = evaluate(model, val_loader, device)
+            _save_pictures(result.pop("shown"), out / "predictions.png")
+            summary = {"model": cfg.model, "data": cfg.data, "config": model.config, "train": asdict(cfg),
+                       "device": str(device), "processes": world, "train_images": len(train_set),
+                       "train_seconds": elapsed, "history": history, "final": result}
+            (out / "results.json").write_text(json.dumps(summary, indent=2))
+            print(format_results(result, f"{cfg.model} on {cfg.data}, validation after epoch {cfg.epochs}"), end="")
+            print(f"wrote {out / 'results.json'}, {out / 'predictions.png'}, {out / 'last.pt'}, {out / 'best.pt'}")
+        except BaseException as exc:  # noqa: BLE001 (re-raised below, after telling the other ranks)
+            failed = exc
+    # The last collective: every rank leaves together, once rank 0 is done, and then tears its group down (no
+    # rank closes its connections while another still works).
+    if _any(failed is not None, world):
+        raise failed if failed is not None else RuntimeError("rank 0 failed writing the results")
     return summary
 
 

@@ -3,11 +3,13 @@ rendered-target formulas (and zero at the exact targets), decoders exact on idea
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from fastlmk import ops
+from fastlmk import ops, reference
 from fastlmk.models import zoo
 from fastlmk.models.heatmap import FAN, H3R, HIH, STRIDE
 from fastlmk.nn import BinaryConv2d
@@ -111,15 +113,67 @@ def test_hih_local_head_refines_the_integer_maximum(gen: torch.Generator) -> Non
     torch.testing.assert_close(fraction, torch.tensor([[[(2.3 - 3) * 8 - 0.5, 0.6 * 8 - 0.5]]]))
 
 
+def _one_axis_errors(sigma: float, blur: int, offsets: torch.Tensor) -> dict[str, torch.Tensor]:
+    """|decoded - t| in map pixels along one axis of an exact Gaussian map, for t = x0 + d (d = ``offsets``,
+    argmax x0 far from the map's edges), in float64. The rendered map exp(-(dx^2 + dy^2) / 2 sigma^2) (cut at
+    |dx|, |dy| <= 3 sigma) is separable, and so is DARK's zero-padded blur of it: DARK's mixed derivative
+    vanishes and each axis of every decoder below is this 1-D problem."""
+    x0, n = 20, 41
+    t = x0 + offsets[:, None]
+    dx = torch.arange(n, dtype=torch.float64) - t
+    m = torch.where(dx.abs() <= 3 * sigma, torch.exp(-dx * dx / (2 * sigma * sigma)), torch.zeros(()))
+    left, centre, right = m[:, x0 - 1], m[:, x0], m[:, x0 + 1]
+    quarter = x0 + 0.25 * torch.sign(right - left)
+    parabola = x0 + (0.5 * (left - right) / (left - 2 * centre + right)).clamp(-0.5, 0.5)
+    r = (blur - 1) // 2
+    log_b = F.conv1d(m[:, None], reference.decode.dark_kernel(blur).view(1, 1, blur), padding=r)[:, 0].log()
+    slope = 0.5 * (log_b[:, x0 + 1] - log_b[:, x0 - 1])
+    curvature = 0.25 * (log_b[:, x0 + 2] - 2 * log_b[:, x0] + log_b[:, x0 - 2])
+    dark = x0 - slope / curvature
+    return {"argmax": (x0 - t[:, 0]).abs(), "quarter": (quarter - t[:, 0]).abs(),
+            "parabola": (parabola - t[:, 0]).abs(), "dark": (dark - t[:, 0]).abs()}
+
+
 def test_fan_decoders_on_ideal_maps(gen: torch.Generator) -> None:
+    """On exact Gaussian targets each decoder's error, per landmark and axis, is bounded by its 1-D worst case
+    over the offset d = t - argmax in [-1/2, 1/2] (_one_axis_errors), wherever its stencil lies in the map:
+    argmax |d| <= 1/2 everywhere; quarter |d - sign(d)/4| <= 1/4 and the parabola its maximum (about 0.021) off
+    the edge pixels; DARK its maximum (about 0.002) where its blur and stencil (5 pixels each way) stay in the
+    map. The sub-pixel decoders beat argmax: their worst and mean 1-D errors are ordered, and so are the mean
+    errors of the model's decoders over a grid of offsets inside the map."""
     model = FAN(K, SIZE, **TINY)
-    b = batch(4, gen)
-    target = ops.render_gaussian(to_maps(b["landmarks"]), (SIZE // 4, SIZE // 4), 1.5)
-    pred = model.predict({"maps": [target]})
-    assert (pred["argmax"] - b["landmarks"]).abs().max() <= STRIDE / 2 + 1e-4
-    # sub-pixel decoders beat argmax on exact Gaussians
-    err = {name: (p - b["landmarks"]).norm(dim=-1).mean().item() for name, p in pred.items()}
-    assert err["dark"] < err["quarter"] < err["argmax"] and err["parabola"] < err["argmax"]
+    sigma, blur, n = model.sigma, 2 * math.ceil(2 * model.sigma) + 1, SIZE // 4
+    one_axis = _one_axis_errors(sigma, blur, torch.linspace(-0.5, 0.5, 4001, dtype=torch.float64))
+    worst = {name: e.max().item() for name, e in one_axis.items()}
+    mean = {name: e.mean().item() for name, e in one_axis.items()}
+    assert worst["dark"] < worst["parabola"] < worst["quarter"] == 0.25 < worst["argmax"] == 0.5
+    assert mean["dark"] < mean["parabola"] < mean["quarter"] < mean["argmax"]
+
+    def decoded(landmarks: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        truth = to_maps(landmarks)
+        pred = model.predict({"maps": [ops.render_gaussian(truth, (n, n), sigma)]})
+        return truth, {name: to_maps(p) for name, p in pred.items()}  # map pixels
+
+    # random landmarks, the whole map (its edge pixels included): per-landmark bounds
+    truth, pred = decoded(batch(4, gen)["landmarks"])
+    x0 = pred["argmax"]
+    assert torch.equal(x0, x0.round())
+    err = {name: (p - truth).abs() for name, p in pred.items()}
+    tol = 1e-4  # float32 maps and coordinates
+    assert (err["argmax"] <= 0.5 + tol).all()
+    off_edge = (x0 >= 1) & (x0 <= n - 2)
+    assert (err["quarter"] <= torch.where(off_edge, 0.25, 0.5) + tol).all()
+    assert (err["parabola"][off_edge] <= worst["parabola"] + tol).all()
+    inside = ((x0 >= 5) & (x0 <= n - 6)).all(-1, keepdim=True).expand_as(x0)
+    assert (err["dark"][inside] <= worst["dark"] + tol).all()
+
+    # a deterministic grid of offsets d around interior pixels: the decoders' mean errors are ordered
+    d = torch.linspace(-0.45, 0.45, 10)
+    grid = torch.stack(torch.meshgrid(d, d, indexing="xy"), -1).reshape(-1, K, 2)  # (20, K, 2) offsets
+    cells = torch.randint(5, n - 5, grid.shape, generator=gen).float()
+    truth, pred = decoded((cells + grid) * STRIDE + (STRIDE - 1) / 2)
+    err = {name: (p - truth).norm(dim=-1).mean().item() for name, p in pred.items()}
+    assert err["dark"] < err["parabola"] < err["quarter"] < err["argmax"]
 
 
 def test_bad_arguments() -> None:

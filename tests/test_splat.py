@@ -184,6 +184,89 @@ def test_deterministic_and_thread_independent(gen):
             assert torch.equal(a, b)
 
 
+# ------------------------------------------------------------------------------- windows across bands and blocks
+
+# (B, H, W, sigma, radius): maps of more pixels than a CUDA block (256 threads, one per pixel), non-square, of few
+# or many rows: the CPU accumulation splits each image into bands of whole rows (min(H, ceil(2 threads / B)) of
+# them) and clips every window to its band, so windows of 5 to 9 rows cross several band edges at every thread
+# count below; a map narrower than a window.
+TILE_CASES = [(1, 37, 53, 1.0, 2.5), (3, 29, 18, 1.5, 4.25), (2, 9, 300, 0.8, 3.0), (1, 70, 4, 1.0, 2.0)]
+THREAD_COUNTS = (1, 2, 3, 5)
+
+
+def dense_cloud(b, h, w, radius, dtype, gen):
+    """About 3 vertices per z-buffer cell over the grid and one cell beyond it, so that nearly every cell has a
+    visible vertex and every pixel sums about (2m + 1)^2 windows (m = floor(radius + 1/2)); first, with the
+    smallest depths (visible unless they share a cell), vertices on the edges that decide a vertex's fate at
+    each border, and 2^-10 to either side: the last grid cell (x = -m - 1/2 in, w - 1/2 + m out), a window edge
+    on the border pixel (x = -radius, w - 1 + radius) and the rounding tie between the border cell and the next
+    (x = -1/2, w - 1/2); the same for y, each with a random other coordinate, and at the corners."""
+    m, eps = ref.margin(radius), 2.0 ** -10
+
+    def edges(n):
+        centres = (-m - 0.5, -radius, -0.5, n - 0.5 + m, n - 1 + radius, n - 0.5)
+        return torch.tensor([c + s for c in centres for s in (-eps, 0.0, eps)], dtype=torch.float64)
+
+    ex, ey = edges(w), edges(h)
+    rx = torch.rand(len(ey), generator=gen, dtype=torch.float64) * (w - 1)
+    ry = torch.rand(len(ex), generator=gen, dtype=torch.float64) * (h - 1)
+    cx, cy = torch.meshgrid(ex[1::3].clone(), ey[1::3].clone(), indexing="ij")  # corners: the edges themselves
+    special = torch.cat([torch.stack([ex, ry], -1), torch.stack([rx, ey], -1),
+                         torch.stack([cx.reshape(-1), cy.reshape(-1)], -1)])
+    q = 3 * (h + 2 * m + 2) * (w + 2 * m + 2)
+    xy = torch.rand(b, q, 2, generator=gen, dtype=torch.float64)
+    xy = xy * torch.tensor([w + 2 * m + 2, h + 2 * m + 2], dtype=torch.float64) - (m + 1.5)
+    depth = torch.rand(b, q, generator=gen, dtype=torch.float64)
+    xy[:, :len(special)] = special
+    depth[:, :len(special)] = -torch.rand(b, len(special), generator=gen, dtype=torch.float64)
+    value = torch.randn(b, q, generator=gen, dtype=torch.float64)
+    return xy.to(dtype), depth.to(dtype), value.to(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("case", TILE_CASES, ids=lambda c: "x".join(map(str, c[:3])) + f"-r{c[4]}")
+def test_dense_windows_across_bands_and_blocks(backend, dtype, case, gen):
+    """Dense clouds (about (2m + 1)^2 visible windows per pixel) with vertices on every border edge: forward
+    (visibility exactly, image and weight sum) and backward (xy and value gradients) against the reference, at
+    every CPU thread count (so at every band split, with the same results bit for bit)."""
+    name, device = backend
+    b, h, w, sigma, radius = case
+    xy, depth, value = dense_cloud(b, h, w, radius, dtype, gen)
+    grad = torch.randn(b, 1, h, w, generator=gen, dtype=torch.float64).to(dtype)
+    x, v = xy.clone().requires_grad_(), value.clone().requires_grad_()
+    want_image, want_sum, want_visible = ref.splat(x, depth, v, (h, w), sigma, radius)
+    want_grads = torch.autograd.grad((want_image * grad).sum(), [x, v])
+    want_image, want_sum = want_image.detach(), want_sum.detach()
+    assert want_visible[:, :60].any() and not want_visible.all()  # edge vertices on both sides of the grid's edge
+    covered = (want_sum > 0).float().mean().item()
+    assert covered == 1.0, covered
+    rtol, atol = (1e-5, 1e-6) if dtype == torch.float32 else (1e-12, 1e-13)
+    gtol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-11)
+    runs = []
+    threads = torch.get_num_threads()
+    try:
+        for n in THREAD_COUNTS if name == "cpu" else (threads,):
+            torch.set_num_threads(n)
+            got = torch.ops.fastlmk.splat(xy.to(device), depth.to(device), value.to(device), h, w, sigma, radius,
+                                          name)
+            x, v = xy.to(device).requires_grad_(), value.to(device).requires_grad_()
+            image = ops.splat(x, depth.to(device), v, (h, w), sigma=sigma, radius=radius, backend=name)
+            grads = torch.autograd.grad((image * grad.to(device)).sum(), [x, v])
+            runs.append([t.cpu() for t in (*got, image.detach(), *grads)])
+    finally:
+        torch.set_num_threads(threads)
+    image, weight_sum, visible, public, gxy, gv = runs[0]
+    assert torch.equal(visible, want_visible)
+    torch.testing.assert_close(weight_sum, want_sum, rtol=rtol, atol=atol)
+    torch.testing.assert_close(image, want_image, rtol=rtol, atol=atol * 10)
+    assert torch.equal(public, image)
+    torch.testing.assert_close(gxy, want_grads[0], **gtol)
+    torch.testing.assert_close(gv, want_grads[1], **gtol)
+    assert not gxy[~visible].any() and not gv[~visible].any()
+    for run in runs[1:]:  # the band split does not change a bit
+        assert all(torch.equal(a, b) for a, b in zip(run, runs[0]))
+
+
 @pytest.mark.parametrize("name", ["reference", "cpu"])
 def test_opcheck(name, gen):
     xy, depth, value = random_cloud(2, 40, 9, 11, torch.float64, gen, margin=2.0)

@@ -116,11 +116,34 @@ def test_cli_errors_name_the_file(tmp_path: Path, capsys: pytest.CaptureFixture)
     assert "last.pt" in capsys.readouterr().err
 
 
+# `fastlmk ...`, then an error if a gloo thread is still running once main has returned (Linux: /proc)
+CLI_THEN_COUNT_GLOO_THREADS = """\
+import os, sys
+from fastlmk.cli import main
+status = main(sys.argv[1:])
+names = []
+if os.path.isdir("/proc/self/task"):
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/comm") as f:
+                names.append(f.read().strip())
+        except OSError:  # a thread that has just ended
+            pass
+gloo = [n for n in names if "gloo" in n]
+sys.exit(f"rank {os.environ['RANK']}: gloo threads still running after train: {gloo}" if gloo else status)
+"""
+
+
 def test_torchrun_two_gloo_processes(tmp_path: Path) -> None:
-    """DistributedDataParallel on CPU: 2 processes, each a shard of the 32 faces per epoch."""
+    """DistributedDataParallel on CPU: 2 processes, each a shard of the 32 faces per epoch. When train returns,
+    each process has freed its process group: no gloo thread (TCP loop, workers) is left to run while the
+    interpreter exits, where it raced the other rank's teardown (SIGABRT, "terminate called without an active
+    exception")."""
+    script = tmp_path / "fastlmk_cli.py"
+    script.write_text(CLI_THEN_COUNT_GLOO_THREADS)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "fastlmk.cli", "train", "--data", DATA, "--input-size", "64", "--channels", "16", "--depth", "2",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+           "train", "--data", DATA, "--input-size", "64", "--channels", "16", "--depth", "2",
            "--batch-size", "8", "--epochs", "1", "--no-progress", "--out", str(tmp_path)]
     # cwd: away from the source tree, whose fastlmk/ folder would shadow the installed package
     done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)

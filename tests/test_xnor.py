@@ -1,6 +1,7 @@
 """fastlmk.ops XNOR family (pack_bits, binary_conv2d, binary_linear): every backend against the reference and
 the reference against the float convolution of the sign tensors, exactly; opcheck; bad input."""
 
+import functools
 import random
 
 import pytest
@@ -186,6 +187,131 @@ def test_binary_linear(backend, gen):
                                          backend=name), y)
     assert torch.equal(ops.binary_linear(x, pw, alpha, bias=bias, out="packed", backend=name),
                        ops.pack_bits(y, backend=name))
+
+
+# ----------------------------------------------------------------------------------------- saturated counters
+
+# Sign patterns (sign of x, sign of W per output channel; 0: alternating +1, -1 along the output channels) that
+# drive every popcount(x ^ w) to its extreme: 64 per full word (opposite signs) or 0 (equal signs), in every word
+# of every tap, so each per-byte / per-lane counter of a kernel reaches its largest value before it is widened.
+SATURATING = {"x-w+": (-1, 1), "x+w-": (1, -1), "x-w-": (-1, -1), "x-w+-": (-1, 0)}
+
+# (N, C, O, H, W, kernel, stride, padding, dilation, groups): thousands of channels (>= 32 words a tap: 31 words
+# fill a byte counter), or a few words over many taps (the counts add up across taps), all with interior and
+# border pixels, Wo past one micro-kernel tile (8 AVX-512 / 4 AVX2 pixels) plus single-pixel tails, O not a
+# multiple of the 8-channel weight block but for the plane-by-plane case.
+SATURATED_CASES = [
+    (1, 256, 9, 3, 11, (3, 3), 1, 1, 1, 1),              # 4 words x 9 taps = 36 words per count
+    (1, 200, 9, 7, 9, (7, 7), 1, 3, 1, 1),               # 4 words (an 8-bit tail) x 49 taps
+    (2, 4096, 64, 3, 11, (3, 3), 1, 1, 1, 2),            # 32 whole words a tap, word-aligned groups, 2 x 2 x 4
+                                                         # weight blocks: the plane-by-plane split
+    (1, 2047, 9, 3, 10, (3, 3), 1, 1, 1, 1),             # a 63-bit tail word
+    (1, 2111, 8, 9, 21, (7, 7), 2, 3, 1, 1),             # 33 words x 49 taps, stride 2
+    (1, 2049, 16, 7, 19, (3, 3), (1, 2), 2, 2, 1),       # a 1-bit tail word, dilation 2
+    (1, 6333, 12, 3, 9, (3, 1), 1, (1, 0), 1, 3),        # 3 groups of 2111, starting at bits 0, 63, 62 of a word
+    (1, 8191, 9, 2, 11, (1, 1), 1, 0, 1, 1),             # 128 words in one tap
+]
+
+
+def constant_signs(shape, signs, gen):
+    """Random float32 magnitudes with the given signs (broadcast to ``shape``): negative values are < 0, positive
+    ones > 0 or an exact zero or negative zero (sign +1)."""
+    mag = torch.rand(shape, generator=gen) + 0.25
+    pick = torch.rand(shape, generator=gen)
+    mag = torch.where(pick < 0.1, torch.where(pick < 0.05, 0.0, -0.0), mag)
+    return torch.where(torch.as_tensor(signs) < 0, -(mag + 1), mag)
+
+
+def output_signs(o, sw):
+    return torch.full((o,), float(sw)) if sw else 1.0 - 2.0 * (torch.arange(o) % 2)
+
+
+def tail_junk(packed, bits):
+    """``packed`` with every bit past ``bits`` (the channels of its last word) set."""
+    junk = torch.zeros(packed.shape[-1], dtype=torch.int64)
+    if bits % 64:
+        junk[-1] = -(1 << (bits % 64))
+    return packed | junk.to(packed.device)
+
+
+@functools.lru_cache(maxsize=None)
+def saturated_reference(case, pattern):
+    """For a SATURATED_CASES case and pattern, a function of the signs alone (computed once, from +-1 tensors, for
+    every backend): the reference's packed x and weight and its float output for each padding mode, checked
+    against the closed form sign(W[o]) C/G (sign(x) taps on the map + padding taps with "ones")."""
+    n, c, o, h, w, k, s, p, d, g = case
+    s, p, d = _pair(s), _pair(p), _pair(d)
+    sx, sw = SATURATING[pattern]
+    signs = output_signs(o, sw)
+    px = ref.pack_bits(torch.full((n, c, h, w), float(sx)))
+    pw = ref.pack_bits(signs.view(-1, 1, 1, 1).expand(o, c // g, *k))
+    taps = k[0] * k[1]
+    inside = F.conv2d(torch.ones(1, 1, h, w), torch.ones(1, 1, *k), None, s, p, d)  # taps on the map
+    assert (inside == taps).any() and (p == (0, 0) or (inside < taps).any())  # interior and border pixels
+    want = {}
+    for mode in ("zeros", "ones"):
+        want[mode] = ref.binary_conv2d(px, pw, torch.ones(o), c, s, p, d, g, None, None, None, mode, False)
+        outside = (taps - inside) * (mode == "ones")  # +1 taps of the padding
+        closed = signs.view(1, -1, 1, 1) * (c // g) * (sx * inside + outside)
+        assert torch.equal(want[mode], closed.expand_as(want[mode]))
+    return px, pw, want
+
+
+@pytest.mark.parametrize("pattern", SATURATING)
+@pytest.mark.parametrize("case", SATURATED_CASES, ids=lambda c: f"c{c[1]}-k{c[5][0]}x{c[5][1]}-g{c[9]}")
+def test_binary_conv2d_saturated_counters(backend, gen, case, pattern):
+    """Constant signs over thousands of channels (or a few words over many taps) make every popcount counter of
+    every tap and word take its extreme value; each padding mode, float and packed input (with junk in the bits
+    past C and past C/G), float and packed output equal the reference exactly."""
+    name, device = backend
+    n, c, o, h, w, k, s, p, d, g = case
+    sx, sw = SATURATING[pattern]
+    signs = output_signs(o, sw)
+    ref_px, ref_pw, want = saturated_reference(case, pattern)
+    x = constant_signs((n, c, h, w), sx, gen).to(device)
+    weight = constant_signs((o, c // g, *k), signs.view(-1, 1, 1, 1), gen).to(device)
+    alpha = torch.ones(o, device=device)  # exact: y is the dot itself
+    px, pw = ops.pack_bits(x, backend=name), ops.pack_bits(weight, backend=name)
+    assert torch.equal(px.cpu(), ref_px) and torch.equal(pw.cpu(), ref_pw)  # the bits of the +-1 tensors
+    px_junk, pw_junk = tail_junk(px, c), tail_junk(pw, c // g)
+    # a bias leaving y = +-1 at interior pixels: a count one word off there flips the output bit
+    bias = sx * signs * (1 - k[0] * k[1] * (c // g))
+    for mode in ("zeros", "ones"):
+        kw = dict(stride=s, padding=p, dilation=d, groups=g, padding_mode=mode, backend=name)
+        for xin, win, extra in ((x, pw, {}), (px_junk, pw_junk, {"in_channels": c})):
+            y = ops.binary_conv2d(xin, win, alpha, **extra, **kw)
+            assert torch.equal(y.cpu(), want[mode]), (mode, extra, (y.cpu() - want[mode]).abs().max())
+        bits = ops.binary_conv2d(px_junk, pw_junk, alpha, in_channels=c, bias=bias.to(device), out="packed", **kw)
+        # the reference's packed output: pack_bits of its epilogue
+        assert torch.equal(bits.cpu(), ref.pack_bits(ref.epilogue(want[mode], alpha.cpu(), bias, None, None))), mode
+
+
+@pytest.mark.parametrize("pattern", SATURATING)
+@pytest.mark.parametrize("features", [2047, 4159, 8192])
+def test_binary_linear_saturated_counters(backend, gen, features, pattern):
+    """binary_linear over thousands of features with constant signs: every counter at its extreme, float and
+    packed input (junk past in_features), float and packed output, against the reference exactly."""
+    name, device = backend
+    sx, sw = SATURATING[pattern]
+    o, batch = 17, 13  # one AVX-512 tile (8) or three AVX2 tiles (4) and single-pixel tails
+    signs = output_signs(o, sw)
+    x = constant_signs((batch, features), sx, gen)
+    weight = constant_signs((o, features), signs.view(-1, 1), gen)
+    alpha = torch.ones(o)
+    pw = ops.pack_bits(weight.to(device), backend=name)
+    want = ref.binary_conv2d(x[:, :, None, None], pw.cpu()[:, None, None], alpha, features, (1, 1), (0, 0),
+                             (1, 1), 1, None, None, None, "zeros", False)[:, :, 0, 0]
+    assert torch.equal(want, sx * signs.expand(batch, o) * features)
+    assert torch.equal(want, ref.sign(x.double()) @ ref.sign(weight.double()).T)
+    y = ops.binary_linear(x.to(device), pw, alpha.to(device), backend=name)
+    assert torch.equal(y.cpu(), want)
+    px_junk, pw_junk = tail_junk(ops.pack_bits(x.to(device), backend=name), features), tail_junk(pw, features)
+    assert torch.equal(ops.binary_linear(px_junk, pw_junk, alpha.to(device), in_features=features,
+                                         backend=name).cpu(), want)
+    bias = -sx * signs * (features - 1)  # y = +-1
+    bits = ops.binary_linear(px_junk, pw_junk, alpha.to(device), in_features=features, bias=bias.to(device),
+                             out="packed", backend=name)
+    assert torch.equal(bits.cpu(), ref.pack_bits(want * alpha + bias))
 
 
 def test_thread_count_does_not_change_results(gen):
