@@ -119,11 +119,13 @@ def main() -> int:
     subprocess.run(["bash", str(ROOT / "tests/native_variant.sh"), "plain", str(args.dir)], env=env, check=True)
     chosen = [m for m in MUTANTS if not args.only or m[0] in args.only]
     rows, survived = [], 0
+    print("| mutant | file | result | first failing test | s |\n| --- | --- | --- | --- | --- |", flush=True)
     for ident, rel, text, replacement, tests in chosen:
         path = args.dir / rel
         source = path.read_text()
         if source.count(text) != 1:
             rows.append((ident, rel, "not applicable (text not found once)", "", 0.0))
+            print("| {} | {} | {} | {} | {:.0f} |".format(*rows[-1]), flush=True)
             survived += 1
             continue
         start = time.time()
@@ -145,11 +147,10 @@ def main() -> int:
                          time.time() - start))
         finally:
             path.write_text(source)
+            if rows and rows[-1][0] == ident:
+                print("| {} | {} | {} | {} | {:.0f} |".format(*rows[-1]), flush=True)
     if any(rel.startswith("csrc/") for _, rel, *_ in chosen):  # leave DIR's build unmutated
         _run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], args.dir, env, 1800)
-    print("| mutant | file | result | first failing test | s |\n| --- | --- | --- | --- | --- |")
-    for ident, rel, result, test, seconds in rows:
-        print(f"| {ident} | {rel} | {result} | {test} | {seconds:.0f} |")
     print(f"\n{len(rows) - survived} caught, {survived} survived of {len(rows)}")
     return 1 if survived else 0
 
