@@ -77,6 +77,7 @@ def extensions():
                      *sorted(glob("csrc/encode/*.cpp") + glob("csrc/decode/*.cpp") + glob("csrc/splat/*.cpp")
                             + glob("csrc/xnor/*.cpp"))],
             include_dirs=includes,
+            depends=sorted(glob("csrc/**/*.h", recursive=True)),  # a kernel header edit rebuilds the module
             extra_compile_args=CXX_FLAGS + EXTRA_FLAGS,
             extra_link_args=["-fopenmp", *EXTRA_FLAGS],
             language="c++",
