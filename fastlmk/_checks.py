@@ -128,13 +128,17 @@ def nonneg_float(name: str, value: object) -> float:
 # (shapes, dtypes, one device) and hands the kernel contiguous buffers of the dtype it expects; the values
 # themselves (a negative sigma, say) cannot make a kernel leave its buffers and are the public API's concern.
 
-def raw(op: str, name: str, t: object, shape: Sequence[Optional[int]], device: torch.device,
-        dtype: Optional[torch.dtype] = None) -> Tensor:
-    """``t`` of ``shape`` (None: any size) on ``device``, as a contiguous tensor (of ``dtype`` when given)."""
+def _raw_floating(op: str, name: str, t: object) -> None:
     if not isinstance(t, Tensor):
         raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
     if t.dtype not in FLOATING:
         raise TypeError(f"{op}: {name} must have a floating dtype {FLOATING}, got {t.dtype}")
+
+
+def raw(op: str, name: str, t: object, shape: Sequence[Optional[int]], device: torch.device,
+        dtype: Optional[torch.dtype] = None) -> Tensor:
+    """``t`` of ``shape`` (None: any size) on ``device``, as a contiguous tensor (of ``dtype`` when given)."""
+    _raw_floating(op, name, t)
     if t.dim() != len(shape) or any(n is not None and n != m for n, m in zip(shape, t.shape)):
         want = tuple("*" if n is None else n for n in shape)
         raise ValueError(f"{op}: {name} must have shape {want}, got {tuple(t.shape)}".replace("'", ""))
@@ -150,10 +154,7 @@ def raw_optional(op: str, name: str, t: Optional[Tensor], shape: Sequence[Option
 
 def raw_maps(op: str, name: str, t: object, rank: int = 4) -> tuple[int, ...]:
     """A floating tensor of ``rank`` dims whose last two (H, W) are non-empty; returns its shape."""
-    if not isinstance(t, Tensor):
-        raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.dtype not in FLOATING:
-        raise TypeError(f"{op}: {name} must have a floating dtype {FLOATING}, got {t.dtype}")
+    _raw_floating(op, name, t)
     if t.dim() != rank or min(t.shape[-2:]) < 1:
         raise ValueError(f"{op}: {name} must be a {rank}-D tensor with a non-empty (H, W), got {tuple(t.shape)}")
     return tuple(t.shape)
