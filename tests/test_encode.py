@@ -132,18 +132,23 @@ def _away_from_targets(pred, kp, sigma, margin=1e-2):
     return torch.where(near, (t.amax(0) + 2 * margin).float(), pred)
 
 
+@pytest.mark.parametrize("kind", ["mse", "bce_logits", "awing"])
 @pytest.mark.parametrize("dtype", HALF)
-def test_heatmap_loss_half_precision(backend, gen, dtype):
+def test_heatmap_loss_half_precision(backend, gen, kind, dtype):
+    """float16/bfloat16 pred (computed in float32, returned in pred's dtype) for every loss and reduction."""
     name, device = backend
     kp = random_keypoints(2, 3, 11, 13, generator=gen)
-    pred = torch.rand(2, 3, 11, 13, generator=gen).to(dtype)
-    for reduction in ("mean", "none"):
+    pred = torch.rand(2, 3, 11, 13, generator=gen)
+    if kind == "awing":  # margin 0.05: rounding to bfloat16 (8 bits) moves pred by at most 0.004
+        pred = _away_from_targets(pred, kp, torch.full((2, 3), 1.5), margin=0.05)
+    pred = pred.to(dtype)
+    for reduction in ("mean", "sum", "none"):
         p = pred.to(device).clone().requires_grad_()
-        out = ops.heatmap_loss(p, kp.to(device), 1.5, reduction=reduction, backend=name)
+        out = ops.heatmap_loss(p, kp.to(device), 1.5, kind=kind, reduction=reduction, backend=name)
         out.sum().backward()
         assert out.dtype == dtype and p.grad.dtype == dtype
         q = pred.clone().requires_grad_()
-        expected = ref.heatmap_loss(q, kp, 1.5, reduction=reduction)
+        expected = ref.heatmap_loss(q, kp, 1.5, kind=kind, reduction=reduction)
         expected.sum().backward()
         _close(out, expected, dtype)
         _close(p.grad, q.grad, dtype)
