@@ -1,16 +1,31 @@
 """The README's main command runs end to end (tiny sizes, no timing assertions)."""
 
 import pytest
+import torch
 
 from fastlmk import bench, cli
 
 
-def test_bench_command_prints_the_table(capsys, monkeypatch):
+BENCH_ROWS = {
+    "encode": ("| render_gaussian |", "| heatmap_loss mse fwd+bwd |", "torch.zeros", "outer-product"),
+    "decode": ("| decode quarter |", "| decode dark |", "| decode topk |", "| soft_argmax fwd+bwd |"),
+    "splat": ("| splat fwd |", "| splat fwd+bwd |"),
+    "xnor": ("| binary_conv2d |", "| binary_conv2d packed out |", "| pack_bits |", "| binary_linear |",
+             "| HPM block (eval) |"),
+    "train": ("| FAN train step (fwd + bwd + Adam) |", "| targets + loss (fwd + bwd) |"),
+}
+
+
+@pytest.mark.parametrize("family", BENCH_ROWS)
+def test_bench_command_prints_the_table(capsys, monkeypatch, family):
+    """Every family's quick suites run (each case once) and print one row per case and one summary line per op."""
     monkeypatch.setattr(bench, "QUICK_MIN_TIME", 0.0)
-    assert cli.main(["bench", "--quick", "--device", "cpu", "--family", "encode"]) == 0
+    assert cli.main(["bench", "--quick", "--device", "cpu", "--family", family]) == 0
     out = capsys.readouterr().out
-    for row in ("render_gaussian", "heatmap_loss", "torch.zeros", "outer-product", "**fastlmk**"):
+    ops = {s.op for s in bench.FAMILIES[family](torch.device("cpu"), True)}
+    for row in BENCH_ROWS[family]:
         assert row in out
+    assert out.count("| **fastlmk") == len(ops) and sum(f"- `{op}`: fastlmk" in out for op in ops) == len(ops)
 
 
 def test_no_subcommand_prints_help_and_fails():
