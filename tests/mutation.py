@@ -39,8 +39,9 @@ MUTANTS = [
      "s = tl.where(up, s + 1, tl.where(take, s + e, s))", [DEC, REACH, *TRITON]),
     ("tri-softmax-lanes", "kernels/decode.py", "r = tl.where(m == mm, 1.0, tl.exp(m - mm))",
      "r = tl.where(m == mm, 1.0, 1.0)", [DEC, REACH, *TRITON]),
-    ("tri-topk-merge-ties", "kernels/decode.py", "while (ci < _BIG) & _better(cv, ci, wv, wi):",
-     "while (ci < _BIG) & (cv > wv):", [DEC, REACH, *TRITON]),
+    # (not mutated: _better -> "cv > wv" in the merge loop; chunks arrive in index order, so a tied candidate
+    # never precedes an entry already in the set, and an empty slot (-inf) filled or not weighs the same)
+    ("tri-topk-merge-hit", "kernels/decode.py", "hit = ti == wi", "hit = tv == wv", [DEC, REACH, *TRITON]),
     ("tri-topk-select-ties", "kernels/decode.py", "(eq & (rank <= ties))", "(eq & (rank < ties))",
      [DEC, REACH, FUZZ, *TRITON]),
     ("tri-topk-select-seen", "kernels/decode.py", "seen += tl.sum(eq.to(tl.int32), 0)", "seen += 0",
@@ -84,8 +85,11 @@ MUTANTS = [
     # C++ encode
     ("cpp-loss-mean", "csrc/encode/encode_kernels.h", "if (a.reduction == kMean) total /= double(a.bk * a.h * a.w);",
      "if (a.reduction == kMean) total /= double(a.bk * a.h);", [ENC, REACH, *CPU]),
-    ("cpp-window-lo", "csrc/encode/encode_kernels.h", "lo = a < S(0) ? 0 : int64_t(a);",
-     "lo = a < S(0) ? 1 : int64_t(a);", [ENC, REACH, *CPU]),
+    # (the clamp of lo is not mutated: the settle loops after it re-derive both ends from the predicate, so
+    # any start within a pixel of the window gives the same window; the clamp of hi to n - 1 is what keeps
+    # the window inside the map)
+    ("cpp-window-hi", "csrc/encode/encode_kernels.h", "hi = b > S(n - 1) ? n - 1 : int64_t(b);",
+     "hi = b > S(n - 1) ? n : int64_t(b);", [ENC, REACH, *CPU]),
     ("cpp-disc-edge", "csrc/encode/encode_kernels.h", "if (dx * dx + dy * dy <= r * r) store(o[i * W + j], wt);",
      "if (dx * dx + dy * dy < r * r) store(o[i * W + j], wt);", [ENC, REACH, *CPU]),
     # C++ XNOR
