@@ -7,7 +7,7 @@
 * ``FASTLMK_CXXFLAGS``: extra compile and link flags for ``fastlmk._C`` (sanitizer and coverage builds).
 
 Neither extension links against torch: they are plain pybind11 modules taking raw pointers, so torch is
-not a build requirement (see DESIGN.md, section 2).
+not a build requirement (see docs/layout.md, Build).
 """
 
 import os

@@ -1,4 +1,4 @@
-"""3D morphable face models (seed 003, PIFA, Sec. 3.1 and 3.3; DESIGN.md 5.3).
+"""3D morphable face models (seed 003, PIFA, Sec. 3.1 and 3.3; docs/ops.md 3).
 
 A :class:`MorphableModel` holds what the visualization layer needs: the mean shape ``S_0``, identity bases
 ``S^I`` and expression bases ``S^E`` of Eq. 1,

@@ -168,7 +168,7 @@ def test_reference_loss_gradient_formula(gen):
 
 
 def test_heatmap_loss_equals_render_then_torch_loss(gen):
-    """The fused loss is the PyTorch loss on the rendered target (DESIGN.md 5.1)."""
+    """The fused loss is the PyTorch loss on the rendered target (docs/ops.md 1)."""
     kp = random_keypoints(2, 4, 16, 16, generator=gen, missing=False)
     pred = torch.rand(2, 4, 16, 16, generator=gen)
     target = ops.render_gaussian(kp, (16, 16), 2.0)

@@ -1,4 +1,4 @@
-// Visualization splat (seed 003 Eq. 9-10, DESIGN.md 5.3): CPU entry points.
+// Visualization splat (seed 003 Eq. 9-10, docs/ops.md 3): CPU entry points.
 //
 // Every buffer is contiguous in the data dtype (float32 or float64, which is also the compute dtype), except
 // `visible`, one byte per vertex. Semantics (cells, windows, visibility): fastlmk/reference/splat.py.

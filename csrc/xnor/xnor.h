@@ -1,4 +1,4 @@
-// XNOR binary convolution (seed 002 Eq. 5.1-5.2, DESIGN.md 5.4): CPU entry points.
+// XNOR binary convolution (seed 002 Eq. 5.1-5.2, docs/ops.md 4): CPU entry points.
 //
 // Packed tensors hold signs as bits of 64-bit words with the channels innermost: bit c % 64 of word c / 64
 // is set where the value is negative (sign(0) = +1). Semantics: fastlmk/reference/xnor.py.

@@ -1,5 +1,5 @@
 """Benchmark harness: fastlmk against pure PyTorch (and the peers a user would otherwise pick) and the
-physical floor, all measured in one run (DESIGN.md 6).
+physical floor, all measured in one run (docs/layout.md, Checking).
 
 Each op family has a module here whose ``suites(device, quick)`` is listed in ``FAMILIES``; each ``Suite`` is one op at
 one shape with its cases: exactly one ``fastlmk`` case, at most one ``floor`` (the memory traffic the op

@@ -1,6 +1,6 @@
 """Crops, warps and augmentation as (2, 3) float64 affines on ``(x, y)`` pixel coordinates.
 
-Convention (DESIGN.md section 4): pixel ``(row i, col j)`` is centred at ``(x=j, y=i)``, so an S-pixel crop
+Convention (docs/conventions.md): pixel ``(row i, col j)`` is centred at ``(x=j, y=i)``, so an S-pixel crop
 covers ``[-0.5, S-0.5]^2``. An affine ``A`` maps a point ``p`` to ``A @ (x, y, 1)``; the content of an image
 at original ``(x, y)`` lands at crop ``A @ (x, y, 1)`` after :func:`warp`.
 """

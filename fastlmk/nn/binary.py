@@ -1,4 +1,4 @@
-"""Binary (XNOR) convolution modules (seed 002 chapter 5, Eq. 5.1-5.2; DESIGN.md 5.4) on
+"""Binary (XNOR) convolution modules (seed 002 chapter 5, Eq. 5.1-5.2; docs/ops.md 4) on
 ``fastlmk.ops.binary_conv2d``: train with latent float weights and the straight-through estimator, run
 ``eval()`` on bit-packed weights, and ship the packed form."""
 

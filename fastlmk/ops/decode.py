@@ -1,7 +1,7 @@
 """Decoding: fused argmax + sub-pixel refinement, HIH decoding and the differentiable soft-argmax.
 
 Each op is a ``torch.library`` custom op in the ``fastlmk`` namespace with the backends ``reference``,
-``cpu`` and ``triton`` (see fastlmk/_dispatch.py). Semantics: DESIGN.md 5.2; the ground truth is
+``cpu`` and ``triton`` (see fastlmk/_dispatch.py). Semantics: docs/ops.md 2; the ground truth is
 fastlmk/reference/decode.py.
 """
 

@@ -2,7 +2,7 @@
 
 Each op is a ``torch.library`` custom op in the ``fastlmk`` namespace (fake kernels for torch.compile,
 autograd for the loss) with the backends ``reference``, ``cpu`` and ``triton``; see fastlmk/_dispatch.py.
-Semantics: DESIGN.md 5.1.
+Semantics: docs/ops.md 1.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""XNOR bit-packed binary convolution (seed 002 Eq. 5.1-5.2, DESIGN.md 5.4).
+"""XNOR bit-packed binary convolution (seed 002 Eq. 5.1-5.2, docs/ops.md 4).
 
 ``fastlmk::pack_bits`` and ``fastlmk::binary_conv2d`` are ``torch.library`` custom ops with the backends
 ``reference`` (fastlmk/reference/xnor.py, the spec), ``cpu`` (csrc/xnor: 64-bit words, popcount with AVX-512

@@ -142,7 +142,7 @@ def _topk(maps, k):
 def decode(heatmaps: Tensor, method: str = "argmax", *, blur: int = 11, window: int = 1, k: int = 9,
            offsets: Optional[Tensor] = None, affine: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
     """Coordinates (B, K, 2) and scores (B, K) of the maxima of ``heatmaps``, refined by ``method``
-    (DESIGN.md 5.2); ``offsets (B, K, 2, H, W)`` for ``method="offset"``; ``affine (B, 2, 3)`` maps the
+    (docs/ops.md 2); ``offsets (B, K, 2, H, W)`` for ``method="offset"``; ``affine (B, 2, 3)`` maps the
     result to image space."""
     b, kk, h, w = heatmaps.shape
     cd = compute_dtype(heatmaps.dtype)

@@ -1,6 +1,6 @@
 """Pure-PyTorch reference of the heatmap-encoding family: the ground truth of every test and benchmark.
 
-Conventions (DESIGN.md 4): keypoints (B, K, 2) as (x, y) in heatmap pixels, pixel (i, j) centred at
+Conventions (docs/conventions.md): keypoints (B, K, 2) as (x, y) in heatmap pixels, pixel (i, j) centred at
 (x=j, y=i); per-keypoint parameters broadcast to (B, K); a non-finite keypoint gives an all-zero channel.
 Written for clarity, on the full (B, K, H, W) grid.
 """

@@ -1,4 +1,4 @@
-"""Pure-PyTorch reference of the visualization splat (seed 003 Eq. 9-10, DESIGN.md 5.3): the ground truth of
+"""Pure-PyTorch reference of the visualization splat (seed 003 Eq. 9-10, docs/ops.md 3): the ground truth of
 the tests and the baseline of the benchmark.
 
 Conventions shared by every backend, so that they agree on which pixels and vertices take part:

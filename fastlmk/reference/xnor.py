@@ -1,4 +1,4 @@
-"""XNOR binary convolution, pure PyTorch (DESIGN.md 5.4, seed 002 Eq. 5.1-5.2): the spec of the packed kernels.
+"""XNOR binary convolution, pure PyTorch (docs/ops.md 4, seed 002 Eq. 5.1-5.2): the spec of the packed kernels.
 
 Packed layout: the channel dimension (dim 1) of a ``(N, C, *S)`` tensor moves innermost and is cut into
 64-bit words, ``(N, *S, ceil(C / 64))`` int64; channel ``c`` is bit ``c % 64`` of word ``c // 64``, set where
