@@ -181,7 +181,8 @@ def test_round_trip_rounded_argmax_is_uniform_quantisation(gen):
     kp = _inside(4000, 64, 64, gen)
     coords, _ = ops.decode(ops.render_gaussian(kp, 64, 2.0, center="rounded"), "argmax")
     err = coords.double() - kp
-    assert err.abs().max() <= 0.5 + 1e-6
+    # the float32 target rounds floor(x + 0.5) from x rounded to float32: up to 2 ulp(64) past half a pixel
+    assert err.abs().max() <= 0.5 + 2 * 64 * torch.finfo(torch.float32).eps
     assert abs(err.pow(2).mean().sqrt().item() - 1 / math.sqrt(12)) < 0.01
 
 
