@@ -100,8 +100,8 @@ def extensions():
 
 
 setup(
-    packages=["fastlmk", "fastlmk.bench", "fastlmk.data", "fastlmk.nn", "fastlmk.ops", "fastlmk.reference", "fastlmk.kernels",
-              "fastlmk.models"],
+    packages=["fastlmk", "fastlmk.bench", "fastlmk.data", "fastlmk.geometry", "fastlmk.nn", "fastlmk.ops",
+              "fastlmk.reference", "fastlmk.kernels", "fastlmk.models"],
     package_dir={"fastlmk": "fastlmk", "fastlmk.kernels": "kernels", "fastlmk.models": "models"},
     ext_modules=extensions(),
     cmdclass={"build_ext": BuildExt},
