@@ -88,7 +88,9 @@ def extensions():
         exts.append(
             Extension(
                 "fastlmk._cuda",
-                sources=sorted(glob("csrc/cuda/*.cpp") + glob("csrc/cuda/*.cu")),
+                # csrc/cuda: what the families share (bindings, device queries); csrc/<family>/*_cuda.cu: kernels
+                sources=sorted(glob("csrc/cuda/*.cpp") + glob("csrc/cuda/*.cu") + glob("csrc/*/*_cuda.cu")),
+                depends=sorted(glob("csrc/**/*.h", recursive=True) + glob("csrc/**/*.cuh", recursive=True)),
                 include_dirs=[*includes, os.path.join(cuda_home, "include")],
                 library_dirs=[os.path.join(cuda_home, "lib64")],
                 libraries=["cudart_static", "dl", "rt", "pthread"],
@@ -100,8 +102,8 @@ def extensions():
 
 
 setup(
-    packages=["fastlmk", "fastlmk.bench", "fastlmk.data", "fastlmk.nn", "fastlmk.ops", "fastlmk.reference", "fastlmk.kernels",
-              "fastlmk.models"],
+    packages=["fastlmk", "fastlmk.bench", "fastlmk.data", "fastlmk.geometry", "fastlmk.nn", "fastlmk.ops",
+              "fastlmk.reference", "fastlmk.kernels", "fastlmk.models"],
     package_dir={"fastlmk": "fastlmk", "fastlmk.kernels": "kernels", "fastlmk.models": "models"},
     ext_modules=extensions(),
     cmdclass={"build_ext": BuildExt},

@@ -4,7 +4,7 @@
 
     compute-sanitizer --tool memcheck python benchmarks/gpu_sanitize_cases.py all
 
-Each case calls the public op with its backend forced ("cuda": csrc/cuda, fastlmk._cuda; "triton": kernels/*.py)
+Each case calls the public op with its backend forced ("cuda": csrc/*/*.cu, fastlmk._cuda; "triton": kernels/*.py)
 on small inputs whose sizes are not multiples of the kernels' blocks (partial tiles, word boundaries, map
 edges), then synchronises, so an out-of-bounds access or a race lands in the sanitizer's report of that case.
 Every case prints ``CASE <name> ok|FAILED``; the exit status is the number of failed cases (0: all ran).
@@ -39,7 +39,7 @@ def _cases():
             kp[0, 0] = float("nan")  # a missing landmark
             return kp.to(dtype)
 
-        # -- csrc/cuda ---------------------------------------------------------------------------------------
+        # -- CUDA --------------------------------------------------------------------------------------------
         def splat_inputs(dtype, grad=False):
             b, q, h, w = 2, 37, 19, 23
             xy = (rand(b, q, 2, dtype=torch.float64) * torch.tensor([w + 4.0, h + 4.0], device=device) - 2).to(dtype)
@@ -157,7 +157,7 @@ def _cases():
     return make
 
 
-CASES = ("splat_forward", "splat_backward", "pack_bits", "binary_conv2d", "binary_linear",  # csrc/cuda
+CASES = ("splat_forward", "splat_backward", "pack_bits", "binary_conv2d", "binary_linear",  # CUDA (csrc/*/*.cu)
          "render", "loss_forward", "loss_backward", "decode", "soft_argmax_forward", "soft_argmax_backward")
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fastlmk.models.morphable import procedural
+from fastlmk.geometry.morphable import procedural
 from fastlmk.nn import VisualizationLayer, frontal_projection
 
 YAWS = (-60.0, -30.0, 0.0, 30.0, 60.0)

@@ -122,7 +122,7 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 def _eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from torch.utils.data import DataLoader
     from .data import open_dataset
-    from .models.train import evaluate, format_results, limit, load_checkpoint, resolve_device
+    from .models.evaluation import evaluate, format_results, limit, load_checkpoint, resolve_device
     try:
         model, ckpt = load_checkpoint(args.checkpoint, resolve_device(args.device))
         seed = ckpt["train_config"]["seed"]  # the synthetic test faces the run validated on
@@ -142,7 +142,7 @@ def _eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 def _predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from . import viz
-    from .models.train import predict_image
+    from .models.evaluation import predict_image
     try:
         landmarks, image = predict_image(args.checkpoint, args.image, box=args.box, device=args.device)
     except (OSError, ValueError) as exc:

@@ -2,7 +2,7 @@
 Sec. 3.2-3.4, Fig. 2-3, Table 1, losses Eq. 6-7).
 
 The network estimates ``P = (M, p)``: the weak-perspective projection ``M (B, 2, 4)`` (image pixels, y down)
-and the 3DMM parameters ``p (B, N_I + N_E)`` of a :class:`~fastlmk.models.morphable.MorphableModel`; the 2D
+and the 3DMM parameters ``p (B, N_I + N_E)`` of a :class:`~fastlmk.geometry.morphable.MorphableModel`; the 2D
 landmarks are ``f(P) = M [S_p(:, b); 1]`` (Eq. 3). Starting from a fixed ``P^0``, block ``i`` renders the
 current estimate with the visualization layer (Sec. 3.3, :class:`fastlmk.nn.VisualizationLayer`, i.e. the
 fused ``splat`` op), reads it together with the image and the previous block's features, and adds its
@@ -119,8 +119,8 @@ class PIFA(LandmarkModel):
             landmarks are projected model vertices.
         input_size: side S of the square input crop.
         blocks: number of visualization blocks N_v (6 in the paper).
-        morphable: the :class:`~fastlmk.models.morphable.MorphableModel`; None (default) is
-            ``fastlmk.models.morphable.procedural()``. It is not part of ``config``: a model built with
+        morphable: the :class:`~fastlmk.geometry.morphable.MorphableModel`; None (default) is
+            ``fastlmk.geometry.morphable.procedural()``. It is not part of ``config``: a model built with
             another morphable model must be given it again when rebuilt from a checkpoint.
         sigma: the Gaussian of the visualization splat (Eq. 10), in pixels of the map it is rendered at.
         backend: the ``splat`` backend (None: by device).
@@ -181,7 +181,7 @@ class PIFA(LandmarkModel):
                                                                                and sigma > 0):
             raise ValueError(f"sigma must be a finite positive number, got {sigma!r}")
         if morphable is None:
-            from .morphable import procedural
+            from ..geometry.morphable import procedural
             morphable = procedural()
         morphable = morphable.to(device="cpu", dtype=torch.float32)
         n = int(morphable.landmarks.shape[0])

@@ -7,7 +7,7 @@ extension), then for each mutant replaces one exact piece of source text, rebuil
 mutant is in csrc/ (with ccache when it is installed, so only the changed file compiles), runs the tests
 named for it (TRITON_INTERPRET=1, stopping at the first failure) and restores the file. A mutant is caught
 when those tests fail. Prints a markdown table and exits non-zero if a mutant survived. CUDA sources
-(csrc/cuda) are not mutated: they only run on a GPU (benchmarks/gpu_acceptance.sh).
+(csrc/*/*.cu) are not mutated: they only run on a GPU (benchmarks/gpu_acceptance.sh).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ its file and line, crops / warps / augmentation are exact in the pixel-centre co
 deterministic per (seed, epoch, index), and samples collate."""
 
 import math
+import subprocess
 import sys
 
 import numpy as np
@@ -444,3 +445,12 @@ def test_rotation_sign_is_a_similarity():
         np.testing.assert_allclose(lin @ lin.T, s * s * np.eye(2), atol=1e-12)
         assert (np.linalg.det(lin) < 0) == flipped and 0.5 - 1e-12 <= s <= 2.0 + 1e-12
         np.testing.assert_allclose(apply_affine(a, [31.5, 31.5]), [31.5, 31.5], atol=1e-9)  # no translation
+
+
+def test_the_library_does_not_import_the_models(tmp_path):
+    """fastlmk.data (and the rest of the library) stands below fastlmk.models (docs/layout.md)."""
+    code = ("import sys, fastlmk.ops, fastlmk.nn, fastlmk.data, fastlmk.geometry.morphable, fastlmk.metrics; "
+            "print(sorted(m for m in sys.modules if m.startswith('fastlmk.models')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=tmp_path).stdout  # (outside the source tree, as a user's script)
+    assert out.strip() == "[]"

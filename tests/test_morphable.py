@@ -1,4 +1,4 @@
-"""fastlmk.models.morphable: the procedural face, vertex normals, the Eq. 11 mask, Eq. 1 and the BFM loader."""
+"""fastlmk.geometry.morphable: the procedural face, vertex normals, the Eq. 11 mask, Eq. 1 and the BFM loader."""
 
 import dataclasses
 import math
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from fastlmk.models.morphable import (MIRROR_68, SIGMA_N_FRACTION, MorphableModel, load_bfm, nose_mask,
+from fastlmk.geometry.morphable import (MIRROR_68, SIGMA_N_FRACTION, MorphableModel, load_bfm, nose_mask,
                                       procedural, vertex_normals)
 
 FLIP = torch.tensor([-1.0, 1.0, 1.0])

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from fastlmk.models.morphable import procedural
+from fastlmk.geometry.morphable import procedural
 from fastlmk.models.pifa import INIT_FILL, PIFA, UNIT_FRACTION
 from fastlmk.nn import VisualizationLayer, frontal_projection
 

@@ -7,7 +7,7 @@ import torch
 
 from fastlmk.data import synthetic
 from fastlmk.data.synthetic import SyntheticFaces
-from fastlmk.models.morphable import MIRROR_68, procedural
+from fastlmk.geometry.morphable import MIRROR_68, procedural
 from fastlmk.nn import VisualizationLayer
 
 SIZE = 64

@@ -18,7 +18,8 @@ from fastlmk.cli import main
 from fastlmk.data import open_dataset
 from fastlmk.models import train as train_module
 from fastlmk.models import zoo
-from fastlmk.models.train import TrainConfig, load_checkpoint, train
+from fastlmk.models.evaluation import load_checkpoint
+from fastlmk.models.train import TrainConfig, train
 
 DATA = "synthetic:32,16"
 TINY = dict(channels=16, depth=2)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fastlmk import ops
-from fastlmk.models.morphable import MorphableModel, nose_mask, procedural
+from fastlmk.geometry.morphable import MorphableModel, nose_mask, procedural
 from fastlmk.nn import VisualizationLayer, frontal_projection
 
 

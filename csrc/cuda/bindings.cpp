@@ -5,8 +5,8 @@
 #include <cstdint>
 
 #include "device.h"
-#include "splat.h"
-#include "xnor.h"
+#include "../splat/splat_cuda.h"
+#include "../xnor/xnor_cuda.h"
 
 namespace py = pybind11;
 

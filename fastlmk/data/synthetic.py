@@ -1,6 +1,6 @@
 """A deterministic synthetic 68-point face dataset shipped in code (no download): :class:`SyntheticFaces`.
 
-Faces of the procedural morphable model (``fastlmk.models.morphable.procedural()``) at random identities,
+Faces of the procedural morphable model (``fastlmk.geometry.morphable.procedural()``) at random identities,
 expressions and poses, shaded, coloured and drawn by ``fastlmk.ops.splat`` (PIFA's visualization splat, the
 C++ kernel on the CPU) over a random smooth background. The 68 landmarks are the weak-perspective projections
 of the model's landmark vertices, ``landmarks == camera @ [S_p; 1]`` at ``model.landmarks`` with
@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..models.morphable import MIRROR_68, MorphableModel, procedural
+from ..geometry.morphable import MIRROR_68, MorphableModel, procedural
 from ..ops.splat import splat
 
 __all__ = ["SyntheticFaces", "DEFAULT_COUNTS"]
@@ -367,7 +367,7 @@ class SyntheticFaces(Dataset):
       procedural model);
     * ``"camera"`` float32 (2, 4), the weak-perspective ``M`` (model coordinates to image pixels, y down; a
       scaled rotation as built by ``fastlmk.nn.frontal_projection``): ``landmarks = M @ [S_p; 1]`` at
-      ``model.landmarks``, ``S_p = model.shape(params)``, ``model = fastlmk.models.morphable.procedural()``;
+      ``model.landmarks``, ``S_p = model.shape(params)``, ``model = fastlmk.geometry.morphable.procedural()``;
       ``VisualizationLayer(model, size)(camera, params)`` renders PIFA's visualization of the same face.
 
     Distribution: yaw uniform in +-45 degrees, pitch and roll in +-20 (``frontal_projection``'s angles); the

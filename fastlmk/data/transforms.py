@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..models.morphable import MIRROR_68
+from ..geometry.morphable import MIRROR_68
 
 __all__ = ["FLIP_PERMUTATIONS", "Augment", "apply_affine", "box_from_landmarks", "crop_affine",
            "invert_affine", "warp"]

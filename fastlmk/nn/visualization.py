@@ -12,8 +12,8 @@ from torch import Tensor, nn
 from .. import _checks
 from ..ops.splat import splat
 
-if TYPE_CHECKING:  # fastlmk.models imports nothing from here; the annotation only
-    from ..models.morphable import MorphableModel
+if TYPE_CHECKING:  # the annotation only
+    from ..geometry.morphable import MorphableModel
 
 
 def frontal_projection(yaw: Tensor, scale: float, center: tuple[float, float], pitch: Optional[Tensor] = None,

@@ -2,7 +2,7 @@
 
 ``fastlmk::splat`` and ``fastlmk::splat_backward`` are ``torch.library`` custom ops with the backends
 ``reference`` (fastlmk/reference/splat.py, the ground truth), ``cpu`` (csrc/splat) and ``cuda``
-(csrc/cuda/splat.cu). Semantics: docs/ops.md 3.
+(csrc/splat/splat_cuda.cu). Semantics: docs/ops.md 3.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 ``fastlmk::pack_bits`` and ``fastlmk::binary_conv2d`` are ``torch.library`` custom ops with the backends
 ``reference`` (fastlmk/reference/xnor.py, the spec), ``cpu`` (csrc/xnor: 64-bit words, popcount with AVX-512
-VPOPCNTQ / AVX2 / scalar chosen at run time, OpenMP) and ``cuda`` (csrc/cuda/xnor.cu). ``binary_linear``
+VPOPCNTQ / AVX2 / scalar chosen at run time, OpenMP) and ``cuda`` (csrc/xnor/xnor_cuda.cu). ``binary_linear``
 runs on the same core as a 1x1 convolution. These ops are not differentiable: train with
 ``fastlmk.nn.BinaryConv2d``, whose training mode is a float convolution with the straight-through estimator.
 """

@@ -21,8 +21,8 @@
 #include <stdexcept>
 #include <string>
 
-#include "check.cuh"
-#include "xnor.h"
+#include "../cuda/check.cuh"
+#include "xnor_cuda.h"
 
 namespace fastlmk {
 namespace cuda {

@@ -18,8 +18,8 @@
 #include <stdexcept>
 #include <string>
 
-#include "check.cuh"
-#include "splat.h"
+#include "../cuda/check.cuh"
+#include "splat_cuda.h"
 
 namespace fastlmk {
 namespace cuda {
