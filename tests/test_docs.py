@@ -28,5 +28,5 @@ def test_cited_pages_exist():
             text = (ROOT / f).read_text(errors="replace")
             cited |= set(re.findall(r"docs/([a-z_]+\.md)", text))
             if f.startswith("docs/"):
-                cited |= {m for m in re.findall(r"\]\(([a-z_]+\.md)\)", text)}
+                cited |= set(re.findall(r"\]\(([a-z_]+\.md)\)", text))
     assert cited and not [p for p in cited if not (DOCS / p).is_file()]

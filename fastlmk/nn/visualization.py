@@ -4,16 +4,14 @@
 from __future__ import annotations
 
 import math
-from typing import Optional, TYPE_CHECKING
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
 from .. import _checks
+from ..geometry.morphable import MorphableModel
 from ..ops.splat import splat
-
-if TYPE_CHECKING:  # the annotation only
-    from ..geometry.morphable import MorphableModel
 
 
 def frontal_projection(yaw: Tensor, scale: float, center: tuple[float, float], pitch: Optional[Tensor] = None,
