@@ -111,6 +111,36 @@ def tolerance(dtype):
         dtype, (1e-5, 1e-6))
 
 
+def close(actual, expected, dtype=torch.float32, scale=1.0):
+    """``actual`` (any device) equals the reference ``expected`` within ``scale`` times ``tolerance(dtype)``."""
+    rtol, atol = tolerance(dtype)
+    torch.testing.assert_close(actual.cpu(), expected.cpu(), rtol=rtol * scale, atol=atol * scale, equal_nan=True)
+
+
+def assert_decoded(got, want, size):
+    """A decode's (coords, scores) against the reference's: coordinates within float32 accumulation error
+    (relative to their magnitude ``max(size)``), scores exact, NaN where the reference has NaN."""
+    (c1, s1), (c2, s2) = tuple(t.cpu() for t in got), want
+    assert c1.dtype == c2.dtype and s1.dtype == s2.dtype
+    tol = 2e-5 * max(size) + 1e-6 if c1.dtype != torch.float64 else 1e-9 * max(size)
+    torch.testing.assert_close(c1, c2, rtol=0, atol=tol, equal_nan=True)
+    torch.testing.assert_close(s1, s2, rtol=0, atol=0, equal_nan=True)
+
+
+def away_from_targets(pred, kp, sigma, margin=1e-2):
+    """Move pred at least ``margin`` away from both targets (continuous and rounded centre). Adaptive Wing's
+    gradient has the factor d^(alpha - t - 1), with an exponent as low as 0.1, so at d = |pred - t| -> 0 a
+    float32 rounding e of the target (a few 1e-8) changes the gradient by about (alpha - t - 1) e / d
+    relatively: no backend can match another there, and the comparison would test the input, not the kernels."""
+    from fastlmk.reference import encode as ref_enc
+
+    size, s = tuple(pred.shape[-2:]), sigma.double()
+    t = torch.stack([ref_enc.render_gaussian(kp.double(), size, s, center=c, dtype=torch.float64)
+                     for c in ("continuous", "rounded")])
+    near = ((pred.double() - t).abs() < margin).any(0)
+    return torch.where(near, (t.amax(0) + 2 * margin).float(), pred)
+
+
 def pytest_addoption(parser):
     parser.addoption("--seeds", metavar="FIRST:END", default=None,
                      help="seed sweep: run only the tests drawing from the gen fixture, once per seed in "

@@ -9,7 +9,7 @@ import torch
 from fastlmk import ops
 from fastlmk.reference import decode as ref
 
-from conftest import random_keypoints
+from conftest import assert_decoded, random_keypoints
 
 METHODS = ref.METHODS
 SHAPES = [(2, 3, 17, 23), (1, 1, 1, 1), (3, 2, 1, 7), (2, 2, 5, 3), (1, 4, 32, 32)]
@@ -32,15 +32,6 @@ def _kwargs(method, maps, gen):
     return {"offsets": torch.randn(b, k, 2, h, w, generator=gen)}
 
 
-def _assert_decoded(got, want, size):
-    """Coordinates within float32 accumulation error of the reference; scores exact; NaN where it has NaN."""
-    (c1, s1), (c2, s2) = got, want
-    assert c1.dtype == c2.dtype and s1.dtype == s2.dtype
-    tol = 2e-5 * max(size) + 1e-6 if c1.dtype != torch.float64 else 1e-9 * max(size)
-    torch.testing.assert_close(c1, c2, rtol=0, atol=tol, equal_nan=True)
-    torch.testing.assert_close(s1, s2, rtol=0, atol=0, equal_nan=True)
-
-
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("shape", SHAPES)
 def test_decode_matches_reference(backend, gen, method, shape):
@@ -53,7 +44,7 @@ def test_decode_matches_reference(backend, gen, method, shape):
         want = ref.decode(maps, method, k=k, **kw)
         got = ops.decode(maps.to(device), method, k=k, backend=name,
                          **{n: t.to(device) for n, t in kw.items()})
-        _assert_decoded(tuple(t.cpu() for t in got), want, shape[2:])
+        assert_decoded(tuple(t.cpu() for t in got), want, shape[2:])
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -63,7 +54,7 @@ def test_decode_dtypes(backend, gen, method, dtype):
     maps = _maps((2, 3, 11, 13), gen, dtype)
     kw = _kwargs(method, maps, gen)
     got = ops.decode(maps.to(device), method, backend=name, **{n: t.to(device) for n, t in kw.items()})
-    _assert_decoded(tuple(t.cpu() for t in got), ref.decode(maps, method, **kw), (11, 13))
+    assert_decoded(tuple(t.cpu() for t in got), ref.decode(maps, method, **kw), (11, 13))
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -77,7 +68,7 @@ def test_decode_options_and_affine(backend, gen, method):
         want = ref.decode(maps, method, blur=blur, window=window, affine=affine, **kw)
         got = ops.decode(maps.to(device), method, blur=blur, window=window, affine=affine.to(device),
                          backend=name, **{n: t.to(device) for n, t in kw.items()})
-        _assert_decoded(tuple(t.cpu() for t in got), want, (40, 40))
+        assert_decoded(tuple(t.cpu() for t in got), want, (40, 40))
 
 
 def _special_maps():
@@ -104,7 +95,7 @@ def test_decode_borders_ties_and_nan(backend, gen, method):
     kw = _kwargs(method, maps, gen)
     want = ref.decode(maps, method, **kw)
     got = ops.decode(maps.to(device), method, backend=name, **{n: t.to(device) for n, t in kw.items()})
-    _assert_decoded(tuple(t.cpu() for t in got), want, (9, 8))
+    assert_decoded(tuple(t.cpu() for t in got), want, (9, 8))
     coords, scores = got
     assert coords[0, -1].isnan().all() and scores[0, -1].isnan()
     assert not coords[0, :-1].isnan().any()
@@ -154,7 +145,7 @@ def test_topk_with_many_ties(backend, gen, k):
     maps = torch.randint(0, 3, (2, 3, 9, 11), generator=gen).float()
     maps[0, 0] = 1.0  # a constant map
     got = ops.decode(maps.to(device), "topk", k=k, backend=name)
-    _assert_decoded(tuple(t.cpu() for t in got), ref.decode(maps, "topk", k=k), (9, 11))
+    assert_decoded(tuple(t.cpu() for t in got), ref.decode(maps, "topk", k=k), (9, 11))
 
 
 def test_decode_is_deterministic_across_threads(gen):

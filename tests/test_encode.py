@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from conftest import random_keypoints, tolerance
+from conftest import away_from_targets, close, random_keypoints
 
 from fastlmk import ops
 from fastlmk import reference as ref
@@ -24,12 +24,6 @@ def _on(device, *xs):
     return [x.to(device) if isinstance(x, torch.Tensor) else x for x in xs]
 
 
-def _close(actual, expected, dtype, scale=1.0):
-    rtol, atol = tolerance(dtype)
-    rtol, atol = rtol * scale, atol * scale
-    torch.testing.assert_close(actual.cpu(), expected.cpu(), rtol=rtol, atol=atol, equal_nan=True)
-
-
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("center", ["continuous", "rounded"])
 @pytest.mark.parametrize("sigma_form", ["scalar", "per_keypoint", "per_batch"])
@@ -46,7 +40,7 @@ def test_render_gaussian_matches_reference(backend, gen, shape, center, sigma_fo
         kp_d, s_d, w_d = _on(device, kp, sigma, wts)
         out = ops.render_gaussian(kp_d, (h, w), s_d, weights=w_d, center=center, radius=radius, backend=name)
         assert out.shape == (b, k, h, w) and out.dtype == torch.float32 and out.device.type == device
-        _close(out, expected, torch.float32)
+        close(out, expected, torch.float32)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
@@ -58,7 +52,7 @@ def test_render_dtypes(backend, gen, dtype):
         expected = getattr(ref, fn.__name__)(kp, (h, w), param, dtype=dtype)
         out = fn(kp.to(device), (h, w), param, dtype=dtype, backend=name)
         assert out.dtype == dtype
-        _close(out, expected, dtype)
+        close(out, expected, dtype)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -72,7 +66,7 @@ def test_render_disc_and_offsets_match_reference(backend, gen, shape):
         for radius in (0.0, 1.0, _sigma("per_batch", b, k, gen)):
             expected = getattr(ref, fn.__name__)(kp, (h, w), radius, weights=weights)
             kp_d, r_d, w_d = _on(device, kp, radius, weights)
-            _close(fn(kp_d, (h, w), r_d, weights=w_d, backend=name), expected, torch.float32)
+            close(fn(kp_d, (h, w), r_d, weights=w_d, backend=name), expected, torch.float32)
 
 
 def test_missing_keypoints_render_zero_channels(backend):
@@ -105,7 +99,7 @@ def test_heatmap_loss_matches_reference(backend, gen, kind, reduction, shape):
     weights = torch.rand(b, k, generator=gen)
     pred = torch.rand(b, k, h, w, generator=gen) * 1.4 - 0.2
     if kind == "awing":
-        pred = _away_from_targets(pred, kp, sigma)
+        pred = away_from_targets(pred, kp, sigma)
     grad = torch.randn(pred.shape if reduction == "none" else (), generator=gen)
     for center in ("continuous", "rounded"):
         args = dict(kind=kind, weights=weights, center=center, reduction=reduction)
@@ -116,20 +110,8 @@ def test_heatmap_loss_matches_reference(backend, gen, kind, reduction, shape):
         kp_d, s_d, w_d = _on(device, kp, sigma, weights)
         out = ops.heatmap_loss(p_d, kp_d, s_d, backend=name, **{**args, "weights": w_d})
         out.backward(grad.to(device))
-        _close(out, expected, torch.float32)
-        _close(p_d.grad, expected_grad, torch.float32)
-
-
-def _away_from_targets(pred, kp, sigma, margin=1e-2):
-    """Move pred at least ``margin`` away from both targets (continuous and rounded centre). Adaptive Wing's
-    gradient has the factor d^(alpha - t - 1), with an exponent as low as 0.1, so at d = |pred - t| -> 0 a
-    float32 rounding e of the target (a few 1e-8) changes the gradient by about (alpha - t - 1) e / d
-    relatively: no backend can match another there, and the comparison would test the input, not the kernels."""
-    size, s = tuple(pred.shape[-2:]), sigma.double()
-    t = torch.stack([ref.render_gaussian(kp.double(), size, s, center=c, dtype=torch.float64)
-                     for c in ("continuous", "rounded")])
-    near = ((pred.double() - t).abs() < margin).any(0)
-    return torch.where(near, (t.amax(0) + 2 * margin).float(), pred)
+        close(out, expected, torch.float32)
+        close(p_d.grad, expected_grad, torch.float32)
 
 
 @pytest.mark.parametrize("kind", ["mse", "bce_logits", "awing"])
@@ -140,7 +122,7 @@ def test_heatmap_loss_half_precision(backend, gen, kind, dtype):
     kp = random_keypoints(2, 3, 11, 13, generator=gen)
     pred = torch.rand(2, 3, 11, 13, generator=gen)
     if kind == "awing":  # margin 0.05: rounding to bfloat16 (8 bits) moves pred by at most 0.004
-        pred = _away_from_targets(pred, kp, torch.full((2, 3), 1.5), margin=0.05)
+        pred = away_from_targets(pred, kp, torch.full((2, 3), 1.5), margin=0.05)
     pred = pred.to(dtype)
     for reduction in ("mean", "sum", "none"):
         p = pred.to(device).clone().requires_grad_()
@@ -150,8 +132,8 @@ def test_heatmap_loss_half_precision(backend, gen, kind, dtype):
         q = pred.clone().requires_grad_()
         expected = ref.heatmap_loss(q, kp, 1.5, kind=kind, reduction=reduction)
         expected.sum().backward()
-        _close(out, expected, dtype)
-        _close(p.grad, q.grad, dtype)
+        close(out, expected, dtype)
+        close(p.grad, q.grad, dtype)
 
 
 def test_reference_loss_gradient_formula(gen):
@@ -302,7 +284,7 @@ def test_encode_h3r_onehot_and_gaussian(backend, gen):
     rounded = ops.randomized_round(kp.to(device), torch.Generator(device).manual_seed(seed))
     gauss = ops.encode_h3r(kp.to(device), 16, generator=torch.Generator(device).manual_seed(seed),
                            target="gaussian", sigma=1.5, backend=name)
-    _close(gauss, ref.render_gaussian(rounded.cpu(), (16, 16), 1.5), torch.float32)
+    close(gauss, ref.render_gaussian(rounded.cpu(), (16, 16), 1.5), torch.float32)
 
 
 def test_encode_h3r_decodes_unbiased(gen):

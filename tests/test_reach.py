@@ -17,7 +17,7 @@ from fastlmk import ops
 from fastlmk.reference import decode as ref
 from fastlmk.reference import encode as ref_enc
 
-from conftest import tolerance
+from conftest import assert_decoded, away_from_targets, close
 
 BLOCK = 1024  # the Triton kernels' chunk of pixels
 METHODS = ref.METHODS
@@ -33,16 +33,6 @@ def _randint(lo, hi, gen):
 
 def _to(t, device):
     return None if t is None else t.to(device)
-
-
-def _assert_decoded(got, want, size):
-    """As tests/test_decode.py: coordinates within float32 accumulation error of the reference (relative to
-    the coordinates' magnitude ``max(size)``), scores exact, NaN where the reference has NaN."""
-    (c1, s1), (c2, s2) = tuple(t.cpu() for t in got), want
-    assert c1.dtype == c2.dtype and s1.dtype == s2.dtype
-    tol = 2e-5 * max(size) + 1e-6 if c1.dtype != torch.float64 else 1e-9 * max(size)
-    torch.testing.assert_close(c1, c2, rtol=0, atol=tol, equal_nan=True)
-    torch.testing.assert_close(s1, s2, rtol=0, atol=0, equal_nan=True)
 
 
 def _affine(b, gen, dtype):
@@ -67,7 +57,7 @@ def _check_decode(backend, maps, method, gen, *, affine=False, **kw):
         want = ref.decode(maps, method, offsets=offsets, affine=aff, **kw)
         got = ops.decode(maps.to(device), method, offsets=_to(offsets, device), affine=_to(aff, device),
                          backend=name, **kw)
-        _assert_decoded(got, want, (2 * h, 2 * w) if aff is not None else (h, w))
+        assert_decoded(got, want, (2 * h, 2 * w) if aff is not None else (h, w))
 
 
 # ------------------------------------------------------------------------------------------ decode
@@ -329,21 +319,6 @@ def _block_keypoints(h, w, gen):
     return torch.stack([boundary, corner, anywhere])[None].float()
 
 
-def _close(actual, expected, dtype=torch.float32):
-    rtol, atol = tolerance(dtype)
-    torch.testing.assert_close(actual.cpu(), expected.cpu(), rtol=rtol, atol=atol, equal_nan=True)
-
-
-def _away_from_targets(pred, kp, sigma, margin=1e-2):
-    """As tests/test_encode.py: pred moved ``margin`` away from both targets, where Adaptive Wing's gradient
-    d^(alpha - t - 1) makes one float32 rounding of the target decide the result."""
-    size, s = tuple(pred.shape[-2:]), sigma.double()
-    t = torch.stack([ref_enc.render_gaussian(kp.double(), size, s, center=c, dtype=torch.float64)
-                     for c in ("continuous", "rounded")])
-    near = ((pred.double() - t).abs() < margin).any(0)
-    return torch.where(near, (t.amax(0) + 2 * margin).float(), pred)
-
-
 @pytest.mark.parametrize("size", SIZES, ids=IDS)
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
 @pytest.mark.parametrize("kind", ["mse", "bce_logits", "awing"])
@@ -359,7 +334,7 @@ def test_heatmap_loss_many_blocks(backend, gen, kind, reduction, size):
     weights = 0.1 + torch.rand(1, 3, generator=gen)
     pred = torch.rand(1, 3, h, w, generator=gen) * 1.4 - 0.2
     if kind == "awing":
-        pred = _away_from_targets(pred, kp, sigma)
+        pred = away_from_targets(pred, kp, sigma)
     grad = torch.randn(pred.shape if reduction == "none" else (), generator=gen)
     for center in ("rounded",) if reduction == "sum" else ("continuous",):
         args = dict(kind=kind, weights=weights, center=center, reduction=reduction)
@@ -370,8 +345,8 @@ def test_heatmap_loss_many_blocks(backend, gen, kind, reduction, size):
         out = ops.heatmap_loss(p_d, kp.to(device), sigma.to(device), backend=name,
                                **{**args, "weights": weights.to(device)})
         out.backward(grad.to(device))
-        _close(out.detach(), expected.detach())
-        _close(p_d.grad, expected_grad)
+        close(out.detach(), expected.detach())
+        close(p_d.grad, expected_grad)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=IDS)
@@ -389,10 +364,10 @@ def test_render_many_blocks(backend, gen, size):
     for center in ("continuous", "rounded"):
         for wts, wts_d in ((None, None), (weights, w_d)):
             expected = ref_enc.render_gaussian(kp, (h, w), param, weights=wts, center=center)
-            _close(ops.render_gaussian(kp_d, (h, w), p_d, weights=wts_d, center=center, backend=name), expected)
+            close(ops.render_gaussian(kp_d, (h, w), p_d, weights=wts_d, center=center, backend=name), expected)
     for fn in (ops.render_disc, ops.render_offsets):
         expected = getattr(ref_enc, fn.__name__)(kp, (h, w), param, weights=weights)
-        _close(fn(kp_d, (h, w), p_d, weights=w_d, backend=name), expected)
+        close(fn(kp_d, (h, w), p_d, weights=w_d, backend=name), expected)
 
 
 # ----------------------------------------------------------------------------------------------- HIH
@@ -414,8 +389,8 @@ def test_hih_non_square_round_trip(backend, gen, convention, decimal_size):
     shift = 0.5 if convention == "unbiased" else 0.0
     whole = torch.floor(kp)
     centre = (kp - whole).double() * torch.tensor([wo, ho], dtype=torch.float64) - shift
-    _close(integer, ref_enc.render_gaussian(whole, (h, w), 1.5))
-    _close(decimal, ref_enc.render_gaussian(centre, (ho, wo), 1.0))
+    close(integer, ref_enc.render_gaussian(whole, (h, w), 1.5))
+    close(decimal, ref_enc.render_gaussian(centre, (ho, wo), 1.0))
     whole_c, centre_c = ops.hih_centers(kp, decimal_size, convention)
     assert torch.equal(whole_c, whole)
     torch.testing.assert_close(centre_c.double(), centre, rtol=0, atol=1e-5)
