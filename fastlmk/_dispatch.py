@@ -1,19 +1,25 @@
-"""Backend selection, shared by every op family.
+"""Backend selection and kernel registration, shared by every op family.
 
-Backends: ``reference`` (pure PyTorch, always there), ``cpu`` (fastlmk._C), ``triton`` (fastlmk.kernels,
-CUDA tensors) and ``cuda`` (fastlmk._cuda). ``select`` picks one by the inputs' device unless the call's
-``backend=`` or the environment variable ``FASTLMK_BACKEND`` forces one. A forced backend that cannot run
-is an error; only the default choice falls back to ``reference`` (with one warning) when a native
-extension is missing.
+Each op ``torch.ops.fastlmk.X`` has one schema and a kernel per device type (``register``): ``fastlmk._C``
+for CPU tensors, Triton or ``fastlmk._cuda`` for CUDA tensors, so the op dispatches on its inputs' device
+like any aten op and a captured graph names no backend. The public functions (fastlmk.ops) add a choice on
+top: ``select`` picks ``reference`` (the pure-PyTorch code, called directly), ``cpu``, ``triton`` or
+``cuda`` by the inputs' device unless the call's ``backend=`` or the environment variable
+``FASTLMK_BACKEND`` forces one. A forced backend that cannot run is an error; only the default choice falls
+back to ``reference`` (with one warning) when a native extension is missing, and an ONNX export traces the
+reference (standard operators only). ``backend="triton"`` on CPU tensors (TRITON_INTERPRET=1, for the
+tests) runs the op's CPU kernel inside ``kernel("triton")``, which hands the call to the Triton kernel.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import importlib.util
 import os
 import warnings
-from typing import Optional, Sequence
+from typing import Callable, ContextManager, Optional, Sequence
 
 import torch
 
@@ -31,6 +37,8 @@ def triton_interpret() -> bool:
 def _triton_error() -> Optional[str]:
     if importlib.util.find_spec("triton") is None:
         return "the 'triton' package is not installed (pip install triton)"
+    if _native.cpu_error:  # the Triton kernels take their enum codes from it
+        return f"fastlmk._C failed to import ({_native.cpu_error})"
     return None
 
 
@@ -77,7 +85,8 @@ def require(op: str, supported: Sequence[str], backend: str, device: torch.devic
 def select(op: str, supported: Sequence[str], device: torch.device, backend: Optional[str] = None) -> str:
     """The backend that runs ``op`` for inputs on ``device``.
 
-    ``supported`` lists the op's backends; ``backend`` (else $FASTLMK_BACKEND) forces one.
+    ``supported`` lists the op's backends; ``backend`` (else $FASTLMK_BACKEND) forces one. Under
+    ``torch.onnx.export`` the default is ``reference``, whose formulas use standard ONNX operators only.
     """
     forced = backend or os.environ.get("FASTLMK_BACKEND") or None
     if forced is not None:
@@ -85,6 +94,8 @@ def select(op: str, supported: Sequence[str], device: torch.device, backend: Opt
         if forced not in BACKENDS:
             raise ValueError(f"{source} must be one of {BACKENDS}, got {forced!r}")
         return require(op, supported, forced, device, source)
+    if torch.onnx.is_in_onnx_export():
+        return "reference"
     native = "cpu" if device.type == "cpu" else next((b for b in ("triton", "cuda") if b in supported), "reference")
     if native not in supported or native == "reference":
         return "reference"
@@ -93,3 +104,58 @@ def select(op: str, supported: Sequence[str], device: torch.device, backend: Opt
         _warn_fallback(op, native, reason)
         return "reference"
     return native
+
+
+# ------------------------------------------------------------------------------------ kernel registration
+
+_triton_on_cpu = contextvars.ContextVar("fastlmk_triton_on_cpu", default=False)
+
+
+@contextlib.contextmanager
+def _running_triton_on_cpu(enabled: bool):
+    token = _triton_on_cpu.set(enabled)
+    try:
+        yield
+    finally:
+        _triton_on_cpu.reset(token)
+
+
+_NATIVE = contextlib.nullcontext()
+
+
+def kernel(backend: str) -> ContextManager:
+    """The context an op call runs in for ``backend`` (from ``select``): inside ``kernel("triton")`` the CPU
+    kernels of the Triton ops run their Triton kernel instead (interpreted); any other backend needs none."""
+    return _running_triton_on_cpu(True) if backend == "triton" else _NATIVE
+
+
+def triton_on_cpu() -> bool:
+    """Whether this call runs inside ``kernel("triton")``; autograd saves it so that the backward agrees."""
+    return _triton_on_cpu.get()
+
+
+def backward_kernel(triton: bool) -> ContextManager:
+    """The context of a backward whose forward ran with ``triton_on_cpu() == triton``."""
+    return _running_triton_on_cpu(True) if triton else _NATIVE
+
+
+def register(op, cpu: Callable, cuda: Callable, triton: bool) -> None:
+    """Register ``op``'s kernels by device type: ``cpu`` for CPU tensors, ``cuda`` for CUDA tensors. With
+    ``triton`` (``cuda`` is the Triton kernel), the CPU kernel hands calls made inside ``kernel("triton")``
+    to it, which Triton's interpreter runs on CPU tensors."""
+    if triton:
+        def on_cpu(*args):
+            if not _triton_on_cpu.get():
+                return cpu(*args)
+            if not triton_interpret():
+                raise RuntimeError(f"{op._name}: Triton kernels run on CPU tensors only with TRITON_INTERPRET=1")
+            return cuda(*args)
+        op.register_kernel("cpu")(on_cpu)
+    else:
+        op.register_kernel("cpu")(cpu)
+    op.register_kernel("cuda")(cuda)
+
+
+def no_kernel(op: str, t: torch.Tensor) -> NotImplementedError:
+    """The error of an op's schema function, which runs only for a device type without a kernel."""
+    return NotImplementedError(f"fastlmk.{op} has kernels for CPU and CUDA tensors, not {t.device.type}")

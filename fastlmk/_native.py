@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 
@@ -20,6 +20,29 @@ def _load(name: str) -> tuple[Optional[ModuleType], Optional[str]]:
 
 cpu, cpu_error = _load("fastlmk._C")
 cuda, cuda_error = _load("fastlmk._cuda")
+
+
+def _addresses(fields: dict[str, Any]) -> dict[str, Any]:
+    """A kernel's fields as the bindings take them: a (contiguous) tensor as the address of its data, None
+    (an absent buffer) as 0."""
+    return {name: v.data_ptr() if isinstance(v, torch.Tensor) else 0 if v is None else v for name, v in fields.items()}
+
+
+def call(fn: str, **fields: Any) -> Any:
+    """Runs the CPU kernel ``fastlmk._C.<fn>`` on the argument struct made of ``fields``."""
+    return getattr(cpu, fn)(**_addresses(fields))
+
+
+def call_cuda(fn: str, **fields: Any) -> None:
+    """``call`` for the CUDA kernels of ``fastlmk._cuda`` (which also take the caller's stream)."""
+    getattr(cuda, fn)(**_addresses(fields))
+
+
+def code(enum: str, name: str) -> int:
+    """The C++ code of ``name`` in the kernels' enum ``enum`` (fastlmk._C.ENUMS, e.g. "decode_method")."""
+    if cpu is None:
+        raise RuntimeError(f"fastlmk._C, which defines the kernels' codes, failed to import ({cpu_error})")
+    return cpu.ENUMS[enum][name]
 
 
 def dtype_code(dtype: torch.dtype) -> int:

@@ -3,6 +3,13 @@
 import triton
 import triton.language as tl
 
+from fastlmk import _native
+
+
+def enum(table: str, *names: str) -> tuple[tl.constexpr, ...]:
+    """The codes of ``names`` in the C++ enum ``table`` (fastlmk._C.ENUMS), as constants kernels compare with."""
+    return tuple(tl.constexpr(_native.code(table, name)) for name in names)
+
 
 @triton.jit
 def scalar(value, COMPUTE: tl.constexpr):

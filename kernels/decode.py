@@ -26,8 +26,12 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from fastlmk.kernels.common import scalar
+from fastlmk.kernels.common import enum, scalar
 from fastlmk.reference.decode import dark_kernel
+
+# the method codes, as the C++ kernels define them (csrc/decode/decode.h)
+ARGMAX, QUARTER, WSM, PARABOLA, DARK, LOCAL_SOFTARGMAX, TOPK, OFFSET = enum(
+    "decode_method", "argmax", "quarter", "wsm", "parabola", "dark", "local_softargmax", "topk", "offset")
 
 BLOCK = 1024
 TILE = 16  # largest tile of the dark patch and the local_softargmax window
@@ -259,36 +263,36 @@ def _decode_kernel(maps_ptr, off_ptr, aff_ptr, ker_ptr, coords_ptr, score_ptr, H
         v = tl.load(base + idx, mask=mask, other=float("-inf")).to(COMPUTE)
         nans += (v != v).to(tl.int32)
         up1 = mask & _better(v, idx, v1, i1)
-        if METHOD == 2:
+        if METHOD == WSM:
             up2 = mask & ~up1 & _better(v, idx, v2, i2)
             v2 = tl.where(up1, v1, tl.where(up2, v, v2))
             i2 = tl.where(up1, i1, tl.where(up2, idx, i2))
         v1 = tl.where(up1, v, v1)
         i1 = tl.where(up1, idx, i1)
-        if METHOD == 6 and not SELECT:
+        if METHOD == TOPK and not SELECT:
             tv, ti = _topk_merge(v, idx, mask & (v == v), tv, ti, slots)
     score, i = _first_max(v1, i1)
     i = tl.minimum(i, HW - 1)  # an all-NaN channel has no maximum
     x = i % W
     y = i // W
     xf, yf = _pos(i, W, COMPUTE)
-    if METHOD == 0:  # argmax
+    if METHOD == ARGMAX:  # argmax
         dx = 0.0
         dy = 0.0
-    elif METHOD == 1 or METHOD == 3:  # quarter, parabola: per axis from the 4-neighbours
+    elif METHOD == QUARTER or METHOD == PARABOLA:  # quarter, parabola: per axis from the 4-neighbours
         lx = _at(base, y, x - 1, H, W, COMPUTE)
         hx = _at(base, y, x + 1, H, W, COMPUTE)
         ly = _at(base, y - 1, x, H, W, COMPUTE)
         hy = _at(base, y + 1, x, H, W, COMPUTE)
         inx = (x >= 1) & (x <= W - 2)
         iny = (y >= 1) & (y <= H - 2)
-        if METHOD == 1:
+        if METHOD == QUARTER:
             dx = _quarter(lx, hx, inx)
             dy = _quarter(ly, hy, iny)
         else:
             dx = _parabola(lx, score, hx, inx)
             dy = _parabola(ly, score, hy, iny)
-    elif METHOD == 2:  # wsm: 0.25 px toward the second maximum, i.e. the first among the other pixels
+    elif METHOD == WSM:  # wsm: 0.25 px toward the second maximum, i.e. the first among the other pixels
         own = i1 == i
         m2, j = _first_max(tl.where(own, v2, v1), tl.where(own, i2, i1))
         j = tl.where(m2 == float("-inf"), tl.where(i == 0, 1, 0), j)  # all others -inf: the first of them
@@ -298,17 +302,17 @@ def _decode_kernel(maps_ptr, off_ptr, aff_ptr, ker_ptr, coords_ptr, score_ptr, H
         norm = tl.sqrt(ux * ux + uy * uy)
         dx = tl.where(HW > 1, 0.25 * ux / norm, 0.0)
         dy = tl.where(HW > 1, 0.25 * uy / norm, 0.0)
-    elif METHOD == 4:  # dark
+    elif METHOD == DARK:  # dark
         dx, dy = _dark(base, x, y, H, W, score.to(tl.float64), ker_ptr, blur, TILE)
         dx = dx.to(COMPUTE)
         dy = dy.to(COMPUTE)
-    elif METHOD == 5:  # local_softargmax
+    elif METHOD == LOCAL_SOFTARGMAX:  # local_softargmax
         dx, dy = _local_softargmax(base, x, y, H, W, window, COMPUTE, TILE)
-    elif METHOD == 6 and SELECT:  # topk for k > KMAX: a few passes over the map
+    elif METHOD == TOPK and SELECT:  # topk for k > KMAX: a few passes over the map
         tx, ty = _topk_select(base, HW, W, k, score, COMPUTE, KEY, BLOCK)
         dx = tx - xf
         dy = ty - yf
-    elif METHOD == 6:  # topk: softmax-weighted mean of the k first pixels' centres
+    elif METHOD == TOPK:  # topk: softmax-weighted mean of the k first pixels' centres
         p = tl.where(slots, tl.exp(tv - score), 0.0)
         p = p / tl.sum(p, 0)
         tx, ty = _pos(ti, W, COMPUTE)
@@ -411,7 +415,7 @@ def _dark_kernel(blur: int, device: torch.device) -> Tensor:
 
 def _tile(method: int, blur: int, window: int) -> int:
     """Side of the square tiles ``dark`` (its (blur + 4)^2 patch) and ``local_softargmax`` (its window) visit."""
-    side = blur + 4 if method == 4 else 2 * window + 1 if method == 5 else 1
+    side = blur + 4 if method == DARK else 2 * window + 1 if method == LOCAL_SOFTARGMAX else 1
     return min(TILE, triton.next_power_of_2(side))
 
 
@@ -423,12 +427,12 @@ def decode(method: int, maps: Tensor, offsets: Optional[Tensor], affine: Optiona
            blur: int, window: int, topk: int, coords: Tensor, scores: Tensor) -> None:
     """Writes ``coords (N, 2)`` and ``scores (N,)`` of ``maps (N, H, W)`` decoded by METHODS[method]."""
     n, h, w = maps.shape
-    ker = _dark_kernel(blur, maps.device) if method == 4 else coords
+    ker = _dark_kernel(blur, maps.device) if method == DARK else coords
     _decode_kernel[(n,)](maps, maps if offsets is None else offsets, coords if affine is None else affine, ker,
                          coords, scores, h * w, h, w, k_per_batch, blur, window, topk, METHOD=method,
                          HAS_AFFINE=affine is not None, COMPUTE=_COMPUTE[coords.dtype], BLOCK=_block(h * w),
-                         KPAD=triton.next_power_of_2(topk) if method == 6 and topk <= KMAX else 1,
-                         SELECT=method == 6 and topk > KMAX, KEY=_KEYS[coords.dtype], TILE=_tile(method, blur, window))
+                         KPAD=triton.next_power_of_2(topk) if method == TOPK and topk <= KMAX else 1,
+                         SELECT=method == TOPK and topk > KMAX, KEY=_KEYS[coords.dtype], TILE=_tile(method, blur, window))
 
 
 def soft_argmax_forward(maps: Tensor, beta: float, relu: bool, coords: Tensor, stat: Tensor) -> None:

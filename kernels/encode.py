@@ -16,7 +16,12 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from fastlmk.kernels.common import scalar
+from fastlmk.kernels.common import enum, scalar
+
+# the codes, as the C++ kernels define them (csrc/encode/encode.h)
+GAUSSIAN, DISC, OFFSETS = enum("render_kind", "gaussian", "disc", "offsets")
+MSE, BCE_LOGITS, AWING = enum("loss_kind", "mse", "bce_logits", "awing")
+NONE, SUM, MEAN = enum("reduction", "none", "sum", "mean")
 
 BLOCK = 1024
 _COMPUTE = {torch.float32: tl.float32, torch.float64: tl.float64}
@@ -53,10 +58,10 @@ def _render_kernel(kp_ptr, param_ptr, w_ptr, out_ptr, HW, W, radius: tl.float64,
     radius = scalar(radius, p.dtype)
     wt = tl.load(w_ptr + c) if HAS_W else 1.0
     ty = out_ptr.dtype.element_ty
-    if KIND == 0:  # Gaussian, p = sigma
+    if KIND == GAUSSIAN:  # Gaussian, p = sigma
         val = _gaussian(offs, W, x, y, p, radius, ROUNDED) * wt
         tl.store(out_ptr + c * HW + offs, val.to(ty), mask=mask)
-    elif KIND == 1:  # disc, p = radius
+    elif KIND == DISC:  # disc, p = radius
         dx, dy, inside = _window_offsets(offs, W, x, y, p, False)
         val = tl.where(inside & (dx * dx + dy * dy <= p * p), wt, 0.0)
         tl.store(out_ptr + c * HW + offs, val.to(ty), mask=mask)
@@ -76,9 +81,9 @@ def _compute(radius, alpha, omega, eps, theta, COMPUTE: tl.constexpr):
 
 @triton.jit
 def _loss_value(p, t, alpha, omega, eps, theta, KIND: tl.constexpr):
-    if KIND == 0:  # mse
+    if KIND == MSE:  # mse
         out = (p - t) * (p - t)
-    elif KIND == 1:  # bce on logits, stable form
+    elif KIND == BCE_LOGITS:  # bce on logits, stable form
         out = tl.maximum(p, 0.0) - p * t + tl.log(1 + tl.exp(-tl.abs(p)))
     else:  # Adaptive Wing; x^e = exp(e log x), 0^e = 0 for e > 0
         d = tl.abs(p - t)
@@ -93,9 +98,9 @@ def _loss_value(p, t, alpha, omega, eps, theta, KIND: tl.constexpr):
 
 @triton.jit
 def _loss_grad(p, t, alpha, omega, eps, theta, KIND: tl.constexpr):
-    if KIND == 0:
+    if KIND == MSE:
         out = 2 * (p - t)
-    elif KIND == 1:
+    elif KIND == BCE_LOGITS:
         out = 1 / (1 + tl.exp(-p)) - t
     else:
         d = tl.abs(p - t)
@@ -178,13 +183,13 @@ def heatmap_loss_forward(kind: int, pred: Tensor, keypoints: Tensor, sigma: Tens
     grid = _grid(b * k, h * w)
     wts, has_w = _weight_args(weights, sigma)
     compute = keypoints.dtype
-    dst = out if reduction == 0 else torch.empty(grid, dtype=compute, device=pred.device)
+    dst = out if reduction == NONE else torch.empty(grid, dtype=compute, device=pred.device)
     _loss_fwd_kernel[grid](pred, keypoints, sigma, wts, dst, h * w, w, radius, *awing, KIND=kind,
-                           ROUNDED=rounded, HAS_W=has_w, REDUCE=reduction != 0, COMPUTE=_COMPUTE[compute],
+                           ROUNDED=rounded, HAS_W=has_w, REDUCE=reduction != NONE, COMPUTE=_COMPUTE[compute],
                            BLOCK=BLOCK)
-    if reduction != 0:
+    if reduction != NONE:
         total = dst.sum()
-        out.copy_(total / pred.numel() if reduction == 2 else total)
+        out.copy_(total / pred.numel() if reduction == MEAN else total)
 
 
 def heatmap_loss_backward(kind: int, pred: Tensor, keypoints: Tensor, sigma: Tensor, weights: Optional[Tensor],
@@ -192,8 +197,8 @@ def heatmap_loss_backward(kind: int, pred: Tensor, keypoints: Tensor, sigma: Ten
                           grad_pred: Tensor) -> None:
     b, k, h, w = pred.shape
     wts, has_w = _weight_args(weights, sigma)
-    if reduction != 0:
-        grad = grad.to(keypoints.dtype) / (pred.numel() if reduction == 2 else 1)
+    if reduction != NONE:
+        grad = grad.to(keypoints.dtype) / (pred.numel() if reduction == MEAN else 1)
     _loss_bwd_kernel[_grid(b * k, h * w)](grad, pred, keypoints, sigma, wts, grad_pred, h * w, w, radius, *awing,
-                                          KIND=kind, ROUNDED=rounded, HAS_W=has_w, REDUCE=reduction != 0,
+                                          KIND=kind, ROUNDED=rounded, HAS_W=has_w, REDUCE=reduction != NONE,
                                           COMPUTE=_COMPUTE[keypoints.dtype], BLOCK=BLOCK)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from fastlmk import _dispatch, _native, ops
+from fastlmk.reference.decode import METHODS
 
 KP = torch.rand(1, 2, 2) * 8
 
@@ -61,3 +62,43 @@ def test_cuda_extension_builds_and_imports_without_gpu():
     assert _native.cuda is not None, _native.cuda_error
     assert _native.cuda.runtime_version() >= 12000
     assert _native.cuda.device_count() == torch.cuda.device_count()
+
+
+def test_ops_dispatch_on_the_inputs_device_and_name_no_backend():
+    """One schema per op, without a backend; the CPU kernel runs for CPU tensors, and a device without a
+    kernel gets a clear error."""
+    for name in ("decode", "soft_argmax", "soft_argmax_backward", "render_gaussian", "render_disc", "render_offsets",
+                 "heatmap_loss", "heatmap_loss_backward", "splat", "splat_backward", "pack_bits", "binary_conv2d"):
+        schema = str(getattr(torch.ops.fastlmk, name).default._schema)
+        assert "backend" not in schema, schema
+    maps = torch.rand(1, 2, 5, 6)
+    torch.testing.assert_close(torch.ops.fastlmk.decode(maps, None, None, "quarter", 11, 1, 9),
+                               ops.decode(maps, "quarter", backend="reference"))
+    with pytest.raises(NotImplementedError, match="has kernels for CPU and CUDA tensors, not meta"):
+        torch.ops.fastlmk.decode.default.redispatch(
+            torch._C.DispatchKeySet(torch._C.DispatchKey.CompositeExplicitAutograd), maps.to("meta"), None, None,
+            "argmax", 11, 1, 9)
+
+
+def test_triton_on_cpu_needs_the_interpreter(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with _dispatch.kernel("triton"):
+        with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
+            torch.ops.fastlmk.decode(torch.rand(1, 1, 4, 4), None, None, "argmax", 11, 1, 9)
+
+
+def test_enum_codes_come_from_the_cpu_extension():
+    codes = _native.cpu.ENUMS
+    assert list(codes["decode_method"]) == list(METHODS)
+    assert list(codes["loss_kind"]) == list(ops.encode.LOSS_KINDS)
+    assert list(codes["reduction"]) == list(ops.encode.REDUCTIONS)
+    assert sorted(codes["render_kind"].values()) == [0, 1, 2]
+    with pytest.raises(TypeError, match=r"render\(\): missing field 'kp'"):
+        _native.cpu.render(kind=0)
+
+
+def test_onnx_export_traces_the_reference(monkeypatch):
+    monkeypatch.delenv("FASTLMK_BACKEND", raising=False)
+    monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)
+    assert _dispatch.select("decode", ops.encode.BACKENDS, torch.device("cpu")) == "reference"
+    assert _dispatch.select("decode", ops.encode.BACKENDS, torch.device("cpu"), "cpu") == "cpu"

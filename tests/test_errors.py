@@ -120,13 +120,13 @@ def test_decode_bad_input(kwargs, error, match):
 def test_raw_decode_op_checks_what_a_kernel_would_read_out_of_bounds():
     f = torch.ops.fastlmk.decode
     with pytest.raises(ValueError, match="needs offsets"):
-        f(MAPS, None, None, "offset", 11, 1, 9, "cpu")
+        f(MAPS, None, None, "offset", 11, 1, 9)
     with pytest.raises(ValueError, match=r"1 <= k <= H\*W"):
-        f(MAPS, None, None, "topk", 11, 1, 65, "cpu")
+        f(MAPS, None, None, "topk", 11, 1, 65)
     with pytest.raises(ValueError, match="affine must have shape"):
-        f(MAPS, None, torch.rand(1, 2, 3), "argmax", 11, 1, 9, "cpu")
+        f(MAPS, None, torch.rand(1, 2, 3), "argmax", 11, 1, 9)
     transposed = MAPS.transpose(2, 3)  # not contiguous: copied, not misread
-    assert torch.equal(f(transposed, None, None, "argmax", 11, 1, 9, "cpu")[0], ops.decode(transposed)[0])
+    assert torch.equal(f(transposed, None, None, "argmax", 11, 1, 9)[0], ops.decode(transposed)[0])
 
 
 def test_decode_hih_and_soft_argmax_bad_input():

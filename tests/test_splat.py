@@ -59,7 +59,7 @@ def test_forward_matches_reference(backend, dtype, case, gen):
     xy, depth, value = random_cloud(b, q, h, w, dtype, gen)
     r = radius_of(sigma, radius)
     want = ref.splat(xy, depth, value, (h, w), sigma, r)
-    got = torch.ops.fastlmk.splat(xy.to(device), depth.to(device), value.to(device), h, w, sigma, r, name)
+    got = torch.ops.fastlmk.splat(xy.to(device), depth.to(device), value.to(device), h, w, sigma, r)
     rtol, atol = (1e-5, 1e-6) if dtype == torch.float32 else (1e-12, 1e-13)
     torch.testing.assert_close(got[2].cpu(), want[2], rtol=0, atol=0)  # the same vertices survive
     torch.testing.assert_close(got[1].cpu(), want[1], rtol=rtol, atol=atol)
@@ -151,9 +151,9 @@ def test_zbuffer_rules():
                         [6.0, 4.0]]], dtype=torch.float64)
     depth = torch.tensor([[0.5, 0.2, 0.2, 1.0, 1.0, 3.0, 0.0, math.inf]], dtype=torch.float64)
     value = torch.arange(8, dtype=torch.float64)[None]
-    for name in ("reference", "cpu"):
-        _, _, visible = torch.ops.fastlmk.splat(xy, depth, value, 5, 7, 1.0, 3.0, name)
-        assert visible.tolist() == [[False, True, False, True, True, True, False, False]], name
+    for _, _, visible in (ref.splat(xy, depth, value, (5, 7), 1.0, 3.0), torch.ops.fastlmk.splat(xy, depth, value, 5, 7,
+                                                                                                   1.0, 3.0)):
+        assert visible.tolist() == [[False, True, False, True, True, True, False, False]]
     # vertex 5 (x = -2.9, off the map) reaches column 0 with radius 3
     image = ops.splat(xy[:, 5:6], depth[:, 5:6], value[:, 5:6], (5, 7), sigma=1.0, radius=3.0, backend="cpu")
     assert image[0, 0, 1, 0] == 5.0 and image[0, 0, 1, 1] == 0.0
@@ -247,8 +247,7 @@ def test_dense_windows_across_bands_and_blocks(backend, dtype, case, gen):
     try:
         for n in THREAD_COUNTS if name == "cpu" else (threads,):
             torch.set_num_threads(n)
-            got = torch.ops.fastlmk.splat(xy.to(device), depth.to(device), value.to(device), h, w, sigma, radius,
-                                          name)
+            got = torch.ops.fastlmk.splat(xy.to(device), depth.to(device), value.to(device), h, w, sigma, radius)
             x, v = xy.to(device).requires_grad_(), value.to(device).requires_grad_()
             image = ops.splat(x, depth.to(device), v, (h, w), sigma=sigma, radius=radius, backend=name)
             grads = torch.autograd.grad((image * grad.to(device)).sum(), [x, v])
@@ -267,16 +266,17 @@ def test_dense_windows_across_bands_and_blocks(backend, dtype, case, gen):
         assert all(torch.equal(a, b) for a, b in zip(run, runs[0]))
 
 
-@pytest.mark.parametrize("name", ["reference", "cpu"])
-def test_opcheck(name, gen):
-    xy, depth, value = random_cloud(2, 40, 9, 11, torch.float64, gen, margin=2.0)
+def test_opcheck(backend, gen):
+    """Schema, fake kernel and autograd registration against the kernel of the backend's device."""
+    _, device = backend
+    xy, depth, value = (t.to(device) for t in random_cloud(2, 40, 9, 11, torch.float64, gen, margin=2.0))
     xy.requires_grad_()
     value.requires_grad_()
-    torch.library.opcheck(torch.ops.fastlmk.splat.default, (xy, depth, value, 9, 11, 1.1, 3.3, name))
-    image, weight_sum, visible = torch.ops.fastlmk.splat(xy.detach(), depth, value.detach(), 9, 11, 1.1, 3.3, name)
-    grad = torch.randn(image.shape, generator=gen, dtype=torch.float64)
+    torch.library.opcheck(torch.ops.fastlmk.splat.default, (xy, depth, value, 9, 11, 1.1, 3.3))
+    image, weight_sum, visible = torch.ops.fastlmk.splat(xy.detach(), depth, value.detach(), 9, 11, 1.1, 3.3)
+    grad = torch.randn(image.shape, generator=gen, dtype=torch.float64).to(device)
     torch.library.opcheck(torch.ops.fastlmk.splat_backward.default,
-                          (grad, xy.detach(), value.detach(), image, weight_sum, visible, 1.1, 3.3, name))
+                          (grad, xy.detach(), value.detach(), image, weight_sum, visible, 1.1, 3.3))
 
 
 def test_compiles_without_graph_breaks(gen):
@@ -323,11 +323,11 @@ def test_bad_input(args, error, match):
 def test_raw_op_checks_what_kernels_read():
     xy, depth, value = torch.rand(1, 4, 2, dtype=torch.float64), torch.rand(1, 4), torch.rand(1, 4)
     with pytest.raises(ValueError, match="share one dtype"):
-        torch.ops.fastlmk.splat(xy, depth, value, 5, 5, 1.0, 3.0, "cpu")
+        torch.ops.fastlmk.splat(xy, depth, value, 5, 5, 1.0, 3.0)
     with pytest.raises(ValueError, match="share one dtype"):
-        torch.ops.fastlmk.splat(xy.half(), depth.half(), value.half(), 5, 5, 1.0, 3.0, "cpu")
+        torch.ops.fastlmk.splat(xy.half(), depth.half(), value.half(), 5, 5, 1.0, 3.0)
     with pytest.raises(ValueError, match="splat needs"):
-        torch.ops.fastlmk.splat(xy.float(), depth[:, :3], value, 5, 5, 1.0, 3.0, "cpu")
+        torch.ops.fastlmk.splat(xy.float(), depth[:, :3], value, 5, 5, 1.0, 3.0)
 
 
 def test_forced_backend_that_cannot_run():

@@ -338,17 +338,18 @@ def test_empty_batch(backend):
 
 # ------------------------------------------------------------------------------------------------- torch.library
 
-@pytest.mark.parametrize("name", ["reference", "cpu"])
-def test_opcheck(name, gen):
-    x = torch.randn(2, 70, 6, 7, generator=gen)
-    weight = torch.randn(12, 35, 3, 3, generator=gen)
-    alpha, bias = weight.abs().mean((1, 2, 3)), torch.randn(12, generator=gen)
-    torch.library.opcheck(torch.ops.fastlmk.pack_bits, (x, name))
-    torch.library.opcheck(torch.ops.fastlmk.pack_bits, (x.to(memory_format=torch.channels_last), name))
+def test_opcheck(backend, gen):
+    """Schema and fake kernels against the kernel of the backend's device."""
+    _, device = backend
+    x = torch.randn(2, 70, 6, 7, generator=gen).to(device)
+    weight = torch.randn(12, 35, 3, 3, generator=gen).to(device)
+    alpha, bias = weight.abs().mean((1, 2, 3)), torch.randn(12, generator=gen).to(device)
+    torch.library.opcheck(torch.ops.fastlmk.pack_bits, (x,))
+    torch.library.opcheck(torch.ops.fastlmk.pack_bits, (x.to(memory_format=torch.channels_last),))
     px, pw = ref.pack_bits(x), ref.pack_bits(weight)
     for packed_out in (False, True):
         torch.library.opcheck(torch.ops.fastlmk.binary_conv2d,
-                              (px, pw, alpha, bias, None, bias, 70, [2, 1], [1, 1], [1, 2], 2, False, packed_out, name))
+                              (px, pw, alpha, bias, None, bias, 70, [2, 1], [1, 1], [1, 2], 2, False, packed_out))
 
 
 def test_compile_traces_without_graph_breaks(gen):
@@ -458,14 +459,14 @@ def test_raw_op_rejects_inconsistent_layouts():
                                              ([1], [1], [1], "pairs"),
                                              ([1, 1], [0, 0], [5, 5], "smaller than the dilated")):
         with pytest.raises(ValueError, match=match):
-            raw(px, w, a, None, None, None, 70, stride, padding, dilation, 1, False, False, "cpu")
+            raw(px, w, a, None, None, None, 70, stride, padding, dilation, 1, False, False)
     with pytest.raises(ValueError, match="4-D"):
-        raw(px[0], w, a, None, None, None, 70, [1, 1], [1, 1], [1, 1], 1, False, False, "cpu")
+        raw(px[0], w, a, None, None, None, 70, [1, 1], [1, 1], [1, 1], 1, False, False)
     with pytest.raises(ValueError, match="do not match packed"):
-        torch.ops.fastlmk.binary_conv2d(px, w, a, None, None, None, 200, [1, 1], [1, 1], [1, 1], 1, False, False, "cpu")
+        torch.ops.fastlmk.binary_conv2d(px, w, a, None, None, None, 200, [1, 1], [1, 1], [1, 1], 1, False, False)
     with pytest.raises(ValueError, match="do not match packed"):
         torch.ops.fastlmk.binary_conv2d(px, w, a, a.double(), None, None, 70, [1, 1], [1, 1], [1, 1], 1, False,
-                                        False, "cpu")
+                                        False)
     with pytest.raises(ValueError, match="do not match packed"):
         torch.ops.fastlmk.binary_conv2d(px, w[..., :1], a, None, None, None, 70, [1, 1], [1, 1], [1, 1], 1, False,
-                                        False, "cpu")
+                                        False)

@@ -10,10 +10,13 @@
 
 namespace fastlmk {
 
-// Order of fastlmk.reference.decode.METHODS.
+// The codes of the methods; Python (the CPU and Triton calls alike) reads them as fastlmk._C.ENUMS.
 enum DecodeMethod : int {
   kArgmax = 0, kQuarter = 1, kWsm = 2, kParabola = 3, kDark = 4, kLocalSoftargmax = 5, kTopk = 6, kOffset = 7
 };
+inline constexpr const char* kDecodeMethodNames[] = {"argmax", "quarter",          "wsm",  "parabola",
+                                                     "dark",   "local_softargmax", "topk", "offset"};
+static_assert(sizeof(kDecodeMethodNames) / sizeof(*kDecodeMethodNames) == kOffset + 1, "one name per method");
 
 struct DecodeArgs {
   int method;

@@ -11,9 +11,14 @@
 
 namespace fastlmk {
 
+// The codes and their names, in code order; Python (the CPU and Triton calls alike) reads them as
+// fastlmk._C.ENUMS.
 enum RenderKind : int { kGaussian = 0, kDisc = 1, kOffsets = 2 };
 enum LossKind : int { kMse = 0, kBceLogits = 1, kAwing = 2 };
 enum Reduction : int { kNone = 0, kSum = 1, kMean = 2 };
+inline constexpr const char* kRenderKindNames[] = {"gaussian", "disc", "offsets"};
+inline constexpr const char* kLossKindNames[] = {"mse", "bce_logits", "awing"};
+inline constexpr const char* kReductionNames[] = {"none", "sum", "mean"};
 
 struct RenderArgs {
   int kind;

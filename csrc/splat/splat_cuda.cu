@@ -229,40 +229,35 @@ void check_dtype(int dtype) {
 
 }  // namespace
 
-void splat_forward(const void* xy, const void* depth, const void* value, int dtype, int64_t b, int64_t q,
-                   int64_t h, int64_t w, double sigma, double radius, int64_t margin, void* zbuf, void* owner,
-                   void* image, void* weight_sum, void* visible, uintptr_t stream) {
-  check_dtype(dtype);
-  if (q >= kEmpty) throw std::invalid_argument("splat: at most 2^31 - 2 vertices per batch (int32 z-buffer owners)");
-  auto* zb = static_cast<unsigned long long*>(zbuf);
-  auto* own = static_cast<int*>(owner);
-  auto* vis = static_cast<uint8_t*>(visible);
-  const auto st = reinterpret_cast<cudaStream_t>(stream);
-  if (dtype == 0)
-    forward(static_cast<const float*>(xy), static_cast<const float*>(depth), static_cast<const float*>(value), b, q,
-            h, w, sigma, radius, margin, zb, own, static_cast<float*>(image), static_cast<float*>(weight_sum), vis,
-            st);
+void splat_forward(const SplatCudaArgs& a) {
+  check_dtype(a.dtype);
+  if (a.q >= kEmpty) throw std::invalid_argument("splat: at most 2^31 - 2 vertices per batch (int32 z-buffer owners)");
+  auto* zb = static_cast<unsigned long long*>(a.zbuf);
+  auto* own = static_cast<int*>(a.owner);
+  const auto st = reinterpret_cast<cudaStream_t>(a.stream);
+  if (a.dtype == 0)
+    forward(static_cast<const float*>(a.xy), static_cast<const float*>(a.depth), static_cast<const float*>(a.value),
+            a.b, a.q, a.h, a.w, a.sigma, a.radius, a.margin, zb, own, static_cast<float*>(a.image),
+            static_cast<float*>(a.weight_sum), a.visible, st);
   else
-    forward(static_cast<const double*>(xy), static_cast<const double*>(depth), static_cast<const double*>(value), b,
-            q, h, w, sigma, radius, margin, zb, own, static_cast<double*>(image), static_cast<double*>(weight_sum),
-            vis, st);
+    forward(static_cast<const double*>(a.xy), static_cast<const double*>(a.depth),
+            static_cast<const double*>(a.value), a.b, a.q, a.h, a.w, a.sigma, a.radius, a.margin, zb, own,
+            static_cast<double*>(a.image), static_cast<double*>(a.weight_sum), a.visible, st);
 }
 
-void splat_backward(const void* grad_image, const void* xy, const void* value, const void* image,
-                    const void* weight_sum, const void* visible, int dtype, int64_t b, int64_t q, int64_t h,
-                    int64_t w, double sigma, double radius, void* grad_xy, void* grad_value, uintptr_t stream) {
-  check_dtype(dtype);
-  const auto* vis = static_cast<const uint8_t*>(visible);
-  const auto st = reinterpret_cast<cudaStream_t>(stream);
-  if (dtype == 0)
-    backward(static_cast<const float*>(grad_image), static_cast<const float*>(xy), static_cast<const float*>(value),
-             static_cast<const float*>(image), static_cast<const float*>(weight_sum), vis, b, q, h, w, sigma, radius,
-             static_cast<float*>(grad_xy), static_cast<float*>(grad_value), st);
+void splat_backward(const SplatCudaArgs& a) {
+  check_dtype(a.dtype);
+  const auto st = reinterpret_cast<cudaStream_t>(a.stream);
+  if (a.dtype == 0)
+    backward(static_cast<const float*>(a.grad_image), static_cast<const float*>(a.xy),
+             static_cast<const float*>(a.value), static_cast<const float*>(a.image),
+             static_cast<const float*>(a.weight_sum), a.visible, a.b, a.q, a.h, a.w, a.sigma, a.radius,
+             static_cast<float*>(a.grad_xy), static_cast<float*>(a.grad_value), st);
   else
-    backward(static_cast<const double*>(grad_image), static_cast<const double*>(xy),
-             static_cast<const double*>(value), static_cast<const double*>(image),
-             static_cast<const double*>(weight_sum), vis, b, q, h, w, sigma, radius, static_cast<double*>(grad_xy),
-             static_cast<double*>(grad_value), st);
+    backward(static_cast<const double*>(a.grad_image), static_cast<const double*>(a.xy),
+             static_cast<const double*>(a.value), static_cast<const double*>(a.image),
+             static_cast<const double*>(a.weight_sum), a.visible, a.b, a.q, a.h, a.w, a.sigma, a.radius,
+             static_cast<double*>(a.grad_xy), static_cast<double*>(a.grad_value), st);
 }
 
 }  // namespace cuda

@@ -355,89 +355,84 @@ void require(bool ok, const char* what) {
 
 }  // namespace
 
-void pack_bits(const void* x, int dtype, int64_t n, int64_t c, int64_t p, int64_t stride_n, int64_t stride_c,
-               int64_t stride_p, void* out, uintptr_t stream) {
-  if (dtype < 0 || dtype > 3)
+void pack_bits(const PackCudaArgs& a) {
+  if (a.dtype < 0 || a.dtype > 3)
     throw std::invalid_argument("pack_bits: dtype must be 0 (float32), 1 (float64), 2 (float16) or 3 (bfloat16), "
-                                "got " + std::to_string(dtype));
-  if (n <= 0 || c <= 0 || p <= 0) return;  // nothing to write
-  const auto st = reinterpret_cast<cudaStream_t>(stream);
-  if (dtype == 0)
-    pack<float>(x, n, c, p, stride_n, stride_c, stride_p, out, st);
-  else if (dtype == 1)
-    pack<double>(x, n, c, p, stride_n, stride_c, stride_p, out, st);
-  else if (dtype == 2)
-    pack<Half>(x, n, c, p, stride_n, stride_c, stride_p, out, st);
+                                "got " + std::to_string(a.dtype));
+  if (a.n <= 0 || a.c <= 0 || a.p <= 0) return;  // nothing to write
+  const auto st = reinterpret_cast<cudaStream_t>(a.stream);
+  if (a.dtype == 0)
+    pack<float>(a.x, a.n, a.c, a.p, a.stride_n, a.stride_c, a.stride_p, a.out, st);
+  else if (a.dtype == 1)
+    pack<double>(a.x, a.n, a.c, a.p, a.stride_n, a.stride_c, a.stride_p, a.out, st);
+  else if (a.dtype == 2)
+    pack<Half>(a.x, a.n, a.c, a.p, a.stride_n, a.stride_c, a.stride_p, a.out, st);
   else
-    pack<BFloat>(x, n, c, p, stride_n, stride_c, stride_p, out, st);
+    pack<BFloat>(a.x, a.n, a.c, a.p, a.stride_n, a.stride_c, a.stride_p, a.out, st);
 }
 
-void binary_conv2d(const void* x, const void* weight, const void* alpha, const void* bias, const void* scale,
-                   const void* shift, int dtype, int64_t n, int64_t c, int64_t h, int64_t w, int64_t o, int64_t kh,
-                   int64_t kw, int64_t groups, int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w,
-                   int64_t dil_h, int64_t dil_w, int64_t ho, int64_t wo, bool pad_ones, bool packed_out, void* out,
-                   uintptr_t stream) {
-  require(dtype == 0 || dtype == 1, "dtype must be 0 (float32) or 1 (float64)");
-  require(n >= 0 && c > 0 && h > 0 && w > 0 && o > 0 && kh > 0 && kw > 0 && groups > 0 && ho >= 0 && wo >= 0,
+void binary_conv2d(const XnorConvCudaArgs& a) {
+  require(a.dtype == 0 || a.dtype == 1, "dtype must be 0 (float32) or 1 (float64)");
+  require(a.n >= 0 && a.c > 0 && a.h > 0 && a.w > 0 && a.o > 0 && a.kh > 0 && a.kw > 0 && a.groups > 0 && a.ho >= 0 && a.wo >= 0,
           "sizes must be positive");
-  require(c % groups == 0 && o % groups == 0, "groups must divide the input and output channels");
-  require(stride_h > 0 && stride_w > 0 && dil_h > 0 && dil_w > 0 && pad_h >= 0 && pad_w >= 0,
+  require(a.c % a.groups == 0 && a.o % a.groups == 0, "groups must divide the input and output channels");
+  require(a.stride_h > 0 && a.stride_w > 0 && a.dil_h > 0 && a.dil_w > 0 && a.pad_h >= 0 && a.pad_w >= 0,
           "stride and dilation must be positive, padding non-negative");
   // 32-bit index math inside a map and in the integer sums.
-  require(h + 2 * pad_h < INT_MAX && w + 2 * pad_w < INT_MAX && ho < INT_MAX && wo < INT_MAX,
+  require(a.h + 2 * a.pad_h < INT_MAX && a.w + 2 * a.pad_w < INT_MAX && a.ho < INT_MAX && a.wo < INT_MAX,
           "spatial sizes must be below 2^31");
-  require(kh <= INT_MAX / c && kw <= INT_MAX / (kh * c) && kh * kw * c < INT_MAX / 4 && o < INT_MAX,
+  require(a.kh <= INT_MAX / a.c && a.kw <= INT_MAX / (a.kh * a.c) && a.kh * a.kw * a.c < INT_MAX / 4 && a.o < INT_MAX,
           "KH KW C must be below 2^29");
-  require(stride_h < INT_MAX && stride_w < INT_MAX && dil_h < INT_MAX && dil_w < INT_MAX,
+  require(a.stride_h < INT_MAX && a.stride_w < INT_MAX && a.dil_h < INT_MAX && a.dil_w < INT_MAX,
           "stride and dilation must be below 2^31");
-  require(dil_h * (kh - 1) < h + 2 * pad_h && dil_w * (kw - 1) < w + 2 * pad_w &&
-              ho == (h + 2 * pad_h - dil_h * (kh - 1) - 1) / stride_h + 1 &&
-              wo == (w + 2 * pad_w - dil_w * (kw - 1) - 1) / stride_w + 1,
+  require(a.dil_h * (a.kh - 1) < a.h + 2 * a.pad_h && a.dil_w * (a.kw - 1) < a.w + 2 * a.pad_w &&
+              a.ho == (a.h + 2 * a.pad_h - a.dil_h * (a.kh - 1) - 1) / a.stride_h + 1 &&
+              a.wo == (a.w + 2 * a.pad_w - a.dil_w * (a.kw - 1) - 1) / a.stride_w + 1,
           "ho, wo do not match the input size, kernel, stride, padding and dilation");
-  const int64_t positions = n * ho * wo;
+  const int64_t positions = a.n * a.ho * a.wo;
   if (positions == 0) return;
 
   Conv p{};
   p.positions = positions;
-  p.plane = ho * wo;
-  p.h = static_cast<int>(h);
-  p.w = static_cast<int>(w);
-  p.wo = static_cast<int>(wo);
-  p.o = static_cast<int>(o);
-  p.cg = static_cast<int>(c / groups);
-  p.og = static_cast<int>(o / groups);
-  p.wx = static_cast<int>((c + 63) / 64);
+  p.plane = a.ho * a.wo;
+  p.h = static_cast<int>(a.h);
+  p.w = static_cast<int>(a.w);
+  p.wo = static_cast<int>(a.wo);
+  p.o = static_cast<int>(a.o);
+  p.cg = static_cast<int>(a.c / a.groups);
+  p.og = static_cast<int>(a.o / a.groups);
+  p.wx = static_cast<int>((a.c + 63) / 64);
   p.wg = (p.cg + 63) / 64;
-  p.kh = static_cast<int>(kh);
-  p.kw = static_cast<int>(kw);
-  p.items = static_cast<int>(kh * kw) * p.wg;
-  p.stride_h = static_cast<int>(stride_h);
-  p.stride_w = static_cast<int>(stride_w);
-  p.pad_h = static_cast<int>(pad_h);
-  p.pad_w = static_cast<int>(pad_w);
-  p.dil_h = static_cast<int>(dil_h);
-  p.dil_w = static_cast<int>(dil_w);
+  p.kh = static_cast<int>(a.kh);
+  p.kw = static_cast<int>(a.kw);
+  p.items = static_cast<int>(a.kh * a.kw) * p.wg;
+  p.stride_h = static_cast<int>(a.stride_h);
+  p.stride_w = static_cast<int>(a.stride_w);
+  p.pad_h = static_cast<int>(a.pad_h);
+  p.pad_w = static_cast<int>(a.pad_w);
+  p.dil_h = static_cast<int>(a.dil_h);
+  p.dil_w = static_cast<int>(a.dil_w);
   p.warps_o = 1;
   while (p.warps_o < kConvThreads / 32 && kOut * p.warps_o < p.og) p.warps_o *= 2;
   p.block_o = kOut * p.warps_o;
   p.block_pos = 32 * kPos * (kConvThreads / 32 / p.warps_o);
   p.o_tiles = (p.og + p.block_o - 1) / p.block_o;
   p.last_mask = p.cg % 64 ? (1ull << (p.cg % 64)) - 1 : ~0ull;
-  p.pad_ones = pad_ones;
+  p.pad_ones = a.pad_ones;
 
-  const int64_t blocks_x = (positions + p.block_pos - 1) / p.block_pos, blocks_y = groups * p.o_tiles;
+  const int64_t blocks_x = (positions + p.block_pos - 1) / p.block_pos, blocks_y = a.groups * p.o_tiles;
   require(blocks_x < INT_MAX && blocks_y <= 65535, "too many output positions or channel tiles for one launch");
   const dim3 grid(static_cast<unsigned>(blocks_x), static_cast<unsigned>(blocks_y));
-  const bool aligned = groups == 1 || p.cg % 64 == 0;
-  const auto st = reinterpret_cast<cudaStream_t>(stream);
+  const bool aligned = a.groups == 1 || p.cg % 64 == 0;
+  const auto st = reinterpret_cast<cudaStream_t>(a.stream);
   // Packed output: the 32-bit halves are whole in one block unless a block boundary falls inside one.
-  const bool halves_split = !((groups == 1 || p.og % 32 == 0) && (p.block_o % 32 == 0 || p.o_tiles == 1));
-  if (packed_out && halves_split)
-    FASTLMK_CUDA_CHECK(cudaMemsetAsync(out, 0, static_cast<size_t>(positions * ((o + 63) / 64) * 8), st));
-  if (dtype == 0)
-    conv<float>(grid, aligned, packed_out, x, weight, alpha, bias, scale, shift, p, out, st);
+  const bool halves_split = !((a.groups == 1 || p.og % 32 == 0) && (p.block_o % 32 == 0 || p.o_tiles == 1));
+  if (a.packed_out && halves_split)
+    FASTLMK_CUDA_CHECK(cudaMemsetAsync(a.out, 0, static_cast<size_t>(positions * ((a.o + 63) / 64) * 8), st));
+  if (a.dtype == 0)
+    conv<float>(grid, aligned, a.packed_out, a.x, a.weight, a.alpha, a.bias, a.scale, a.shift, p, a.out, st);
   else
-    conv<double>(grid, aligned, packed_out, x, weight, alpha, bias, scale, shift, p, out, st);
+    conv<double>(grid, aligned, a.packed_out, a.x, a.weight, a.alpha, a.bias, a.scale, a.shift, p, a.out, st);
 }
 
 }  // namespace cuda

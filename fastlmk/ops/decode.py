@@ -1,7 +1,8 @@
 """Decoding: fused argmax + sub-pixel refinement, HIH decoding and the differentiable soft-argmax.
 
-Each op is a ``torch.library`` custom op in the ``fastlmk`` namespace with the backends ``reference``,
-``cpu`` and ``triton`` (see fastlmk/_dispatch.py). Semantics: docs/ops.md 2; the ground truth is
+Each op is a ``torch.library`` custom op in the ``fastlmk`` namespace with a CPU kernel (fastlmk._C) and a
+CUDA kernel (Triton, fastlmk/kernels/decode.py); the public functions also run the ``reference`` (see
+fastlmk/_dispatch.py). Semantics: docs/ops.md 2; the ground truth is
 fastlmk/reference/decode.py.
 """
 
@@ -33,41 +34,56 @@ def _triton():
 
 @torch.library.custom_op("fastlmk::decode", mutates_args=())
 def _decode_op(heatmaps: Tensor, offsets: Optional[Tensor], affine: Optional[Tensor], method: str, blur: int,
-               window: int, k: int, backend: str) -> tuple[Tensor, Tensor]:
+               window: int, k: int) -> tuple[Tensor, Tensor]:
+    raise _dispatch.no_kernel("decode", heatmaps)
+
+
+def _decode_inputs(heatmaps, offsets, affine, method, blur, window, k):
+    """What the decode kernels read, checked: contiguous buffers of the shapes and dtype they assume, the
+    method's code, and the window clamped to the map."""
     b, kk, h, w = _checks.raw_maps("decode", "heatmaps", heatmaps)
     _checks.raw_choice("decode", "method", method, METHODS)
     if not ((method != "topk" or 1 <= k <= h * w) and 1 <= blur <= ref.MAX_BLUR and blur % 2 and window >= 0):
         raise ValueError(f"decode: need 1 <= k <= H*W (topk), an odd 1 <= blur <= {ref.MAX_BLUR} and window >= 0, "
                          f"got k={k}, blur={blur}, window={window}")
     window = min(window, max(h, w) - 1)  # a larger window adds only pixels off the map
-    _dispatch.require("decode", BACKENDS, backend, heatmaps.device)
     cd = _checks.compute_dtype(heatmaps.dtype)
     if method == "offset" and offsets is None:
         raise ValueError("decode: method='offset' needs offsets (B, K, 2, H, W)")
     offsets = _checks.raw_optional("decode", "offsets", offsets, (b, kk, 2, h, w), heatmaps.device, cd)
     affine = _checks.raw_optional("decode", "affine", affine, (b, 2, 3), heatmaps.device, cd)
-    heatmaps = heatmaps.contiguous()
-    if backend == "reference":
-        return ref.decode(heatmaps, method, blur=blur, window=window, k=k, offsets=offsets, affine=affine)
     coords = heatmaps.new_empty((b, kk, 2), dtype=cd)
     scores = heatmaps.new_empty((b, kk), dtype=cd)
-    if coords.numel() == 0:
-        return coords, scores
-    code = METHODS.index(method)
-    if backend == "cpu":
-        _native.cpu.decode(method=code, maps=_native.ptr(heatmaps), offsets=_native.ptr(offsets),
-                           affine=_native.ptr(affine), compute_dtype=_native.dtype_code(cd),
-                           map_dtype=_native.dtype_code(heatmaps.dtype), bk=b * kk, k_per_batch=kk, h=h, w=w,
-                           blur=blur, window=window, topk=k, coords=_native.ptr(coords),
-                           scores=_native.ptr(scores), nthreads=_native.num_threads(heatmaps.numel()))
-    else:
+    return heatmaps.contiguous(), offsets, affine, _native.code("decode_method", method), blur, window, coords, scores
+
+
+def _decode_cpu(heatmaps, offsets, affine, method, blur, window, k):
+    heatmaps, offsets, affine, code, blur, window, coords, scores = _decode_inputs(heatmaps, offsets, affine, method,
+                                                                                   blur, window, k)
+    b, kk, h, w = heatmaps.shape
+    if coords.numel():
+        _native.call("decode", method=code, maps=heatmaps, offsets=offsets, affine=affine,
+                     compute_dtype=_native.dtype_code(coords.dtype), map_dtype=_native.dtype_code(heatmaps.dtype),
+                     bk=b * kk, k_per_batch=kk, h=h, w=w, blur=blur, window=window, topk=k, coords=coords,
+                     scores=scores, nthreads=_native.num_threads(heatmaps.numel()))
+    return coords, scores
+
+
+def _decode_triton(heatmaps, offsets, affine, method, blur, window, k):
+    heatmaps, offsets, affine, code, blur, window, coords, scores = _decode_inputs(heatmaps, offsets, affine, method,
+                                                                                   blur, window, k)
+    b, kk, h, w = heatmaps.shape
+    if coords.numel():
         _triton().decode(code, heatmaps.view(b * kk, h, w), offsets, affine, kk, blur, window, k,
                          coords.view(b * kk, 2), scores.view(b * kk))
     return coords, scores
 
 
+_dispatch.register(_decode_op, cpu=_decode_cpu, cuda=_decode_triton, triton=True)
+
+
 @_decode_op.register_fake
-def _(heatmaps, offsets, affine, method, blur, window, k, backend):
+def _(heatmaps, offsets, affine, method, blur, window, k):
     b, kk = heatmaps.shape[:2]
     cd = _checks.compute_dtype(heatmaps.dtype)
     return heatmaps.new_empty((b, kk, 2), dtype=cd), heatmaps.new_empty((b, kk), dtype=cd)
@@ -147,7 +163,11 @@ def decode(heatmaps: Tensor, method: str = "argmax", *, blur: int = 11, window: 
         raise ValueError(f"offsets is only used by method='offset', not {method!r}")
     _affine(affine, b, heatmaps.device)
     backend = _dispatch.select("decode", BACKENDS, heatmaps.device, backend)
-    return _decode_op(heatmaps.detach().contiguous(), offsets, affine, method, blur, window, k, backend)
+    heatmaps = heatmaps.detach()
+    if backend == "reference":
+        return ref.decode(heatmaps, method, blur=blur, window=window, k=k, offsets=offsets, affine=affine)
+    with _dispatch.kernel(backend):
+        return _decode_op(heatmaps, offsets, affine, method, blur, window, k)
 
 
 def decode_hih(integer_maps: Tensor, decimal_maps: Tensor, *, convention: str = "paper",
@@ -175,37 +195,45 @@ def decode_hih(integer_maps: Tensor, decimal_maps: Tensor, *, convention: str = 
 
 # ------------------------------------------------------------------------------------------ soft_argmax
 
-def _soft_argmax_call(fn: str, heatmaps: Tensor, beta: float, relu: bool, **buffers: Tensor) -> None:
-    b, k, h, w = heatmaps.shape
-    getattr(_native.cpu, fn)(maps=_native.ptr(heatmaps),
-                             compute_dtype=_native.dtype_code(_checks.compute_dtype(heatmaps.dtype)),
-                             map_dtype=_native.dtype_code(heatmaps.dtype), bk=b * k, h=h, w=w, beta=beta,
-                             relu=relu, nthreads=_native.num_threads(heatmaps.numel()),
-                             **{name: _native.ptr(t) for name, t in buffers.items()})
-
-
 @torch.library.custom_op("fastlmk::soft_argmax", mutates_args=())
-def _soft_argmax_op(heatmaps: Tensor, beta: float, relu: bool, backend: str) -> tuple[Tensor, Tensor]:
-    b, k, h, w = _checks.raw_maps("soft_argmax", "heatmaps", heatmaps)
-    _dispatch.require("soft_argmax", BACKENDS, backend, heatmaps.device)
-    heatmaps = heatmaps.contiguous()
-    if backend == "reference":
-        return ref.soft_argmax(heatmaps, beta, "relu" if relu else "softmax")
+def _soft_argmax_op(heatmaps: Tensor, beta: float, relu: bool) -> tuple[Tensor, Tensor]:
+    raise _dispatch.no_kernel("soft_argmax", heatmaps)
+
+
+def _soft_argmax_outputs(heatmaps: Tensor) -> tuple[Tensor, Tensor]:
+    b, k, _, _ = _checks.raw_maps("soft_argmax", "heatmaps", heatmaps)
     cd = _checks.compute_dtype(heatmaps.dtype)
-    coords = heatmaps.new_empty((b, k, 2), dtype=cd)
-    stat = heatmaps.new_empty((b, k), dtype=cd)
-    if stat.numel() == 0:
-        return coords, stat
-    if backend == "cpu":
-        _soft_argmax_call("soft_argmax_forward", heatmaps, beta, relu, coords=coords, stat=stat)
-    else:
-        _triton().soft_argmax_forward(heatmaps.view(b * k, h, w), beta, relu, coords.view(b * k, 2),
+    return heatmaps.new_empty((b, k, 2), dtype=cd), heatmaps.new_empty((b, k), dtype=cd)
+
+
+def _soft_argmax_cpu_call(fn: str, heatmaps: Tensor, beta: float, relu: bool, **buffers: Tensor) -> None:
+    b, k, h, w = heatmaps.shape
+    _native.call(fn, maps=heatmaps, compute_dtype=_native.dtype_code(_checks.compute_dtype(heatmaps.dtype)),
+                 map_dtype=_native.dtype_code(heatmaps.dtype), bk=b * k, h=h, w=w, beta=beta, relu=relu,
+                 nthreads=_native.num_threads(heatmaps.numel()), **buffers)
+
+
+def _soft_argmax_cpu(heatmaps, beta, relu):
+    coords, stat = _soft_argmax_outputs(heatmaps)
+    if stat.numel():
+        _soft_argmax_cpu_call("soft_argmax_forward", heatmaps.contiguous(), beta, relu, coords=coords, stat=stat)
+    return coords, stat
+
+
+def _soft_argmax_triton(heatmaps, beta, relu):
+    coords, stat = _soft_argmax_outputs(heatmaps)
+    b, k, h, w = heatmaps.shape
+    if stat.numel():
+        _triton().soft_argmax_forward(heatmaps.contiguous().view(b * k, h, w), beta, relu, coords.view(b * k, 2),
                                       stat.view(b * k))
     return coords, stat
 
 
+_dispatch.register(_soft_argmax_op, cpu=_soft_argmax_cpu, cuda=_soft_argmax_triton, triton=True)
+
+
 @_soft_argmax_op.register_fake
-def _(heatmaps, beta, relu, backend):
+def _(heatmaps, beta, relu):
     b, k = heatmaps.shape[:2]
     cd = _checks.compute_dtype(heatmaps.dtype)
     return heatmaps.new_empty((b, k, 2), dtype=cd), heatmaps.new_empty((b, k), dtype=cd)
@@ -213,39 +241,54 @@ def _(heatmaps, beta, relu, backend):
 
 @torch.library.custom_op("fastlmk::soft_argmax_backward", mutates_args=())
 def _soft_argmax_backward_op(grad_coords: Tensor, grad_stat: Tensor, heatmaps: Tensor, coords: Tensor,
-                             stat: Tensor, beta: float, relu: bool, backend: str) -> Tensor:
+                             stat: Tensor, beta: float, relu: bool) -> Tensor:
+    raise _dispatch.no_kernel("soft_argmax_backward", heatmaps)
+
+
+def _soft_argmax_backward_inputs(grad_coords, grad_stat, heatmaps, coords, stat):
     op = "soft_argmax_backward"
     b, k, h, w = _checks.raw_maps(op, "heatmaps", heatmaps)
-    _dispatch.require(op, BACKENDS, backend, heatmaps.device)
     cd, device = _checks.compute_dtype(heatmaps.dtype), heatmaps.device
     grad_coords, coords = (_checks.raw(op, name, t, (b, k, 2), device, cd)
                            for name, t in (("grad_coords", grad_coords), ("coords", coords)))
     grad_stat, stat = (_checks.raw(op, name, t, (b, k), device, cd) for name, t in (("grad_stat", grad_stat),
                                                                                      ("stat", stat)))
     heatmaps = heatmaps.contiguous()
-    if backend == "reference":
-        return ref.soft_argmax_backward(grad_coords, grad_stat, heatmaps, coords, stat, beta,
-                                        "relu" if relu else "softmax")
-    grad = torch.empty_like(heatmaps)
-    if grad.numel() == 0:
-        return grad
-    if backend == "cpu":
-        _soft_argmax_call("soft_argmax_backward", heatmaps, beta, relu, coords=coords, stat=stat,
-                          grad_coords=grad_coords, grad_stat=grad_stat, grad_maps=grad)
-    else:
+    return grad_coords, grad_stat, heatmaps, coords, stat, torch.empty_like(heatmaps)
+
+
+def _soft_argmax_backward_cpu(grad_coords, grad_stat, heatmaps, coords, stat, beta, relu):
+    grad_coords, grad_stat, heatmaps, coords, stat, grad = _soft_argmax_backward_inputs(grad_coords, grad_stat,
+                                                                                        heatmaps, coords, stat)
+    if grad.numel():
+        _soft_argmax_cpu_call("soft_argmax_backward", heatmaps, beta, relu, coords=coords, stat=stat,
+                              grad_coords=grad_coords, grad_stat=grad_stat, grad_maps=grad)
+    return grad
+
+
+def _soft_argmax_backward_triton(grad_coords, grad_stat, heatmaps, coords, stat, beta, relu):
+    grad_coords, grad_stat, heatmaps, coords, stat, grad = _soft_argmax_backward_inputs(grad_coords, grad_stat,
+                                                                                        heatmaps, coords, stat)
+    b, k, h, w = heatmaps.shape
+    if grad.numel():
         _triton().soft_argmax_backward(heatmaps.view(b * k, h, w), coords.view(b * k, 2), stat.view(b * k),
                                        grad_coords.view(b * k, 2), grad_stat.view(b * k), beta, relu,
                                        grad.view(b * k, h, w))
     return grad
 
 
+_dispatch.register(_soft_argmax_backward_op, cpu=_soft_argmax_backward_cpu, cuda=_soft_argmax_backward_triton,
+                   triton=True)
+
+
 @_soft_argmax_backward_op.register_fake
-def _(grad_coords, grad_stat, heatmaps, coords, stat, beta, relu, backend):
+def _(grad_coords, grad_stat, heatmaps, coords, stat, beta, relu):
     return torch.empty_like(heatmaps)
 
 
 def _soft_argmax_setup(ctx, inputs, output):
-    heatmaps, ctx.beta, ctx.relu, ctx.backend = inputs
+    heatmaps, ctx.beta, ctx.relu = inputs
+    ctx.triton = _dispatch.triton_on_cpu()
     ctx.save_for_backward(heatmaps, *output)
 
 
@@ -253,9 +296,9 @@ def _soft_argmax_backward(ctx, grad_coords, grad_stat):
     heatmaps, coords, stat = ctx.saved_tensors
     grad_coords = torch.zeros_like(coords) if grad_coords is None else grad_coords
     grad_stat = torch.zeros_like(stat) if grad_stat is None else grad_stat
-    grad = _soft_argmax_backward_op(grad_coords, grad_stat, heatmaps, coords, stat, ctx.beta, ctx.relu,
-                                    ctx.backend)
-    return grad, None, None, None
+    with _dispatch.backward_kernel(ctx.triton):
+        grad = _soft_argmax_backward_op(grad_coords, grad_stat, heatmaps, coords, stat, ctx.beta, ctx.relu)
+    return grad, None, None
 
 
 _soft_argmax_op.register_autograd(_soft_argmax_backward, setup_context=_soft_argmax_setup)
@@ -270,7 +313,7 @@ def _soft_argmax_double_backward(ctx, grad):
     """The double backward, through the differentiable reference formula of the backward."""
     fn = functools.partial(ref.soft_argmax_backward, beta=ctx.beta, normalize="relu" if ctx.relu else "softmax")
     _, vjp = torch.func.vjp(fn, *ctx.saved_tensors)
-    return (*vjp(grad), None, None, None)
+    return (*vjp(grad), None, None)
 
 
 _soft_argmax_backward_op.register_autograd(_soft_argmax_double_backward, setup_context=_soft_argmax_backward_setup)
@@ -292,5 +335,8 @@ def soft_argmax(heatmaps: Tensor, *, beta: float = 1.0, normalize: str = "softma
     if not isinstance(beta, Real) or isinstance(beta, bool) or not math.isfinite(beta) or beta <= 0:
         raise ValueError(f"beta must be a finite positive number, got {beta!r}")
     backend = _dispatch.select("soft_argmax", BACKENDS, heatmaps.device, backend)
-    # a copy: the op's own output is saved for backward, so the caller may modify what it gets in place
-    return _soft_argmax_op(heatmaps.contiguous(), float(beta), normalize == "relu", backend)[0].clone()
+    if backend == "reference":
+        return ref.soft_argmax(heatmaps, float(beta), normalize)[0]
+    with _dispatch.kernel(backend):
+        # a copy: the op's own output is saved for backward, so the caller may modify what it gets in place
+        return _soft_argmax_op(heatmaps.contiguous(), float(beta), normalize == "relu")[0].clone()

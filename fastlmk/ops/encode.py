@@ -1,7 +1,8 @@
 """Heatmap encoding: Gaussian / disc / offset targets, HIH and H3R encodings, and the fused heatmap loss.
 
-Each op is a ``torch.library`` custom op in the ``fastlmk`` namespace (fake kernels for torch.compile,
-autograd for the loss) with the backends ``reference``, ``cpu`` and ``triton``; see fastlmk/_dispatch.py.
+Each op is a ``torch.library`` custom op in the ``fastlmk`` namespace with a CPU kernel (fastlmk._C), a CUDA
+kernel (Triton, fastlmk/kernels/encode.py), a fake kernel for torch.compile / torch.export and autograd for
+the loss; the public functions also run the ``reference`` (see fastlmk/_dispatch.py).
 Semantics: docs/ops.md 1.
 """
 
@@ -23,9 +24,8 @@ BACKENDS = ("reference", "cpu", "triton")
 Param = Union[float, Tensor]
 Size = Union[int, tuple[int, int]]
 
-_RENDER_KINDS = {"gaussian": 0, "disc": 1, "offsets": 2}
-_LOSS_KINDS = {"mse": 0, "bce_logits": 1, "awing": 2}
-_REDUCTIONS = {"none": 0, "sum": 1, "mean": 2}
+LOSS_KINDS = ("mse", "bce_logits", "awing")
+REDUCTIONS = ("none", "sum", "mean")
 
 
 def _triton():
@@ -34,40 +34,21 @@ def _triton():
 
 # ----------------------------------------------------------------------------------------------- render ops
 
-def _render(kind: str, keypoints: Tensor, param: Tensor, weights: Optional[Tensor], height: int, width: int,
-            rounded: bool, radius: float, dtype: torch.dtype, backend: str) -> Tensor:
-    """Shared body of the three render ops."""
+def _render_inputs(kind, keypoints, param, weights, height, width, dtype):
+    """What the render kernels read, checked: (keypoints, param, weights) contiguous in the compute dtype
+    and the empty output."""
     op = f"render_{kind}"
     if dtype not in _checks.FLOATING:
         raise TypeError(f"{op}: dtype must be one of {_checks.FLOATING}, got {dtype}")
     if height < 1 or width < 1:
         raise ValueError(f"{op}: height and width must be positive, got {(height, width)}")
-    _dispatch.require(op, BACKENDS, backend, keypoints.device)
     cd = _checks.compute_dtype(dtype)
     keypoints = _checks.raw(op, "keypoints", keypoints, (None, None, 2), keypoints.device, cd)
     b, k = keypoints.shape[:2]
     param = _checks.raw(op, "param", param, (b, k), keypoints.device, cd)
     weights = _checks.raw_optional(op, "weights", weights, (b, k), keypoints.device, cd)
-    size = (height, width)
-    if backend == "reference":
-        if kind == "gaussian":
-            center = "rounded" if rounded else "continuous"
-            return ref.render_gaussian(keypoints, size, param, weights=weights, center=center, radius=radius,
-                                       dtype=dtype)
-        fn = ref.render_disc if kind == "disc" else ref.render_offsets
-        return fn(keypoints, size, param, weights=weights, dtype=dtype)
     out = torch.empty(_render_shape(kind, b, k, height, width), dtype=dtype, device=keypoints.device)
-    if out.numel() == 0:
-        return out
-    if backend == "cpu":
-        _native.cpu.render(kind=_RENDER_KINDS[kind], keypoints=_native.ptr(keypoints), param=_native.ptr(param),
-                           weight=_native.ptr(weights), out=_native.ptr(out),
-                           compute_dtype=_native.dtype_code(keypoints.dtype), out_dtype=_native.dtype_code(dtype),
-                           bk=b * k, h=height, w=width, rounded=rounded, radius=radius,
-                           nthreads=_native.num_threads(out.numel()))
-    else:
-        _triton().render(_RENDER_KINDS[kind], keypoints, param, weights, out, rounded, radius)
-    return out
+    return keypoints, param, weights, out
 
 
 def _render_shape(kind: str, b: int, k: int, h: int, w: int) -> tuple[int, ...]:
@@ -75,24 +56,53 @@ def _render_shape(kind: str, b: int, k: int, h: int, w: int) -> tuple[int, ...]:
 
 
 def _define_render_op(kind: str):
-    name = f"fastlmk::render_{kind}"
+    name = f"render_{kind}"
 
-    @torch.library.custom_op(name, mutates_args=())
+    @torch.library.custom_op(f"fastlmk::{name}", mutates_args=())
     def op(keypoints: Tensor, param: Tensor, weights: Optional[Tensor], height: int, width: int, rounded: bool,
-           radius: float, dtype: torch.dtype, backend: str) -> Tensor:
-        return _render(kind, keypoints, param, weights, height, width, rounded, radius, dtype, backend)
+           radius: float, dtype: torch.dtype) -> Tensor:
+        raise _dispatch.no_kernel(name, keypoints)
+
+    def cpu(keypoints, param, weights, height, width, rounded, radius, dtype):
+        keypoints, param, weights, out = _render_inputs(kind, keypoints, param, weights, height, width, dtype)
+        if out.numel():
+            _native.call("render", kind=_native.code("render_kind", kind), kp=keypoints, param=param,
+                         weight=weights, out=out, compute_dtype=_native.dtype_code(keypoints.dtype),
+                         out_dtype=_native.dtype_code(dtype), bk=keypoints.shape[0] * keypoints.shape[1],
+                         h=height, w=width, rounded=rounded, radius=radius, nthreads=_native.num_threads(out.numel()))
+        return out
+
+    def triton(keypoints, param, weights, height, width, rounded, radius, dtype):
+        keypoints, param, weights, out = _render_inputs(kind, keypoints, param, weights, height, width, dtype)
+        if out.numel():
+            _triton().render(_native.code("render_kind", kind), keypoints, param, weights, out, rounded, radius)
+        return out
+
+    _dispatch.register(op, cpu=cpu, cuda=triton, triton=True)
 
     @op.register_fake
-    def _(keypoints, param, weights, height, width, rounded, radius, dtype, backend):
+    def _(keypoints, param, weights, height, width, rounded, radius, dtype):
         b, k = keypoints.shape[:2]
         return keypoints.new_empty(_render_shape(kind, b, k, height, width), dtype=dtype)
 
     return op
 
 
-_render_gaussian_op = _define_render_op("gaussian")
-_render_disc_op = _define_render_op("disc")
-_render_offsets_op = _define_render_op("offsets")
+_RENDER_OPS = {kind: _define_render_op(kind) for kind in ("gaussian", "disc", "offsets")}
+
+
+def _render(kind: str, backend: str, keypoints: Tensor, param: Tensor, weights: Optional[Tensor], size, dtype,
+            rounded: bool = False, radius: float = 0.0) -> Tensor:
+    """The render ``kind`` of validated inputs by ``backend``: the reference, or the op's kernel."""
+    if backend == "reference":
+        if kind == "gaussian":
+            center = "rounded" if rounded else "continuous"
+            return ref.render_gaussian(keypoints, size, param, weights=weights, center=center, radius=radius,
+                                       dtype=dtype)
+        fn = ref.render_disc if kind == "disc" else ref.render_offsets
+        return fn(keypoints, size, param, weights=weights, dtype=dtype)
+    with _dispatch.kernel(backend):
+        return _RENDER_OPS[kind](keypoints, param, weights, size[0], size[1], rounded, radius, dtype)
 
 
 def _prepare(op: str, keypoints: Tensor, size: Size, param: Param, param_name: str, weights: Optional[Tensor],
@@ -124,7 +134,7 @@ def render_gaussian(keypoints: Tensor, size: Size, sigma: Param, *, weights: Opt
     radius = _checks.nonneg_float("radius", radius)
     kp, s, wts, (h, w), dtype, backend = _prepare("render_gaussian", keypoints, size, sigma, "sigma", weights,
                                                   dtype, backend, positive=True)
-    return _render_gaussian_op(kp, s, wts, h, w, rounded, radius, dtype, backend)
+    return _render("gaussian", backend, kp, s, wts, (h, w), dtype, rounded, radius)
 
 
 def render_disc(keypoints: Tensor, size: Size, radius: Param, *, weights: Optional[Tensor] = None,
@@ -133,7 +143,7 @@ def render_disc(keypoints: Tensor, size: Size, radius: Param, *, weights: Option
     ``(j - x)^2 + (i - y)^2 <= radius^2``, else 0. ``radius``: scalar, (K,) or (B, K), >= 0."""
     kp, r, wts, (h, w), dtype, backend = _prepare("render_disc", keypoints, size, radius, "radius", weights,
                                                   dtype, backend, positive=False)
-    return _render_disc_op(kp, r, wts, h, w, False, 0.0, dtype, backend)
+    return _render("disc", backend, kp, r, wts, (h, w), dtype)
 
 
 def render_offsets(keypoints: Tensor, size: Size, radius: Param = 1.5, *, weights: Optional[Tensor] = None,
@@ -143,7 +153,7 @@ def render_offsets(keypoints: Tensor, size: Size, radius: Param = 1.5, *, weight
     keypoint. ``weights`` only masks (a channel with weight 0 is all zero); offsets are never scaled."""
     kp, r, wts, (h, w), dtype, backend = _prepare("render_offsets", keypoints, size, radius, "radius", weights,
                                                   dtype, backend, positive=False)
-    return _render_offsets_op(kp, r, wts, h, w, False, 0.0, dtype, backend)
+    return _render("offsets", backend, kp, r, wts, (h, w), dtype)
 
 
 def encode_hih(keypoints: Tensor, size: Size, *, sigma: Param = 1.5, decimal_size: Size = (8, 8),
@@ -206,84 +216,104 @@ def encode_h3r(keypoints: Tensor, size: Size, *, generator: Optional[torch.Gener
 
 # ------------------------------------------------------------------------------------------- heatmap_loss
 
-def _loss_call(fn: str, kind: str, pred: Tensor, keypoints: Tensor, sigma: Tensor, weights: Optional[Tensor],
-               rounded: bool, radius: float, reduction: str, awing: list[float], **buffers: Tensor) -> None:
-    getattr(_native.cpu, fn)(
-        kind=_LOSS_KINDS[kind], pred=_native.ptr(pred), keypoints=_native.ptr(keypoints), sigma=_native.ptr(sigma),
-        weight=_native.ptr(weights), compute_dtype=_native.dtype_code(keypoints.dtype),
-        pred_dtype=_native.dtype_code(pred.dtype), bk=pred.shape[0] * pred.shape[1], h=pred.shape[2],
-        w=pred.shape[3], rounded=rounded, radius=radius, alpha=awing[0], omega=awing[1], epsilon=awing[2],
-        theta=awing[3], reduction=_REDUCTIONS[reduction], nthreads=_native.num_threads(pred.numel()),
-        **{name: _native.ptr(t) for name, t in buffers.items()})
-
-
 def _loss_shape(pred: Tensor, reduction: str) -> tuple[int, ...]:
     return tuple(pred.shape) if reduction == "none" else ()
 
 
-def _raw_loss_inputs(op: str, pred: Tensor, keypoints: Tensor, sigma: Tensor, weights: Optional[Tensor], kind: str,
-                     reduction: str, awing: list[float], backend: str) -> tuple[Tensor, ...]:
+def _loss_inputs(op: str, pred: Tensor, keypoints: Tensor, sigma: Tensor, weights: Optional[Tensor], kind: str,
+                 reduction: str, awing: list[float]) -> tuple[Tensor, ...]:
     """The loss ops' tensors as their kernels read them: pred contiguous, the rest (B, K[, 2]) contiguous in
     pred's compute dtype."""
     b, k, _, _ = _checks.raw_maps(op, "pred", pred)
-    _checks.raw_choice(op, "kind", kind, _LOSS_KINDS)
-    _checks.raw_choice(op, "reduction", reduction, _REDUCTIONS)
+    _checks.raw_choice(op, "kind", kind, LOSS_KINDS)
+    _checks.raw_choice(op, "reduction", reduction, REDUCTIONS)
     if len(awing) != 4:
         raise ValueError(f"{op}: awing must hold (alpha, omega, epsilon, theta), got {awing}")
-    _dispatch.require(op, BACKENDS, backend, pred.device)
     cd = _checks.compute_dtype(pred.dtype)
     return (pred.contiguous(), _checks.raw(op, "keypoints", keypoints, (b, k, 2), pred.device, cd),
             _checks.raw(op, "sigma", sigma, (b, k), pred.device, cd),
             _checks.raw_optional(op, "weights", weights, (b, k), pred.device, cd))
 
 
+def _loss_cpu_call(fn: str, kind: str, pred: Tensor, keypoints: Tensor, sigma: Tensor, weights: Optional[Tensor],
+                   rounded: bool, radius: float, reduction: str, awing: list[float], **buffers: Tensor) -> None:
+    _native.call(fn, kind=_native.code("loss_kind", kind), pred=pred, kp=keypoints, param=sigma, weight=weights,
+                 compute_dtype=_native.dtype_code(keypoints.dtype), pred_dtype=_native.dtype_code(pred.dtype),
+                 bk=pred.shape[0] * pred.shape[1], h=pred.shape[2], w=pred.shape[3], rounded=rounded, radius=radius,
+                 awing=awing, reduction=_native.code("reduction", reduction),
+                 nthreads=_native.num_threads(pred.numel()), **buffers)
+
+
 @torch.library.custom_op("fastlmk::heatmap_loss", mutates_args=())
 def _heatmap_loss_op(pred: Tensor, keypoints: Tensor, sigma: Tensor, weights: Optional[Tensor], kind: str,
-                     rounded: bool, radius: float, reduction: str, awing: list[float], backend: str) -> Tensor:
-    pred, keypoints, sigma, weights = _raw_loss_inputs("heatmap_loss", pred, keypoints, sigma, weights, kind,
-                                                       reduction, awing, backend)
-    if backend == "reference":
-        return ref.heatmap_loss(pred, keypoints, sigma, kind=kind, weights=weights,
-                                center="rounded" if rounded else "continuous", radius=radius,
-                                reduction=reduction, awing=tuple(awing))
+                     rounded: bool, radius: float, reduction: str, awing: list[float]) -> Tensor:
+    raise _dispatch.no_kernel("heatmap_loss", pred)
+
+
+def _heatmap_loss_cpu(pred, keypoints, sigma, weights, kind, rounded, radius, reduction, awing):
+    pred, keypoints, sigma, weights = _loss_inputs("heatmap_loss", pred, keypoints, sigma, weights, kind,
+                                                   reduction, awing)
     out = pred.new_empty(_loss_shape(pred, reduction))
-    if backend == "cpu":
-        _loss_call("heatmap_loss_forward", kind, pred, keypoints, sigma, weights, rounded, radius, reduction, awing,
+    _loss_cpu_call("heatmap_loss_forward", kind, pred, keypoints, sigma, weights, rounded, radius, reduction, awing,
                    out=out)
-    else:
-        _triton().heatmap_loss_forward(_LOSS_KINDS[kind], pred, keypoints, sigma, weights, rounded, radius,
-                                       _REDUCTIONS[reduction], awing, out)
     return out
 
 
+def _heatmap_loss_triton(pred, keypoints, sigma, weights, kind, rounded, radius, reduction, awing):
+    pred, keypoints, sigma, weights = _loss_inputs("heatmap_loss", pred, keypoints, sigma, weights, kind,
+                                                   reduction, awing)
+    out = pred.new_empty(_loss_shape(pred, reduction))
+    _triton().heatmap_loss_forward(_native.code("loss_kind", kind), pred, keypoints, sigma, weights, rounded, radius,
+                                   _native.code("reduction", reduction), awing, out)
+    return out
+
+
+_dispatch.register(_heatmap_loss_op, cpu=_heatmap_loss_cpu, cuda=_heatmap_loss_triton, triton=True)
+
+
 @_heatmap_loss_op.register_fake
-def _(pred, keypoints, sigma, weights, kind, rounded, radius, reduction, awing, backend):
+def _(pred, keypoints, sigma, weights, kind, rounded, radius, reduction, awing):
     return pred.new_empty(_loss_shape(pred, reduction))
 
 
 @torch.library.custom_op("fastlmk::heatmap_loss_backward", mutates_args=())
 def _heatmap_loss_backward_op(grad: Tensor, pred: Tensor, keypoints: Tensor, sigma: Tensor,
                               weights: Optional[Tensor], kind: str, rounded: bool, radius: float, reduction: str,
-                              awing: list[float], backend: str) -> Tensor:
-    pred, keypoints, sigma, weights = _raw_loss_inputs("heatmap_loss_backward", pred, keypoints, sigma, weights,
-                                                       kind, reduction, awing, backend)
+                              awing: list[float]) -> Tensor:
+    raise _dispatch.no_kernel("heatmap_loss_backward", pred)
+
+
+def _loss_backward_inputs(grad, pred, keypoints, sigma, weights, kind, reduction, awing):
+    pred, keypoints, sigma, weights = _loss_inputs("heatmap_loss_backward", pred, keypoints, sigma, weights,
+                                                   kind, reduction, awing)
     grad = _checks.raw("heatmap_loss_backward", "grad", grad, _loss_shape(pred, reduction), pred.device, pred.dtype)
-    if backend == "reference":
-        return ref.heatmap_loss_backward(grad, pred, keypoints, sigma, kind=kind, weights=weights,
-                                         center="rounded" if rounded else "continuous", radius=radius,
-                                         reduction=reduction, awing=tuple(awing))
+    return grad, pred, keypoints, sigma, weights
+
+
+def _heatmap_loss_backward_cpu(grad, pred, keypoints, sigma, weights, kind, rounded, radius, reduction, awing):
+    grad, pred, keypoints, sigma, weights = _loss_backward_inputs(grad, pred, keypoints, sigma, weights, kind,
+                                                                  reduction, awing)
     grad_pred = torch.empty_like(pred)
-    if backend == "cpu":
-        _loss_call("heatmap_loss_backward", kind, pred, keypoints, sigma, weights, rounded, radius, reduction,
+    _loss_cpu_call("heatmap_loss_backward", kind, pred, keypoints, sigma, weights, rounded, radius, reduction,
                    awing, grad_out=grad, grad_pred=grad_pred)
-    else:
-        _triton().heatmap_loss_backward(_LOSS_KINDS[kind], pred, keypoints, sigma, weights, rounded, radius,
-                                        _REDUCTIONS[reduction], awing, grad, grad_pred)
     return grad_pred
 
 
+def _heatmap_loss_backward_triton(grad, pred, keypoints, sigma, weights, kind, rounded, radius, reduction, awing):
+    grad, pred, keypoints, sigma, weights = _loss_backward_inputs(grad, pred, keypoints, sigma, weights, kind,
+                                                                  reduction, awing)
+    grad_pred = torch.empty_like(pred)
+    _triton().heatmap_loss_backward(_native.code("loss_kind", kind), pred, keypoints, sigma, weights, rounded,
+                                    radius, _native.code("reduction", reduction), awing, grad, grad_pred)
+    return grad_pred
+
+
+_dispatch.register(_heatmap_loss_backward_op, cpu=_heatmap_loss_backward_cpu, cuda=_heatmap_loss_backward_triton,
+                   triton=True)
+
+
 @_heatmap_loss_backward_op.register_fake
-def _(grad, pred, keypoints, sigma, weights, kind, rounded, radius, reduction, awing, backend):
+def _(grad, pred, keypoints, sigma, weights, kind, rounded, radius, reduction, awing):
     return torch.empty_like(pred)
 
 
@@ -291,12 +321,14 @@ def _loss_setup(ctx, inputs, output):
     pred, keypoints, sigma, weights = inputs[:4]
     ctx.save_for_backward(pred, keypoints, sigma, weights)
     ctx.args = inputs[4:]
+    ctx.triton = _dispatch.triton_on_cpu()
 
 
 def _loss_backward(ctx, grad):
     pred, keypoints, sigma, weights = ctx.saved_tensors
-    grad_pred = _heatmap_loss_backward_op(grad, pred, keypoints, sigma, weights, *ctx.args)
-    return (grad_pred,) + (None,) * 9
+    with _dispatch.backward_kernel(ctx.triton):
+        grad_pred = _heatmap_loss_backward_op(grad, pred, keypoints, sigma, weights, *ctx.args)
+    return (grad_pred,) + (None,) * 8
 
 
 _heatmap_loss_op.register_autograd(_loss_backward, setup_context=_loss_setup)
@@ -323,9 +355,9 @@ def heatmap_loss(pred: Tensor, keypoints: Tensor, sigma: Param, *, kind: str = "
         raise ValueError(f"pred has (B, K) = {tuple(pred.shape[:2])} but keypoints has ({b}, {k})")
     _checks.size2(tuple(pred.shape[2:]), "pred spatial size")
     _checks.same_device(pred.device, keypoints=keypoints)
-    kind = _checks.choice("kind", kind, tuple(_LOSS_KINDS))
+    kind = _checks.choice("kind", kind, LOSS_KINDS)
     rounded = _checks.choice("center", center, ("continuous", "rounded")) == "rounded"
-    reduction = _checks.choice("reduction", reduction, tuple(_REDUCTIONS))
+    reduction = _checks.choice("reduction", reduction, REDUCTIONS)
     radius = _checks.nonneg_float("radius", radius)
     awing = [float(v) for v in (alpha, omega, epsilon, theta)]
     if kind == "awing" and not (awing[1] > 0 and awing[2] > 0 and awing[3] > 0):
@@ -334,5 +366,10 @@ def heatmap_loss(pred: Tensor, keypoints: Tensor, sigma: Param, *, kind: str = "
     s = _checks.per_keypoint("sigma", sigma, b, k, pred.device, cd)
     wts = _checks.weights(weights, b, k, pred.device, cd)
     backend = _dispatch.select("heatmap_loss", BACKENDS, pred.device, backend)
-    return _heatmap_loss_op(pred.contiguous(), keypoints.to(cd).contiguous(), s, wts, kind, rounded, radius,
-                            reduction, awing, backend)
+    keypoints = keypoints.to(cd)
+    if backend == "reference":
+        return ref.heatmap_loss(pred, keypoints, s, kind=kind, weights=wts, center=center, radius=radius,
+                                reduction=reduction, awing=tuple(awing))
+    with _dispatch.kernel(backend):
+        return _heatmap_loss_op(pred.contiguous(), keypoints.contiguous(), s, wts, kind, rounded, radius, reduction,
+                                awing)

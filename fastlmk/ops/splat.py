@@ -1,8 +1,8 @@
 """The visualization splat of PIFA (seed 003 Eq. 9-10) with z-buffer visibility and its backward pass.
 
-``fastlmk::splat`` and ``fastlmk::splat_backward`` are ``torch.library`` custom ops with the backends
-``reference`` (fastlmk/reference/splat.py, the ground truth), ``cpu`` (csrc/splat) and ``cuda``
-(csrc/splat/splat_cuda.cu). Semantics: docs/ops.md 3.
+``fastlmk::splat`` and ``fastlmk::splat_backward`` are ``torch.library`` custom ops with a CPU kernel
+(csrc/splat) and a CUDA kernel (csrc/splat/splat_cuda.cu); the public function also runs the ``reference``
+(fastlmk/reference/splat.py, the ground truth). Semantics: docs/ops.md 3.
 """
 
 from __future__ import annotations
@@ -37,36 +37,49 @@ def _same_kind(**tensors: Tensor) -> torch.dtype:
 
 
 @torch.library.custom_op("fastlmk::splat", mutates_args=())
-def _splat_op(xy: Tensor, depth: Tensor, value: Tensor, h: int, w: int, sigma: float, radius: float,
-              backend: str) -> tuple[Tensor, Tensor, Tensor]:
+def _splat_op(xy: Tensor, depth: Tensor, value: Tensor, h: int, w: int, sigma: float,
+              radius: float) -> tuple[Tensor, Tensor, Tensor]:
+    raise _dispatch.no_kernel("splat", xy)
+
+
+def _splat_inputs(xy, depth, value, h, w, sigma, radius):
+    """The forward kernels' fields shared by both devices (contiguous buffers, checked) and its outputs."""
     b, q = depth.shape
     if tuple(xy.shape) != (b, q, 2) or tuple(value.shape) != (b, q) or not (sigma > 0 and radius >= 0):
         raise ValueError("splat needs xy (B, Q, 2), depth and value (B, Q), sigma > 0 and radius >= 0")
     radius = ref.dtype_radius(radius, _same_kind(xy=xy, depth=depth, value=value))
-    if backend == "reference":
-        return ref.splat(xy, depth, value, (h, w), sigma, radius)
-    xy, depth, value = xy.contiguous(), depth.contiguous(), value.contiguous()
     image = xy.new_empty((b, 1, h, w))
-    weight_sum = xy.new_empty((b, 1, h, w))
-    visible = torch.empty((b, q), dtype=torch.bool, device=xy.device)
-    m = ref.margin(radius)
-    common = dict(xy=xy.data_ptr(), depth=depth.data_ptr(), value=value.data_ptr(),
-                  dtype=_native.dtype_code(xy.dtype), b=b, q=q, h=h, w=w, sigma=sigma, radius=radius, margin=m,
-                  image=image.data_ptr(), weight_sum=weight_sum.data_ptr(), visible=visible.data_ptr())
-    if backend == "cpu":
-        _native.cpu.splat_forward(**common, candidates=ref.candidates(radius),
-                                  nthreads=_native.num_threads(b * (h * w + q)))
-    else:
-        cells = b * (h + 2 * m) * (w + 2 * m)
-        zbuf = torch.empty(cells, dtype=torch.int64, device=xy.device)
-        owner = torch.empty(cells, dtype=torch.int32, device=xy.device)
-        with torch.cuda.device(xy.device):
-            _native.cuda.splat_forward(**common, zbuf=zbuf.data_ptr(), owner=owner.data_ptr(), stream=_stream(xy))
-    return image, weight_sum, visible
+    outputs = image, torch.empty_like(image), torch.empty((b, q), dtype=torch.bool, device=xy.device)
+    fields = dict(xy=xy.contiguous(), depth=depth.contiguous(), value=value.contiguous(),
+                  dtype=_native.dtype_code(xy.dtype), b=b, q=q, h=h, w=w, sigma=sigma, radius=radius,
+                  margin=ref.margin(radius), image=outputs[0], weight_sum=outputs[1], visible=outputs[2])
+    return fields, outputs
+
+
+def _splat_cpu(xy, depth, value, h, w, sigma, radius):
+    fields, outputs = _splat_inputs(xy, depth, value, h, w, sigma, radius)
+    b, q = depth.shape
+    _native.call("splat_forward", **fields, candidates=ref.candidates(fields["radius"]),
+                 nthreads=_native.num_threads(b * (h * w + q)))
+    return outputs
+
+
+def _splat_cuda(xy, depth, value, h, w, sigma, radius):
+    fields, outputs = _splat_inputs(xy, depth, value, h, w, sigma, radius)
+    m = fields["margin"]
+    cells = depth.shape[0] * (h + 2 * m) * (w + 2 * m)
+    zbuf = torch.empty(cells, dtype=torch.int64, device=xy.device)
+    owner = torch.empty(cells, dtype=torch.int32, device=xy.device)
+    with torch.cuda.device(xy.device):
+        _native.call_cuda("splat_forward", **fields, zbuf=zbuf, owner=owner, stream=_stream(xy))
+    return outputs
+
+
+_dispatch.register(_splat_op, cpu=_splat_cpu, cuda=_splat_cuda, triton=False)
 
 
 @_splat_op.register_fake
-def _(xy, depth, value, h, w, sigma, radius, backend):
+def _(xy, depth, value, h, w, sigma, radius):
     b, q = depth.shape
     image = xy.new_empty((b, 1, h, w))
     return image, torch.empty_like(image), torch.empty((b, q), dtype=torch.bool, device=xy.device)
@@ -74,7 +87,11 @@ def _(xy, depth, value, h, w, sigma, radius, backend):
 
 @torch.library.custom_op("fastlmk::splat_backward", mutates_args=())
 def _splat_backward_op(grad_image: Tensor, xy: Tensor, value: Tensor, image: Tensor, weight_sum: Tensor,
-                       visible: Tensor, sigma: float, radius: float, backend: str) -> tuple[Tensor, Tensor]:
+                       visible: Tensor, sigma: float, radius: float) -> tuple[Tensor, Tensor]:
+    raise _dispatch.no_kernel("splat_backward", xy)
+
+
+def _splat_backward_inputs(grad_image, xy, value, image, weight_sum, visible, sigma, radius):
     b, q = value.shape
     h, w = image.shape[-2:]
     if not (tuple(xy.shape) == (b, q, 2) and tuple(visible.shape) == (b, q) and visible.dtype == torch.bool
@@ -84,31 +101,39 @@ def _splat_backward_op(grad_image: Tensor, xy: Tensor, value: Tensor, image: Ten
     grad_image = grad_image.to(xy.dtype)
     radius = ref.dtype_radius(radius, _same_kind(grad_image=grad_image, xy=xy, value=value, image=image,
                                                  weight_sum=weight_sum))
-    if backend == "reference":
-        return ref.splat_backward(grad_image, xy, value, image, weight_sum, visible, sigma, radius)
-    grad_image, xy, value = grad_image.contiguous(), xy.contiguous(), value.contiguous()
-    image, weight_sum, visible = image.contiguous(), weight_sum.contiguous(), visible.contiguous()
-    grad_xy, grad_value = torch.empty_like(xy), torch.empty_like(value)
-    common = dict(grad_image=grad_image.data_ptr(), xy=xy.data_ptr(), value=value.data_ptr(),
-                  image=image.data_ptr(), weight_sum=weight_sum.data_ptr(), visible=visible.data_ptr(),
+    grad_xy, grad_value = torch.empty_like(xy, memory_format=torch.contiguous_format), value.new_empty((b, q))
+    fields = dict(grad_image=grad_image.contiguous(), xy=xy.contiguous(), value=value.contiguous(),
+                  image=image.contiguous(), weight_sum=weight_sum.contiguous(), visible=visible.contiguous(),
                   dtype=_native.dtype_code(xy.dtype), b=b, q=q, h=h, w=w, sigma=sigma, radius=radius,
-                  grad_xy=grad_xy.data_ptr(), grad_value=grad_value.data_ptr())
-    if backend == "cpu":
-        _native.cpu.splat_backward(**common, candidates=ref.candidates(radius),
-                                   nthreads=_native.num_threads(b * q * ref.candidates(radius) ** 2))
-    else:
-        with torch.cuda.device(xy.device):
-            _native.cuda.splat_backward(**common, stream=_stream(xy))
-    return grad_xy, grad_value
+                  grad_xy=grad_xy, grad_value=grad_value)
+    return fields, (grad_xy, grad_value)
+
+
+def _splat_backward_cpu(grad_image, xy, value, image, weight_sum, visible, sigma, radius):
+    fields, outputs = _splat_backward_inputs(grad_image, xy, value, image, weight_sum, visible, sigma, radius)
+    candidates = ref.candidates(fields["radius"])
+    _native.call("splat_backward", **fields, candidates=candidates,
+                 nthreads=_native.num_threads(fields["b"] * fields["q"] * candidates ** 2))
+    return outputs
+
+
+def _splat_backward_cuda(grad_image, xy, value, image, weight_sum, visible, sigma, radius):
+    fields, outputs = _splat_backward_inputs(grad_image, xy, value, image, weight_sum, visible, sigma, radius)
+    with torch.cuda.device(xy.device):
+        _native.call_cuda("splat_backward", **fields, stream=_stream(xy))
+    return outputs
+
+
+_dispatch.register(_splat_backward_op, cpu=_splat_backward_cpu, cuda=_splat_backward_cuda, triton=False)
 
 
 @_splat_backward_op.register_fake
-def _(grad_image, xy, value, image, weight_sum, visible, sigma, radius, backend):
+def _(grad_image, xy, value, image, weight_sum, visible, sigma, radius):
     return xy.new_empty(xy.shape), value.new_empty(value.shape)
 
 
 def _setup(ctx, inputs, output):
-    xy, _, value, _, _, ctx.sigma, ctx.radius, ctx.backend = inputs
+    xy, _, value, _, _, ctx.sigma, ctx.radius = inputs
     image, weight_sum, visible = output
     ctx.mark_non_differentiable(weight_sum, visible)
     ctx.save_for_backward(xy, value, image, weight_sum, visible)
@@ -117,17 +142,17 @@ def _setup(ctx, inputs, output):
 def _backward(ctx, grad_image, _grad_weight_sum, _grad_visible):
     xy, value, image, weight_sum, visible = ctx.saved_tensors
     if grad_image is None:
-        return None, None, None, None, None, None, None, None
+        return None, None, None, None, None, None, None
     grad_xy, grad_value = _splat_backward_op(grad_image, xy, value, image, weight_sum, visible, ctx.sigma,
-                                             ctx.radius, ctx.backend)
-    return grad_xy, None, grad_value, None, None, None, None, None
+                                             ctx.radius)
+    return grad_xy, None, grad_value, None, None, None, None
 
 
 _splat_op.register_autograd(_backward, setup_context=_setup)
 
 
 def _backward_setup(ctx, inputs, output):
-    grad_image, xy, value, image, _, visible, ctx.sigma, ctx.radius, _ = inputs
+    grad_image, xy, value, image, _, visible, ctx.sigma, ctx.radius = inputs
     ctx.size = tuple(image.shape[-2:])
     ctx.save_for_backward(grad_image, xy, value, visible)
 
@@ -145,7 +170,7 @@ def _double_backward(ctx, grad_grad_xy, grad_grad_value):
     grads = (torch.zeros_like(xy) if grad_grad_xy is None else grad_grad_xy,
              torch.zeros_like(value) if grad_grad_value is None else grad_grad_value)
     d_grad_image, d_xy, d_value = vjp(grads)
-    return d_grad_image, d_xy, d_value, None, None, None, None, None, None
+    return d_grad_image, d_xy, d_value, None, None, None, None, None
 
 
 _splat_backward_op.register_autograd(_double_backward, setup_context=_backward_setup)
@@ -193,5 +218,7 @@ def splat(xy: Tensor, depth: Tensor, value: Tensor, size: int | tuple[int, int],
     if value.device.type == "cpu" and not torch.compiler.is_compiling() and not bool(torch.isfinite(value).all()):
         raise ValueError("value must be finite (skip a vertex with a non-finite xy or depth instead)")
     backend = _dispatch.select("splat", BACKENDS, xy.device, backend)
+    if backend == "reference":
+        return ref.splat(xy, depth.detach(), value, (h, w), sigma, ref.dtype_radius(radius, xy.dtype))[0]
     # a copy: the op's own output is saved for backward, so the caller may modify what it gets in place
-    return _splat_op(xy, depth.detach(), value, h, w, sigma, radius, backend)[0].clone()
+    return _splat_op(xy, depth.detach(), value, h, w, sigma, radius)[0].clone()

@@ -1,8 +1,9 @@
 """XNOR bit-packed binary convolution (seed 002 Eq. 5.1-5.2, docs/ops.md 4).
 
-``fastlmk::pack_bits`` and ``fastlmk::binary_conv2d`` are ``torch.library`` custom ops with the backends
-``reference`` (fastlmk/reference/xnor.py, the spec), ``cpu`` (csrc/xnor: 64-bit words, popcount with AVX-512
-VPOPCNTQ / AVX2 / scalar chosen at run time, OpenMP) and ``cuda`` (csrc/xnor/xnor_cuda.cu). ``binary_linear``
+``fastlmk::pack_bits`` and ``fastlmk::binary_conv2d`` are ``torch.library`` custom ops with a CPU kernel
+(csrc/xnor: 64-bit words, popcount with AVX-512 VPOPCNTQ / AVX2 / scalar chosen at run time, OpenMP) and a
+CUDA kernel (csrc/xnor/xnor_cuda.cu); the public functions also run the ``reference``
+(fastlmk/reference/xnor.py, the spec). ``binary_linear``
 runs on the same core as a 1x1 convolution. These ops are not differentiable: train with
 ``fastlmk.nn.BinaryConv2d``, whose training mode is a float convolution with the straight-through estimator.
 """
@@ -44,32 +45,46 @@ def _no_nan(x: Tensor) -> None:
 
 
 @torch.library.custom_op("fastlmk::pack_bits", mutates_args=())
-def _pack_op(x: Tensor, backend: str) -> Tensor:
+def _pack_op(x: Tensor) -> Tensor:
+    raise _dispatch.no_kernel("pack_bits", x)
+
+
+def _pack_inputs(x: Tensor) -> tuple[dict, Tensor]:
+    """The pack kernels' fields (x as (N, C, P) with a unit stride along C or P) and the output."""
     if x.dim() < 2 or x.dtype not in _checks.FLOATING:
         raise ValueError(f"pack_bits: x must be a floating (N, C, ...) tensor, got {x.dtype} {tuple(x.shape)}")
-    if backend == "reference":
-        _no_nan(x)
-        return ref.pack_bits(x)
     n, c = x.shape[:2]
     out = torch.empty((n, *x.shape[2:], ref.words(c)), dtype=torch.int64, device=x.device)
     if out.numel() == 0:
-        return out
+        return {}, out
     flat = x.reshape(n, c, out.numel() // (n * out.shape[-1]))  # a view whenever the spatial dims can be merged
     if not (flat.stride(2) == 1 or flat.stride(1) == 1):
         flat = flat.contiguous()
-    args = dict(x=flat.data_ptr(), dtype=_native.dtype_code(x.dtype), n=n, c=c, p=flat.shape[2],
-                stride_n=flat.stride(0), stride_c=flat.stride(1), stride_p=flat.stride(2), out=out.data_ptr())
-    if backend == "cpu":
-        if _native.cpu.pack_bits(**args, nthreads=_native.num_threads(x.numel())):
-            raise ValueError("x contains NaN, whose sign is undefined")
-    else:
-        with torch.cuda.device(x.device):
-            _native.cuda.pack_bits(**args, stream=_stream(x))
+    fields = dict(x=flat, dtype=_native.dtype_code(x.dtype), n=n, c=c, p=flat.shape[2], stride_n=flat.stride(0),
+                  stride_c=flat.stride(1), stride_p=flat.stride(2), out=out)
+    return fields, out
+
+
+def _pack_cpu(x):
+    fields, out = _pack_inputs(x)
+    if fields and _native.call("pack_bits", **fields, nthreads=_native.num_threads(x.numel())):
+        raise ValueError("x contains NaN, whose sign is undefined")
     return out
 
 
+def _pack_cuda(x):
+    fields, out = _pack_inputs(x)
+    if fields:
+        with torch.cuda.device(x.device):
+            _native.call_cuda("pack_bits", **fields, stream=_stream(x))
+    return out
+
+
+_dispatch.register(_pack_op, cpu=_pack_cpu, cuda=_pack_cuda, triton=False)
+
+
 @_pack_op.register_fake
-def _(x, backend):
+def _(x):
     return x.new_empty((x.shape[0], *x.shape[2:], ref.words(x.shape[1])), dtype=torch.int64)
 
 
@@ -103,7 +118,13 @@ def _geometry(h: int, w: int, kh: int, kw: int, cg: int, stride: Sequence[int], 
 @torch.library.custom_op("fastlmk::binary_conv2d", mutates_args=())
 def _conv_op(x: Tensor, weight: Tensor, alpha: Tensor, bias: Optional[Tensor], scale: Optional[Tensor],
              shift: Optional[Tensor], in_channels: int, stride: Sequence[int], padding: Sequence[int],
-             dilation: Sequence[int], groups: int, pad_ones: bool, packed_out: bool, backend: str) -> Tensor:
+             dilation: Sequence[int], groups: int, pad_ones: bool, packed_out: bool) -> Tensor:
+    raise _dispatch.no_kernel("binary_conv2d", x)
+
+
+def _conv_inputs(x, weight, alpha, bias, scale, shift, in_channels, stride, padding, dilation, groups, pad_ones,
+                 packed_out) -> tuple[dict, Tensor]:
+    """The convolution kernels' fields, after checking every layout and range they rely on, and the output."""
     if (x.dim() != 4 or weight.dim() != 4 or groups < 1
             or not all(len(p) == 2 for p in (stride, padding, dilation))):
         raise ValueError("binary_conv2d: x and weight must be packed 4-D tensors, groups positive and stride, "
@@ -119,26 +140,34 @@ def _conv_op(x: Tensor, weight: Tensor, alpha: Tensor, bias: Optional[Tensor], s
             or any(t.device != x.device for t in (weight, alpha, *affine))):
         raise ValueError("binary_conv2d: inputs do not match packed (N, H, W, words) / (O, KH, KW, words) "
                          "layouts with per-channel (O,) float32/float64 affine tensors on one device")
-    if backend == "reference":
-        mode = "ones" if pad_ones else "zeros"
-        return ref.binary_conv2d(x, weight, alpha, c, tuple(stride), tuple(padding), tuple(dilation), groups,
-                                 bias, scale, shift, mode, packed_out)
     out = _empty_out(x, o, ho, wo, alpha.dtype, packed_out)
-    x, weight, alpha = x.contiguous(), weight.contiguous(), alpha.contiguous()
     bias, scale, shift = (None if t is None else t.contiguous() for t in (bias, scale, shift))
-    args = dict(x=x.data_ptr(), weight=weight.data_ptr(), alpha=alpha.data_ptr(), bias=_native.ptr(bias),
-                scale=_native.ptr(scale), shift=_native.ptr(shift), dtype=_native.dtype_code(alpha.dtype),
-                n=n, c=c, h=h, w=w, o=o, kh=kh, kw=kw, groups=groups, stride_h=stride[0], stride_w=stride[1],
-                pad_h=padding[0], pad_w=padding[1], dil_h=dilation[0], dil_w=dilation[1], ho=ho, wo=wo,
-                pad_ones=pad_ones, packed_out=packed_out, out=out.data_ptr())
-    if out.numel() == 0:
-        return out
-    if backend == "cpu":
-        _native.cpu.binary_conv2d(**args, nthreads=_native.num_threads(n * ho * wo * o * kh * kw * ww))
-    else:
-        with torch.cuda.device(x.device):
-            _native.cuda.binary_conv2d(**args, stream=_stream(x))
+    fields = dict(x=x.contiguous(), weight=weight.contiguous(), alpha=alpha.contiguous(), bias=bias, scale=scale,
+                  shift=shift, dtype=_native.dtype_code(alpha.dtype), n=n, c=c, h=h, w=w, o=o, kh=kh, kw=kw,
+                  groups=groups, stride_h=stride[0], stride_w=stride[1], pad_h=padding[0], pad_w=padding[1],
+                  dil_h=dilation[0], dil_w=dilation[1], ho=ho, wo=wo, pad_ones=pad_ones, packed_out=packed_out,
+                  out=out)
+    return fields, out
+
+
+def _conv_cpu(*args):
+    fields, out = _conv_inputs(*args)
+    if out.numel():
+        f = fields
+        _native.call("binary_conv2d", **f, nthreads=_native.num_threads(f["n"] * f["ho"] * f["wo"] * f["o"] * f["kh"]
+                                                                          * f["kw"] * f["weight"].shape[-1]))
     return out
+
+
+def _conv_cuda(*args):
+    fields, out = _conv_inputs(*args)
+    if out.numel():
+        with torch.cuda.device(out.device):
+            _native.call_cuda("binary_conv2d", **fields, stream=_stream(out))
+    return out
+
+
+_dispatch.register(_conv_op, cpu=_conv_cpu, cuda=_conv_cuda, triton=False)
 
 
 def _empty_out(x: Tensor, o: int, ho: int, wo: int, dtype: torch.dtype, packed_out: bool) -> Tensor:
@@ -148,8 +177,7 @@ def _empty_out(x: Tensor, o: int, ho: int, wo: int, dtype: torch.dtype, packed_o
 
 
 @_conv_op.register_fake
-def _(x, weight, alpha, bias, scale, shift, in_channels, stride, padding, dilation, groups, pad_ones, packed_out,
-      backend):
+def _(x, weight, alpha, bias, scale, shift, in_channels, stride, padding, dilation, groups, pad_ones, packed_out):
     _, h, w, _ = x.shape
     o, kh, kw, _ = weight.shape
     ho, wo = _out_hw(h, w, kh, kw, stride, padding, dilation)
@@ -191,7 +219,10 @@ def pack_bits(x: Tensor, *, backend: Optional[str] = None) -> Tensor:
     if x.shape[1] == 0:
         raise ValueError("x must have at least one channel (dim 1)")
     backend = _dispatch.select("pack_bits", BACKENDS, x.device, backend)
-    return _pack_op(x, backend)
+    if backend == "reference":
+        _no_nan(x)
+        return ref.pack_bits(x)
+    return _pack_op(x)
 
 
 def unpack_bits(packed: Tensor, channels: int, *, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -270,9 +301,12 @@ def binary_conv2d(x: Tensor, weight_packed: Tensor, alpha: Tensor, *, in_channel
     _geometry(h, w, kh, kw, c // groups, stride, padding, dilation)
     backend = _dispatch.select("binary_conv2d", BACKENDS, x.device, backend)
     if x.dtype != torch.int64:
-        x = _pack_op(x, backend)
+        x = pack_bits(x, backend=backend)
+    if backend == "reference":
+        return ref.binary_conv2d(x, weight_packed, alpha, c, stride, padding, dilation, groups, bias, scale, shift,
+                                 padding_mode, out == "packed")
     return _conv_op(x, weight_packed, alpha, bias, scale, shift, c, stride, padding, dilation, groups,
-                    padding_mode == "ones", out == "packed", backend)
+                    padding_mode == "ones", out == "packed")
 
 
 def binary_linear(x: Tensor, weight_packed: Tensor, alpha: Tensor, *, in_features: Optional[int] = None,
