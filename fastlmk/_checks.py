@@ -64,8 +64,20 @@ def same_device(device: torch.device, **tensors: Optional[Tensor]) -> None:
             raise ValueError(f"{name} is on {t.device} but the other inputs are on {device}")
 
 
+def checkable(t: Tensor) -> bool:
+    """Whether ``t``'s values may be checked here: a CPU tensor in eager mode (on a GPU a check would
+    synchronise; under torch.compile or torch.export it would be a data-dependent branch)."""
+    return t.device.type == "cpu" and not torch.compiler.is_compiling()
+
+
+def cast(t: Tensor, dtype: torch.dtype) -> Tensor:
+    """``t`` in ``dtype``; no op at all when it already is one (an exported program then holds no
+    ``_assert_tensor_metadata``, which would name the tracing device)."""
+    return t if t.dtype == dtype else t.to(dtype)
+
+
 def _check_values(name: str, t: Tensor, positive: bool) -> None:
-    if t.device.type != "cpu" or t.numel() == 0:
+    if not checkable(t) or t.numel() == 0:
         return
     if not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} must be finite")
@@ -75,21 +87,23 @@ def _check_values(name: str, t: Tensor, positive: bool) -> None:
         raise ValueError(f"{name} must be non-negative, got min {t.min().item()}")
 
 
-def per_keypoint(name: str, value: object, b: int, k: int, device: torch.device, compute: torch.dtype,
+def per_keypoint(name: str, value: object, b: int, k: int, like: Tensor, compute: torch.dtype,
                  positive: bool = True) -> Tensor:
-    """A scalar, (K,) or (B, K) parameter as a contiguous (B, K) tensor of the compute dtype."""
+    """A scalar, (K,) or (B, K) parameter as a contiguous (B, K) tensor of the compute dtype on ``like``'s
+    device."""
+    device = like.device
     if isinstance(value, Real) and not isinstance(value, bool):
         value = float(value)
         if not math.isfinite(value) or (value <= 0 if positive else value < 0):
             raise ValueError(f"{name} must be finite and {'positive' if positive else 'non-negative'}, got {value}")
-        return torch.full((b, k), value, dtype=compute, device=device)
+        return like.new_full((b, k), value, dtype=compute)
     floating(name, value)
     if value.shape not in ((), (k,), (b, k)):
         raise ValueError(f"{name} must be a scalar or have shape (K,) = ({k},) or (B, K) = ({b}, {k}), "
                          f"got {tuple(value.shape)}")
     same_device(device, **{name: value})
     _check_values(name, value, positive)
-    return value.to(compute).expand(b, k).contiguous()
+    return cast(value, compute).expand(b, k).contiguous()
 
 
 def weights(value: Optional[Tensor], b: int, k: int, device: torch.device, compute: torch.dtype) -> Optional[Tensor]:
@@ -100,9 +114,9 @@ def weights(value: Optional[Tensor], b: int, k: int, device: torch.device, compu
     if tuple(value.shape) != (b, k):
         raise ValueError(f"weights must have shape (B, K) = ({b}, {k}), got {tuple(value.shape)}")
     same_device(device, weights=value)
-    if value.device.type == "cpu" and not bool(torch.isfinite(value).all()):
+    if checkable(value) and not bool(torch.isfinite(value).all()):
         raise ValueError("weights must be finite")
-    return value.to(compute).contiguous()
+    return cast(value, compute).contiguous()
 
 
 def choice(name: str, value: object, options: Sequence[str]) -> str:

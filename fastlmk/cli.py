@@ -1,6 +1,7 @@
 """The ``fastlmk`` command line: ``fastlmk bench`` measures the ops against pure PyTorch and the floor;
 ``fastlmk quantization`` tabulates the error of every heatmap encoding/decoding pair with no network;
-``fastlmk train``, ``eval`` and ``predict`` train the models of ``fastlmk.models`` and run them."""
+``fastlmk train``, ``eval`` and ``predict`` train the models of ``fastlmk.models`` and run them; ``fastlmk export``
+writes a checkpoint and its decoder as one ONNX graph."""
 
 from __future__ import annotations
 
@@ -96,6 +97,15 @@ def _train_parsers(commands: argparse._SubParsersAction) -> None:
                    help="face box in image pixels (default: the whole image)")
     p.add_argument("--out", type=Path, metavar="PNG", help="output picture (default: IMAGE_landmarks.png)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
+    x = commands.add_parser("export", help="export a checkpoint and its decoder to ONNX",
+                            description="Write the network of a fastlmk train checkpoint and its decoder as one "
+                                        "ONNX graph of standard operators: input 'images' (N, 3, S, S) in [0, 1] "
+                                        "with a dynamic N, output 'landmarks' (N, K, 2) in input pixels. Needs the "
+                                        "onnx extra (pip install \".[onnx]\"); onnxruntime checks the graph "
+                                        "against PyTorch.")
+    x.add_argument("checkpoint", type=Path, help="a checkpoint written by fastlmk train")
+    x.add_argument("out", type=Path, metavar="OUT.onnx", help="the ONNX file to write")
+    x.add_argument("--decoder", metavar="NAME", help="one of the model's decoders (default: its own)")
 
 
 def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -155,6 +165,28 @@ def _predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import importlib.util
+    missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
+    if missing:
+        parser.error(f"export: needs {', '.join(missing)} (pip install \".[onnx]\")")
+    import onnxruntime
+    from .models.export import export_onnx
+    try:
+        predictor = export_onnx(args.checkpoint, args.out, args.decoder)
+    except (OSError, ValueError) as exc:
+        parser.error(f"export: {exc}")
+    images = torch.rand(3, 3, predictor.model.input_size, predictor.model.input_size,
+                        generator=torch.Generator().manual_seed(0))
+    session = onnxruntime.InferenceSession(str(args.out), providers=["CPUExecutionProvider"])
+    got = torch.from_numpy(session.run(None, {"images": images.numpy()})[0])
+    with torch.no_grad():
+        want = predictor(images)
+    print(f"wrote {args.out}: {predictor.decoder} landmarks of {type(predictor.model).__name__}; onnxruntime "
+          f"matches PyTorch to {float((got - want).abs().max()):.2g} px on 3 random images")
+    return 0
+
+
 def _bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available")
@@ -205,7 +237,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         parser.exit(2)
-    commands = {"bench": _bench, "quantization": _quantization, "train": _train, "eval": _eval, "predict": _predict}
+    commands = {"bench": _bench, "quantization": _quantization, "train": _train, "eval": _eval, "predict": _predict,
+                "export": _export}
     return commands[args.command](args, parser)
 
 

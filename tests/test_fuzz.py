@@ -16,10 +16,8 @@ import torch
 pytest.importorskip("hypothesis")  # the test extra installs it; a bare GPU machine may lack it
 from hypothesis import HealthCheck, given, seed, settings, strategies as st  # noqa: E402
 
-from fastlmk import _dispatch, _native
-from fastlmk._checks import compute_dtype
+from fastlmk import _dispatch, _native, export
 from fastlmk.reference import decode as ref_decode
-from fastlmk.reference import encode as ref_encode
 from fastlmk.reference import splat as ref_splat
 from fastlmk.reference import xnor as ref_xnor
 
@@ -82,45 +80,18 @@ class Draw:
             return torch.zeros(shape, dtype=dtype)
         return t.to(dtype)
 
-    def call(self, op, reference, *args):
-        """Runs ``op`` on the drawn backend's kernel and, when it accepts the arguments, ``reference`` on the
-        same; returns (got, want), or None after an error."""
+    def call(self, op: str, *args):
+        """Runs ``torch.ops.fastlmk.<op>`` on the drawn backend's kernel and, when it accepts the arguments,
+        its reference formula (fastlmk.export.reference) on the same; returns (got, want), or None after an
+        error."""
         try:
             with _dispatch.kernel(self.backend):
-                got = op(*args)
+                got = getattr(F, op)(*args)
         except (ValueError, TypeError) as exc:
             assert self.bad is not None, f"{op} refused valid arguments: {exc}"
             return None
         assert self.bad is None, f"{op} accepted an argument of a wrong shape or dtype"
-        return got, reference(*args)
-
-
-def _cast(cd, *tensors):
-    return tuple(None if t is None else t.to(cd) for t in tensors)
-
-
-def _render_reference(kind):
-    def reference(kp, param, weights, h, w, rounded, radius, dtype):
-        kp, param, weights = _cast(compute_dtype(dtype), kp, param, weights)
-        if kind == "gaussian":
-            return ref_encode.render_gaussian(kp, (h, w), param, weights=weights, radius=radius, dtype=dtype,
-                                              center="rounded" if rounded else "continuous")
-        fn = ref_encode.render_disc if kind == "disc" else ref_encode.render_offsets
-        return fn(kp, (h, w), param, weights=weights, dtype=dtype)
-    return reference
-
-
-def _loss_reference(pred, kp, sigma, weights, kind, rounded, radius, reduction, awing):
-    kp, sigma, weights = _cast(compute_dtype(pred.dtype), kp, sigma, weights)
-    return ref_encode.heatmap_loss(pred, kp, sigma, kind=kind, weights=weights, radius=radius, reduction=reduction,
-                                   center="rounded" if rounded else "continuous", awing=tuple(awing))
-
-
-def _loss_backward_reference(grad, pred, kp, sigma, weights, kind, rounded, radius, reduction, awing):
-    kp, sigma, weights = _cast(compute_dtype(pred.dtype), kp, sigma, weights)
-    return ref_encode.heatmap_loss_backward(grad.to(pred.dtype), pred, kp, sigma, kind=kind, weights=weights,
-                                            center="rounded" if rounded else "continuous", radius=radius,
-                                            reduction=reduction, awing=tuple(awing))
+        return got, export.reference(op)(*args)
 
 
 def _close(got, want, rtol=1e-4, atol=1e-4):
@@ -155,7 +126,7 @@ def test_fuzz_render(data):
     dtype = data.draw(st.sampled_from([*FLOATS, torch.int64]), label="dtype")
     if dtype == torch.int64:
         d.bad = d.bad or TypeError
-    result = d.call(getattr(F, f"render_{kind}"), _render_reference(kind), kp, param, weights, h, w, data.draw(st.booleans()), data.draw(st.sampled_from([0.0, 1.5, 3.0])),
+    result = d.call(f"render_{kind}", kp, param, weights, h, w, data.draw(st.booleans()), data.draw(st.sampled_from([0.0, 1.5, 3.0])),
                     dtype)
     if result:
         _close(*result)
@@ -175,9 +146,9 @@ def test_fuzz_heatmap_loss(data):
     args = (kp, sigma, weights, kind, data.draw(st.booleans()), 3.0, reduction, [2.1, 14.0, 1.0, 0.5])
     if data.draw(st.booleans(), label="backward"):
         grad = d.tensor(tuple(pred.shape) if reduction == "none" else (), "grad", -1, 1, special=False)
-        result = d.call(F.heatmap_loss_backward, _loss_backward_reference, grad, pred, *args)
+        result = d.call("heatmap_loss_backward", grad, pred, *args)
     else:
-        result = d.call(F.heatmap_loss, _loss_reference, pred, *args)
+        result = d.call("heatmap_loss", pred, *args)
     if result:
         _close(*result, rtol=1e-4, atol=1e-4 * max(1, pred.numel()))
 
@@ -197,12 +168,7 @@ def test_fuzz_decode(data):
     if (method == "offset" and offsets is None) or not (blur % 2 and 1 <= blur <= ref_decode.MAX_BLUR) or window < 0 \
             or (method == "topk" and not 1 <= topk <= h * w):
         d.bad = d.bad or ValueError
-    def reference(maps, offsets, affine, method, blur, window, topk):
-        offsets, affine = _cast(compute_dtype(maps.dtype), offsets, affine)
-        window = min(window, max(maps.shape[2:]) - 1)  # as the op: a larger window adds only pixels off the map
-        return ref_decode.decode(maps, method, blur=blur, window=window, k=topk, offsets=offsets, affine=affine)
-
-    result = d.call(F.decode, reference, maps, offsets, affine, method, blur, window, topk)
+    result = d.call("decode", maps, offsets, affine, method, blur, window, topk)
     if result:
         (c1, s1), (c2, s2) = result
         torch.testing.assert_close(s1, s2, rtol=0, atol=0, equal_nan=True)
@@ -221,15 +187,9 @@ def test_fuzz_soft_argmax(data):
         grad_coords, grad_stat, coords, stat = (d.tensor(shape, name, low, high, special=False) for name, shape, low, high in (
             ("grad_coords", (b, k, 2), -1, 1), ("grad_stat", (b, k), -1, 1), ("coords", (b, k, 2), 0, max(h, w)),
             ("stat", (b, k), 0.5, 3)))
-        def backward_reference(grad_coords, grad_stat, maps, coords, stat, beta, relu):
-            cast = _cast(compute_dtype(maps.dtype), grad_coords, grad_stat, coords, stat)
-            return ref_decode.soft_argmax_backward(*cast[:2], maps, *cast[2:], beta, "relu" if relu else "softmax")
-
-        result = d.call(F.soft_argmax_backward, backward_reference, grad_coords, grad_stat, maps, coords, stat, beta,
-                        relu)
+        result = d.call("soft_argmax_backward", grad_coords, grad_stat, maps, coords, stat, beta, relu)
     else:
-        result = d.call(F.soft_argmax, lambda maps, beta, relu: ref_decode.soft_argmax(
-            maps, beta, "relu" if relu else "softmax"), maps, beta, relu)
+        result = d.call("soft_argmax", maps, beta, relu)
     if result:
         _close(*result, rtol=1e-4, atol=1e-4 * max(h, w))
 
@@ -253,14 +213,9 @@ def test_fuzz_splat(data):
         grad = d.tensor(tuple(image.shape), "grad_image", -1, 1, special=False, dtypes=(xy.dtype,))
         if grad.dtype == torch.int32 and tuple(grad.shape) == tuple(image.shape):
             d.bad = None  # an incoming gradient of any dtype is converted to xy's (the kernel reads that copy)
-        result = d.call(F.splat_backward, lambda grad, xy, value, image, weight_sum, visible, sigma, radius:
-                        ref_splat.splat_backward(grad.to(xy.dtype), xy, value, image, weight_sum, visible, sigma,
-                                                 ref_splat.dtype_radius(radius, xy.dtype)),
-                        grad, xy, value, image, weight_sum, visible, sigma, radius)
+        result = d.call("splat_backward", grad, xy, value, image, weight_sum, visible, sigma, radius)
     else:
-        result = d.call(F.splat, lambda xy, depth, value, h, w, sigma, radius: ref_splat.splat(
-            xy, depth, value, (h, w), sigma, ref_splat.dtype_radius(radius, xy.dtype)), xy, depth, value, h, w, sigma,
-            radius)
+        result = d.call("splat", xy, depth, value, h, w, sigma, radius)
     if result:
         _close(*result, rtol=1e-5, atol=1e-5)
 
@@ -276,7 +231,7 @@ def test_fuzz_xnor(data):
         x = d.tensor(shape, "x", special=False, free=tuple(range(len(shape))))
         # (N, C, *S) with any number of spatial dims
         d.bad = ValueError if x.dim() < 2 else TypeError if x.dtype == torch.int32 else None
-        result = d.call(F.pack_bits, ref_xnor.pack_bits, x)
+        result = d.call("pack_bits", x)
         if result:
             assert torch.equal(*result)
         return
@@ -296,11 +251,7 @@ def test_fuzz_xnor(data):
     stride, dil = data.draw(st.integers(1, 2), label="stride"), data.draw(st.integers(1, 2), label="dilation")
     if h + 2 * pad < dil * (kh - 1) + 1 or w + 2 * pad < dil * (kw - 1) + 1:
         d.bad = d.bad or ValueError
-    def reference(x, weight, alpha, bias, scale, shift, c, stride, padding, dilation, groups, pad_ones, packed_out):
-        return ref_xnor.binary_conv2d(x, weight, alpha, c, tuple(stride), tuple(padding), tuple(dilation), groups,
-                                      bias, scale, shift, "ones" if pad_ones else "zeros", packed_out)
-
-    result = d.call(F.binary_conv2d, reference, x, weight, alpha, bias, None, None, c, [stride] * 2, [pad] * 2,
-                    [dil] * 2, groups, data.draw(st.booleans()), data.draw(st.booleans()))
+    result = d.call("binary_conv2d", x, weight, alpha, bias, None, None, c, [stride] * 2, [pad] * 2, [dil] * 2,
+                    groups, data.draw(st.booleans()), data.draw(st.booleans()))
     if result:
         _close(*result, rtol=1e-6, atol=1e-5)

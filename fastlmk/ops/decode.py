@@ -188,8 +188,8 @@ def decode_hih(integer_maps: Tensor, decimal_maps: Tensor, *, convention: str = 
     _affine(affine, b, integer_maps.device)
     coarse, score = decode(integer_maps, "argmax", backend=backend)
     fine, _ = decode(decimal_maps, "argmax", backend=backend)
-    scale = torch.tensor([wo, ho], dtype=fine.dtype, device=fine.device)
-    coords = coarse + (fine.to(coarse.dtype) + (0.5 if convention == "unbiased" else 0.0)) / scale
+    fine = _checks.cast(fine, coarse.dtype) + (0.5 if convention == "unbiased" else 0.0)
+    coords = coarse + torch.stack([fine[..., 0] / wo, fine[..., 1] / ho], dim=-1)
     return (coords if affine is None else ref.apply_affine(coords, affine)), score
 
 

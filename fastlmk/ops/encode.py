@@ -113,10 +113,10 @@ def _prepare(op: str, keypoints: Tensor, size: Size, param: Param, param_name: s
     dtype = _checks.dtype(dtype)
     cd = _checks.compute_dtype(dtype)
     device = keypoints.device
-    prm = _checks.per_keypoint(param_name, param, b, k, device, cd, positive=positive)
+    prm = _checks.per_keypoint(param_name, param, b, k, keypoints, cd, positive=positive)
     wts = _checks.weights(weights, b, k, device, cd)
     backend = _dispatch.select(op, BACKENDS, device, backend)
-    return keypoints.to(cd).contiguous(), prm, wts, (h, w), dtype, backend
+    return _checks.cast(keypoints, cd).contiguous(), prm, wts, (h, w), dtype, backend
 
 
 def render_gaussian(keypoints: Tensor, size: Size, sigma: Param, *, weights: Optional[Tensor] = None,
@@ -189,8 +189,9 @@ def hih_centers(keypoints: Tensor, decimal_size: Size = (8, 8), convention: str 
         cells = torch.floor(keypoints)
     elif cells.shape != keypoints.shape:
         raise ValueError(f"cells must have the keypoints' shape {tuple(keypoints.shape)}, got {tuple(cells.shape)}")
-    scale = torch.tensor([wo, ho], dtype=keypoints.dtype, device=keypoints.device)
-    return cells, (keypoints - cells.to(keypoints.dtype)) * scale - (0.5 if convention == "unbiased" else 0.0)
+    frac = keypoints - _checks.cast(cells, keypoints.dtype)
+    scaled = torch.stack([frac[..., 0] * wo, frac[..., 1] * ho], dim=-1)
+    return cells, scaled - (0.5 if convention == "unbiased" else 0.0)
 
 
 def randomized_round(keypoints: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
@@ -198,7 +199,7 @@ def randomized_round(keypoints: Tensor, generator: Optional[torch.Generator] = N
     ``floor(x)``; the expectation is ``x``. Non-finite keypoints stay non-finite."""
     _checks.keypoints(keypoints)
     whole = torch.floor(keypoints)
-    u = torch.rand(keypoints.shape, generator=generator, dtype=keypoints.dtype, device=keypoints.device)
+    u = torch.rand_like(keypoints, generator=generator)
     return whole + (u < keypoints - whole).to(keypoints.dtype)
 
 
@@ -363,10 +364,10 @@ def heatmap_loss(pred: Tensor, keypoints: Tensor, sigma: Param, *, kind: str = "
     if kind == "awing" and not (awing[1] > 0 and awing[2] > 0 and awing[3] > 0):
         raise ValueError(f"omega, epsilon and theta must be positive, got {awing[1:]}")
     cd = _checks.compute_dtype(pred.dtype)
-    s = _checks.per_keypoint("sigma", sigma, b, k, pred.device, cd)
+    s = _checks.per_keypoint("sigma", sigma, b, k, pred, cd)
     wts = _checks.weights(weights, b, k, pred.device, cd)
     backend = _dispatch.select("heatmap_loss", BACKENDS, pred.device, backend)
-    keypoints = keypoints.to(cd)
+    keypoints = _checks.cast(keypoints, cd)
     if backend == "reference":
         return ref.heatmap_loss(pred, keypoints, s, kind=kind, weights=wts, center=center, radius=radius,
                                 reduction=reduction, awing=tuple(awing))

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import compute_dtype
@@ -84,10 +83,7 @@ def _dark(maps, x, y, blur):
     uses the blurred maximum over the 5x5 patch around the argmax (it only matters through the 1e-10 clamp)."""
     n, h, w = maps.shape
     m = maps.to(torch.float64)
-    g = dark_kernel(blur, device=maps.device)
-    r = (blur - 1) // 2
-    b = F.conv2d(m[:, None], g.view(1, 1, 1, blur), padding=(0, r))
-    b = F.conv2d(b, g.view(1, 1, blur, 1), padding=(r, 0))[:, 0]
+    b = _band(blur, h, maps.device) @ m @ _band(blur, w, maps.device)  # the separable blur, zero padding
     peak = _at(m, y, x)[0]
     patch_max = torch.full_like(peak, float("-inf"))
     for di in range(-2, 3):
@@ -114,6 +110,17 @@ def _dark(maps, x, y, blur):
     return torch.where(ok, ox, zero).to(maps.dtype), torch.where(ok, oy, zero).to(maps.dtype)
 
 
+def _band(blur: int, n: int, device) -> Tensor:
+    """(n, n) matrix of the 1-D DARK blur with zero padding, symmetric: ``M[i, j] = g[j - i + r]`` for
+    ``|j - i| <= r``. A product with it is the convolution (a MatMul, which ONNX runs in float64 where its
+    Conv does not)."""
+    r = (blur - 1) // 2
+    offset = torch.arange(n, device=device)[None, :] - torch.arange(n, device=device)[:, None] + r
+    inside = (offset >= 0) & (offset < blur)
+    return torch.where(inside, dark_kernel(blur, device=device)[offset.clamp(0, blur - 1)],
+                       torch.zeros((), dtype=torch.float64, device=device))
+
+
 def _local_softargmax(maps, x, y, window):
     """Mean of the pixel centres in the (2r+1)^2 window around the maximum, weighted by max(h, 0)."""
     sw = torch.zeros_like(maps[:, 0, 0])
@@ -133,8 +140,12 @@ def _local_softargmax(maps, x, y, window):
 def _topk(maps, k):
     """H3R: softmax over the k highest values (ties: lower row-major index first) of their pixel centres."""
     n, h, w = maps.shape
-    vals, idx = torch.sort(maps.reshape(n, h * w), dim=1, descending=True, stable=True)
-    vals, idx = vals[:, :k], idx[:, :k]
+    flat = maps.reshape(n, h * w)
+    if torch.compiler.is_exporting():  # ONNX has no stable sort; its TopK also puts the lower index first
+        vals, idx = torch.topk(flat, k, dim=1)
+    else:
+        vals, idx = torch.sort(flat, dim=1, descending=True, stable=True)
+        vals, idx = vals[:, :k], idx[:, :k]
     p = torch.softmax(vals, dim=1)
     return (p * (idx % w).to(maps.dtype)).sum(1), (p * (idx // w).to(maps.dtype)).sum(1)
 
@@ -195,8 +206,8 @@ def decode_hih(integer_maps: Tensor, decimal_maps: Tensor, *, convention: str = 
     coarse, score = decode(integer_maps, "argmax")
     fine, _ = decode(decimal_maps, "argmax")
     ho, wo = decimal_maps.shape[2:]
-    scale = torch.tensor([wo, ho], dtype=fine.dtype, device=fine.device)
-    coords = coarse + (fine + (0.5 if convention == "unbiased" else 0.0)) / scale
+    fine = fine + (0.5 if convention == "unbiased" else 0.0)
+    coords = coarse + torch.stack([fine[..., 0] / wo, fine[..., 1] / ho], dim=-1)
     if affine is not None:
         coords = apply_affine(coords, affine)
     return coords, score
@@ -229,7 +240,7 @@ def soft_argmax(heatmaps: Tensor, beta: float = 1.0, normalize: str = "softmax")
     stat = r.sum(-1)
     ok = stat > 0
     safe = torch.where(ok, stat, torch.ones_like(stat))
-    centre = torch.tensor([(w - 1) / 2, (h - 1) / 2], dtype=cd, device=heatmaps.device)
+    centre = torch.stack([torch.full_like(stat, (w - 1) / 2), torch.full_like(stat, (h - 1) / 2)], dim=-1)
     coords = torch.stack([(r * gx).sum(-1), (r * gy).sum(-1)], dim=-1) / safe[..., None]
     return torch.where(ok[..., None], coords, centre), stat
 

@@ -21,14 +21,19 @@ gradient as a per-vertex gather, the formula the native backends implement.
 from __future__ import annotations
 
 import math
+import struct
 
 import torch
 from torch import Tensor
 
 
+_STRUCT_FORMATS = {torch.float64: "d", torch.float32: "f", torch.float16: "e"}
+
+
 def dtype_radius(radius: float, dtype: torch.dtype) -> float:
-    """``radius`` rounded to the data dtype, the value every window test and the margin use."""
-    return float(torch.tensor(radius, dtype=dtype))
+    """``radius`` rounded to the data dtype, the value every window test and the margin use (rounded in
+    Python, so that a traced program holds no tensor constant)."""
+    return struct.unpack(_STRUCT_FORMATS[dtype], struct.pack(_STRUCT_FORMATS[dtype], radius))[0]
 
 
 def margin(radius: float) -> int:
@@ -50,17 +55,20 @@ def visibility(xy: Tensor, depth: Tensor, size: tuple[int, int], radius: float) 
     cell = torch.floor(torch.where(finite[..., None], xy, torch.zeros_like(xy)) + 0.5)
     inside = (finite & (cell[..., 0] >= -m) & (cell[..., 0] <= w - 1 + m)
               & (cell[..., 1] >= -m) & (cell[..., 1] <= h - 1 + m))
-    flat = inside.reshape(-1).nonzero().squeeze(1)  # ascending vertex index
     gh, gw = h + 2 * m, w + 2 * m
-    c = cell.reshape(-1, 2)[flat].long() + m
-    key = (flat // q) * (gh * gw) + c[:, 1] * gw + c[:, 0]
-    by_depth = torch.sort(depth.reshape(-1)[flat], stable=True).indices  # ties keep index order
-    order = by_depth[torch.sort(key[by_depth], stable=True).indices]  # by (cell, depth, index)
-    k = key[order]
-    first = torch.ones_like(k, dtype=torch.bool)
-    first[1:] = k[1:] != k[:-1]
-    visible = torch.zeros(b * q, dtype=torch.bool, device=depth.device)
-    visible[flat[order[first]]] = True
+    dump = b * gh * gw  # the cell of the skipped vertices
+    c = torch.where(inside[..., None], cell, torch.zeros_like(cell)).long() + m
+    batch = torch.arange(b, device=depth.device)[:, None]
+    key = torch.where(inside, (batch * gh + c[..., 1]) * gw + c[..., 0], dump).reshape(-1)
+    # per cell the smallest depth, then the lowest index among the vertices holding it (as the z-buffers)
+    d = torch.where(inside, depth, torch.full_like(depth, math.inf)).reshape(-1)
+    nearest = torch.full((dump + 1,), math.inf, dtype=depth.dtype, device=depth.device).scatter_reduce(
+        0, key, d, "amin")
+    index = torch.arange(q, device=depth.device).repeat(b)
+    holds = inside.reshape(-1) & (d == nearest[key])
+    owner = torch.full((dump + 1,), q, dtype=torch.int64, device=depth.device).scatter_reduce(
+        0, key, torch.where(holds, index, q), "amin")
+    visible = holds & (owner[key] == index)
     return visible.view(b, q)
 
 
@@ -70,7 +78,7 @@ def _window(xy: Tensor, visible: Tensor, size: tuple[int, int], radius: float):
     h, w = size
     radius = dtype_radius(radius, xy.dtype)
     n = candidates(radius)
-    r = torch.tensor(radius, dtype=xy.dtype, device=xy.device)
+    r = radius  # a Python float: the subtractions and comparisons below run in xy's dtype
     safe = torch.where(visible[..., None], xy, torch.zeros_like(xy))  # no NaN reaches autograd
     k = torch.arange(n, dtype=xy.dtype, device=xy.device)
     u = torch.floor(safe[..., 0:1].detach() - r) + k  # (B, Q, n)
@@ -99,8 +107,9 @@ def accumulate(xy: Tensor, value: Tensor, visible: Tensor, size: tuple[int, int]
     h, w = size
     idx, dx, dy, ok = _window(xy, visible, size, radius)
     wgt = torch.exp(-(dx * dx + dy * dy) / (2 * sigma * sigma))
-    idx, wgt = idx[ok], wgt[ok]
-    vals = value[..., None, None].expand(ok.shape)[ok]
+    wgt = torch.where(ok, wgt, torch.zeros_like(wgt)).reshape(-1)  # a pixel outside the window gets +0
+    idx = idx.expand(ok.shape).reshape(-1)
+    vals = value[..., None, None].expand(ok.shape).reshape(-1)
     zeros = xy.new_zeros(b * h * w)
     num = zeros.index_add(0, idx, vals * wgt)
     den = zeros.index_add(0, idx, wgt)
