@@ -1,5 +1,5 @@
 // Python binding of a kernel that takes one argument struct: Python passes one keyword per field (a buffer
-// as the address of its data, 0 for none) and every field is named once, in the kernel's field list. A
+// as a tensor, its address, or None for none) and every field is named once, in the kernel's field list. A
 // missing or unknown keyword is a TypeError; the GIL is released while the kernel runs.
 #pragma once
 
@@ -32,7 +32,11 @@ Field<Args> field(const char* name, T Base::*member) {
   return {name, [name, member](Args& args, py::handle value) {
             Base& a = args;
             if constexpr (std::is_pointer_v<T>) {
-              a.*member = reinterpret_cast<T>(value.cast<uintptr_t>());
+              // an address, None (no buffer) or an object with data_ptr() (a contiguous torch.Tensor)
+              const uintptr_t address = value.is_none()                ? 0
+                                        : py::isinstance<py::int_>(value) ? value.cast<uintptr_t>()
+                                                                          : value.attr("data_ptr")().cast<uintptr_t>();
+              a.*member = reinterpret_cast<T>(address);
             } else if constexpr (std::is_array_v<T>) {
               const auto seq = value.cast<py::sequence>();
               if (seq.size() != std::extent_v<T>)

@@ -71,8 +71,8 @@ def checkable(t: Tensor) -> bool:
 
 
 def cast(t: Tensor, dtype: torch.dtype) -> Tensor:
-    """``t`` in ``dtype``; no op at all when it already is one (an exported program then holds no
-    ``_assert_tensor_metadata``, which would name the tracing device)."""
+    """``t`` in ``dtype``, and no op at all when it already is: under torch.export every ``Tensor.to`` adds an
+    ``_assert_tensor_metadata`` naming the tracing device, so the public functions cast only where needed."""
     return t if t.dtype == dtype else t.to(dtype)
 
 
@@ -89,8 +89,9 @@ def _check_values(name: str, t: Tensor, positive: bool) -> None:
 
 def per_keypoint(name: str, value: object, b: int, k: int, like: Tensor, compute: torch.dtype,
                  positive: bool = True) -> Tensor:
-    """A scalar, (K,) or (B, K) parameter as a contiguous (B, K) tensor of the compute dtype on ``like``'s
-    device."""
+    """A scalar, (K,) or (B, K) parameter as a (B, K) tensor on ``like``'s device: a scalar in the compute
+    dtype, a tensor as given, expanded (the raw ops make it contiguous in the compute dtype, so that an
+    exported program casts nothing, as each cast there would name the tracing device)."""
     device = like.device
     if isinstance(value, Real) and not isinstance(value, bool):
         value = float(value)
@@ -98,16 +99,18 @@ def per_keypoint(name: str, value: object, b: int, k: int, like: Tensor, compute
             raise ValueError(f"{name} must be finite and {'positive' if positive else 'non-negative'}, got {value}")
         return like.new_full((b, k), value, dtype=compute)
     floating(name, value)
-    if value.shape not in ((), (k,), (b, k)):
+    # by rank first: comparing a (B, K) shape with (K,) would make torch.export guard B != K
+    if not (value.dim() == 0 or (value.dim() == 1 and value.shape[0] == k)
+            or (value.dim() == 2 and value.shape[0] == b and value.shape[1] == k)):
         raise ValueError(f"{name} must be a scalar or have shape (K,) = ({k},) or (B, K) = ({b}, {k}), "
                          f"got {tuple(value.shape)}")
     same_device(device, **{name: value})
     _check_values(name, value, positive)
-    return cast(value, compute).expand(b, k).contiguous()
+    return value.expand(b, k)
 
 
-def weights(value: Optional[Tensor], b: int, k: int, device: torch.device, compute: torch.dtype) -> Optional[Tensor]:
-    """Optional (B, K) per-channel weights (0 = ignore) as a contiguous tensor of the compute dtype."""
+def weights(value: Optional[Tensor], b: int, k: int, device: torch.device) -> Optional[Tensor]:
+    """Optional (B, K) per-channel weights (0 = ignore), checked (the raw ops cast them)."""
     if value is None:
         return None
     floating("weights", value)
@@ -116,7 +119,7 @@ def weights(value: Optional[Tensor], b: int, k: int, device: torch.device, compu
     same_device(device, weights=value)
     if checkable(value) and not bool(torch.isfinite(value).all()):
         raise ValueError("weights must be finite")
-    return cast(value, compute).contiguous()
+    return value
 
 
 def choice(name: str, value: object, options: Sequence[str]) -> str:

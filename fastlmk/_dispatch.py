@@ -94,7 +94,7 @@ def select(op: str, supported: Sequence[str], device: torch.device, backend: Opt
         if forced not in BACKENDS:
             raise ValueError(f"{source} must be one of {BACKENDS}, got {forced!r}")
         return require(op, supported, forced, device, source)
-    if torch.onnx.is_in_onnx_export():
+    if torch.compiler.is_exporting() and torch.onnx.is_in_onnx_export():
         return "reference"
     native = "cpu" if device.type == "cpu" else next((b for b in ("triton", "cuda") if b in supported), "reference")
     if native not in supported or native == "reference":

@@ -22,20 +22,15 @@ cpu, cpu_error = _load("fastlmk._C")
 cuda, cuda_error = _load("fastlmk._cuda")
 
 
-def _addresses(fields: dict[str, Any]) -> dict[str, Any]:
-    """A kernel's fields as the bindings take them: a (contiguous) tensor as the address of its data, None
-    (an absent buffer) as 0."""
-    return {name: v.data_ptr() if isinstance(v, torch.Tensor) else 0 if v is None else v for name, v in fields.items()}
-
-
 def call(fn: str, **fields: Any) -> Any:
-    """Runs the CPU kernel ``fastlmk._C.<fn>`` on the argument struct made of ``fields``."""
-    return getattr(cpu, fn)(**_addresses(fields))
+    """Runs the CPU kernel ``fastlmk._C.<fn>`` on the argument struct made of ``fields``: a buffer is a
+    contiguous tensor (its data address is taken) or None (no buffer)."""
+    return getattr(cpu, fn)(**fields)
 
 
 def call_cuda(fn: str, **fields: Any) -> None:
     """``call`` for the CUDA kernels of ``fastlmk._cuda`` (which also take the caller's stream)."""
-    getattr(cuda, fn)(**_addresses(fields))
+    getattr(cuda, fn)(**fields)
 
 
 def code(enum: str, name: str) -> int:
@@ -47,11 +42,6 @@ def code(enum: str, name: str) -> int:
 
 def dtype_code(dtype: torch.dtype) -> int:
     return _DTYPE_CODES[dtype]
-
-
-def ptr(t: Optional[torch.Tensor]) -> int:
-    """Address of a contiguous tensor's data, 0 for None."""
-    return 0 if t is None else t.data_ptr()
 
 
 # Below this many elements a kernel runs on the calling thread: waking an OpenMP team costs more than the

@@ -100,5 +100,6 @@ def test_enum_codes_come_from_the_cpu_extension():
 def test_onnx_export_traces_the_reference(monkeypatch):
     monkeypatch.delenv("FASTLMK_BACKEND", raising=False)
     monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)
+    monkeypatch.setattr(torch.compiler, "is_exporting", lambda: True)
     assert _dispatch.select("decode", ops.encode.BACKENDS, torch.device("cpu")) == "reference"
     assert _dispatch.select("decode", ops.encode.BACKENDS, torch.device("cpu"), "cpu") == "cpu"

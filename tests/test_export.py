@@ -39,10 +39,14 @@ def _cases(gen):
          (maps, torch.randn(3, 4, 8, 8, generator=gen)), ()),
         ("soft_argmax", lambda t: ops.soft_argmax(t, beta=2.0), (maps,), ()),
         ("render_gaussian", lambda k, w: ops.render_gaussian(k, (12, 10), 1.5, weights=w), (kp, w), ()),
+        ("render_gaussian-casts", lambda k, s: ops.render_gaussian(k, (12, 10), s, dtype=torch.float16),
+         (kp.double(), w.double() + 0.5), ()),  # keypoints and sigma cast to the compute dtype by the op
         ("render_disc", lambda k: ops.render_disc(k, (12, 10), 2.0), (kp,), ()),
         ("render_offsets", lambda k: ops.render_offsets(k, (12, 10)), (kp,), ()),
         ("encode_hih", lambda k: ops.encode_hih(k, (12, 10)), (kp,), ()),
         ("heatmap_loss", lambda p, k, w: ops.heatmap_loss(p, k, 1.5, weights=w, kind="awing"), (maps, kp, w), ()),
+        ("heatmap_loss-casts", lambda p, k, w: ops.heatmap_loss(p, k, w + 0.5, weights=w),
+         (maps.half(), kp.double(), w.double()), ()),
         ("splat", lambda a, b, c: ops.splat(a, b, c, (12, 10)), (xy, depth, value), ()),
         ("pack_bits", lambda t: ops.pack_bits(t), (x,), ()),
         ("binary_conv2d", lambda t, w, a: ops.binary_conv2d(t, w, a, padding=1), (x,), (pw, alpha)),
@@ -65,7 +69,9 @@ def _rebatch(args, n, gen):
     out = []
     for a in args:
         rows = a.repeat((n + a.shape[0] - 1) // a.shape[0], *([1] * (a.dim() - 1)))[:n]
-        out.append(rows + 0.25 * torch.rand(rows.shape, generator=gen, dtype=rows.dtype))
+        if rows.is_floating_point():
+            rows = rows + 0.25 * torch.rand(rows.shape, generator=gen, dtype=rows.dtype)
+        out.append(rows)
     return out
 
 
@@ -87,9 +93,22 @@ def test_every_public_op_exports_device_free_with_a_dynamic_batch(gen):
         assert not ep.constants, (name, list(ep.constants))
         targets = {n.target for n in ep.graph.nodes if n.op == "call_function"}
         assert any(getattr(t, "namespace", None) == "fastlmk" for t in targets), name  # the fused kernel, kept
-        for n in (1, 5):
+        for n in (1, 4, 5):  # 4 = K: no guard may tell the batch from another size
             new = _rebatch(batched, n, gen)
             torch.testing.assert_close(ep.module()(*new, *fixed), fn(*new, *fixed), msg=name)
+
+
+def test_random_and_pure_pytorch_ops_export_device_free(gen):
+    """The functions whose result is random (so not compared) or that run no kernel: still no device in the
+    graph (all but unpack_bits, the pure-PyTorch inverse of pack_bits kept for tests and debugging)."""
+    kp = torch.rand(3, 4, 2, generator=gen) * 10
+    for name, fn, batched in (("encode_h3r", lambda k: ops.encode_h3r(k, (12, 10), target="gaussian"), (kp,)),
+                              ("randomized_round", ops.randomized_round, (kp,)),
+                              ("hih_centers", lambda k: ops.hih_centers(k, (8, 8), "unbiased"), (kp,))):
+        ep = _export(fn, batched, ())
+        assert not _names_a_device(ep) and not ep.constants, (name, _names_a_device(ep))
+        got = ep.module()(*_rebatch(batched, 5, gen))
+        assert all(t.shape[0] == 5 for t in (got if isinstance(got, tuple) else (got,))), name
 
 
 @pytest.mark.gpu
@@ -224,3 +243,11 @@ def test_trained_fan_exported_end_to_end_gives_the_same_nme(tmp_path, capsys):
     assert (got - want).abs().max() <= 1e-3
     nme_onnx, nme_eager = (float(metrics.nme(p.double(), landmarks.double(), norm="inter_ocular")) for p in (got, want))
     assert math.isclose(nme_onnx, nme_eager, rel_tol=1e-4), (nme_onnx, nme_eager)
+
+
+def test_export_command_errors_name_the_problem(tmp_path, capsys):
+    _ort()
+    from fastlmk.cli import main
+    with pytest.raises(SystemExit):
+        main(["export", str(tmp_path / "missing.pt"), str(tmp_path / "out.onnx")])
+    assert "export: no checkpoint at" in capsys.readouterr().err

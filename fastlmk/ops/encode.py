@@ -95,6 +95,9 @@ def _render(kind: str, backend: str, keypoints: Tensor, param: Tensor, weights: 
             rounded: bool = False, radius: float = 0.0) -> Tensor:
     """The render ``kind`` of validated inputs by ``backend``: the reference, or the op's kernel."""
     if backend == "reference":
+        cd = _checks.compute_dtype(dtype)
+        keypoints, param = _checks.cast(keypoints, cd), _checks.cast(param, cd)
+        weights = None if weights is None else _checks.cast(weights, cd)
         if kind == "gaussian":
             center = "rounded" if rounded else "continuous"
             return ref.render_gaussian(keypoints, size, param, weights=weights, center=center, radius=radius,
@@ -107,16 +110,17 @@ def _render(kind: str, backend: str, keypoints: Tensor, param: Tensor, weights: 
 
 def _prepare(op: str, keypoints: Tensor, size: Size, param: Param, param_name: str, weights: Optional[Tensor],
              dtype: Optional[torch.dtype], backend: Optional[str], positive: bool):
-    """Validate the common render arguments; returns (keypoints, param, weights, (H, W), dtype, backend)."""
+    """Validate the common render arguments; returns (keypoints, param, weights, (H, W), dtype, backend), the
+    tensors in their own dtypes (the ops cast them to the compute dtype)."""
     b, k = _checks.keypoints(keypoints)
     h, w = _checks.size2(size)
     dtype = _checks.dtype(dtype)
     cd = _checks.compute_dtype(dtype)
     device = keypoints.device
     prm = _checks.per_keypoint(param_name, param, b, k, keypoints, cd, positive=positive)
-    wts = _checks.weights(weights, b, k, device, cd)
+    wts = _checks.weights(weights, b, k, device)
     backend = _dispatch.select(op, BACKENDS, device, backend)
-    return _checks.cast(keypoints, cd).contiguous(), prm, wts, (h, w), dtype, backend
+    return keypoints, prm, wts, (h, w), dtype, backend
 
 
 def render_gaussian(keypoints: Tensor, size: Size, sigma: Param, *, weights: Optional[Tensor] = None,
@@ -200,7 +204,7 @@ def randomized_round(keypoints: Tensor, generator: Optional[torch.Generator] = N
     _checks.keypoints(keypoints)
     whole = torch.floor(keypoints)
     u = torch.rand_like(keypoints, generator=generator)
-    return whole + (u < keypoints - whole).to(keypoints.dtype)
+    return whole + torch.where(u < keypoints - whole, torch.ones_like(whole), torch.zeros_like(whole))
 
 
 def encode_h3r(keypoints: Tensor, size: Size, *, generator: Optional[torch.Generator] = None,
@@ -365,12 +369,11 @@ def heatmap_loss(pred: Tensor, keypoints: Tensor, sigma: Param, *, kind: str = "
         raise ValueError(f"omega, epsilon and theta must be positive, got {awing[1:]}")
     cd = _checks.compute_dtype(pred.dtype)
     s = _checks.per_keypoint("sigma", sigma, b, k, pred, cd)
-    wts = _checks.weights(weights, b, k, pred.device, cd)
+    wts = _checks.weights(weights, b, k, pred.device)
     backend = _dispatch.select("heatmap_loss", BACKENDS, pred.device, backend)
-    keypoints = _checks.cast(keypoints, cd)
     if backend == "reference":
-        return ref.heatmap_loss(pred, keypoints, s, kind=kind, weights=wts, center=center, radius=radius,
-                                reduction=reduction, awing=tuple(awing))
+        keypoints, s = _checks.cast(keypoints, cd), _checks.cast(s, cd)
+        return ref.heatmap_loss(pred, keypoints, s, kind=kind, weights=None if wts is None else _checks.cast(wts, cd),
+                                center=center, radius=radius, reduction=reduction, awing=tuple(awing))
     with _dispatch.kernel(backend):
-        return _heatmap_loss_op(pred.contiguous(), keypoints.contiguous(), s, wts, kind, rounded, radius, reduction,
-                                awing)
+        return _heatmap_loss_op(pred, keypoints, s, wts, kind, rounded, radius, reduction, awing)
