@@ -1,5 +1,7 @@
 """Backend selection (fastlmk/_dispatch.py) and the native builds."""
 
+import importlib
+import importlib.util
 import shutil
 import warnings
 
@@ -103,3 +105,22 @@ def test_onnx_export_traces_the_reference(monkeypatch):
     monkeypatch.setattr(torch.compiler, "is_exporting", lambda: True)
     assert _dispatch.select("decode", ops.encode.BACKENDS, torch.device("cpu")) == "reference"
     assert _dispatch.select("decode", ops.encode.BACKENDS, torch.device("cpu"), "cpu") == "cpu"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton not installed")
+def test_triton_backend_runs_the_triton_kernels_forward_and_backward(monkeypatch):
+    """backend="triton" on CPU tensors reaches the Triton kernels (not the CPU ones), and the backward, which
+    autograd runs outside the call, does too; the default backend does not."""
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    kd = importlib.import_module("fastlmk.kernels.decode")
+    calls = []
+    for name in ("decode", "soft_argmax_forward", "soft_argmax_backward"):
+        real = getattr(kd, name)
+        monkeypatch.setattr(kd, name, lambda *a, _real=real, _name=name: calls.append(_name) or _real(*a))
+    maps = torch.rand(1, 2, 5, 6, requires_grad=True)
+    ops.decode(maps, backend="triton")
+    ops.soft_argmax(maps, backend="triton").sum().backward()
+    assert calls == ["decode", "soft_argmax_forward", "soft_argmax_backward"]
+    ops.decode(maps)
+    ops.soft_argmax(maps).sum().backward()
+    assert len(calls) == 3
