@@ -9,7 +9,9 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <type_traits>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -49,21 +51,28 @@ Field<Args> field(const char* name, T Base::*member) {
           }};
 }
 
-// m.<name>(**fields) fills an Args from the keywords and runs fn on it.
+// m.<name>(**fields) fills an Args from the keywords and runs fn on it. The keywords are matched by one pass
+// over them (a hash lookup of each name, read without a copy), every field exactly once.
 template <class Args, class R>
 void def_kernel(py::module_& m, const char* name, R (*fn)(const Args&), std::vector<Field<Args>> fields,
                 const char* doc = "") {
+  std::unordered_map<std::string_view, size_t> index;
+  for (size_t i = 0; i < fields.size(); ++i) index.emplace(fields[i].name, i);
   m.def(
       name,
-      [name, fn, fields = std::move(fields)](py::kwargs kwargs) -> R {
+      [name, fn, fields = std::move(fields), index = std::move(index)](py::kwargs kwargs) -> R {
         Args a{};
-        for (const auto& f : fields) {
-          if (!kwargs.contains(f.name)) throw py::type_error(std::string(name) + "(): missing field '" + f.name + "'");
-          f.set(a, kwargs[f.name]);
+        std::vector<bool> seen(fields.size(), false);
+        for (const auto& [key, value] : kwargs) {
+          Py_ssize_t size = 0;
+          const char* text = PyUnicode_AsUTF8AndSize(key.ptr(), &size);
+          const auto it = text ? index.find(std::string_view(text, static_cast<size_t>(size))) : index.end();
+          if (it == index.end()) throw py::type_error(std::string(name) + "(): unknown field '" + py::str(key).cast<std::string>() + "'");
+          fields[it->second].set(a, value);
+          seen[it->second] = true;
         }
-        if (kwargs.size() != fields.size())
-          throw py::type_error(std::string(name) + "(): " + std::to_string(kwargs.size() - fields.size()) +
-                               " unknown field(s)");
+        for (size_t i = 0; i < fields.size(); ++i)
+          if (!seen[i]) throw py::type_error(std::string(name) + "(): missing field '" + fields[i].name + "'");
         py::gil_scoped_release release;
         return fn(a);
       },
