@@ -189,16 +189,18 @@ def test_plain_torch_onnx_export_of_the_decoders(gen, tmp_path):
 
 
 def test_soft_argmax_and_hih_decoders_in_onnxruntime(gen, tmp_path):
+    """Soft-argmax on 64x64 maps (the exported graph sums in float64, so only the kernel's float32 error is
+    left) and HIH."""
     _ort()
-    maps, decimal = _peaked_maps(2, 3, 16, 12, gen), _peaked_maps(2, 3, 8, 8, gen)
+    maps, decimal = _peaked_maps(2, 17, 64, 64, gen), _peaked_maps(2, 3, 8, 8, gen)
     for normalize in ("softmax", "relu"):
         program = export.to_onnx(fnn.SoftArgmax(2.0, normalize), (maps,))
-        new = _peaked_maps(4, 3, 16, 12, gen)
+        new = _peaked_maps(4, 17, 64, 64, gen)
         got = _run(program, tmp_path / "s.onnx", new)[0]
         assert (got - ops.soft_argmax(new, beta=2.0, normalize=normalize)).abs().max() <= 1e-4
     for convention in ("paper", "unbiased"):
-        program = export.to_onnx(fnn.HIHDecoder(convention), (maps, decimal))
-        new, new_decimal = _peaked_maps(3, 3, 16, 12, gen), _peaked_maps(3, 3, 8, 8, gen)
+        program = export.to_onnx(fnn.HIHDecoder(convention), (maps[:, :3], decimal))
+        new, new_decimal = _peaked_maps(3, 3, 64, 64, gen), _peaked_maps(3, 3, 8, 8, gen)
         coords, scores = _run(program, tmp_path / "h.onnx", new, new_decimal)
         want = ops.decode_hih(new, new_decimal, convention=convention)
         assert (coords - want[0]).abs().max() <= 1e-4

@@ -225,24 +225,28 @@ def soft_argmax(heatmaps: Tensor, beta: float = 1.0, normalize: str = "softmax")
 
     ``"softmax"``: w = softmax(beta * h) over the map, stat = logsumexp(beta * h).
     ``"relu"``: w = relu(h) / S, stat = S = sum relu(h); a channel with S = 0 gives the map centre.
-    Differentiable (PyTorch autograd); computed in the compute dtype.
+    Differentiable (PyTorch autograd); computed in the compute dtype, and in float64 in an exported graph
+    (whose runtime would add the error of its own float32 sums over the map to the kernels').
     """
     b, k, h, w = heatmaps.shape
     cd = compute_dtype(heatmaps.dtype)
-    flat = heatmaps.reshape(b, k, h * w).to(cd)
-    gx, gy = _grid(h, w, cd, heatmaps.device)
+    work = torch.float64 if torch.compiler.is_exporting() else cd
+    flat = heatmaps.reshape(b, k, h * w).to(work)
+    gx, gy = _grid(h, w, work, heatmaps.device)
     if normalize == "softmax":
         z = beta * flat
         stat = torch.logsumexp(z, dim=-1)
         p = torch.exp(z - stat[..., None])
-        return torch.stack([(p * gx).sum(-1), (p * gy).sum(-1)], dim=-1), stat
-    r = torch.relu(flat)
-    stat = r.sum(-1)
-    ok = stat > 0
-    safe = torch.where(ok, stat, torch.ones_like(stat))
-    centre = torch.stack([torch.full_like(stat, (w - 1) / 2), torch.full_like(stat, (h - 1) / 2)], dim=-1)
-    coords = torch.stack([(r * gx).sum(-1), (r * gy).sum(-1)], dim=-1) / safe[..., None]
-    return torch.where(ok[..., None], coords, centre), stat
+        coords = torch.stack([(p * gx).sum(-1), (p * gy).sum(-1)], dim=-1)
+    else:
+        r = torch.relu(flat)
+        stat = r.sum(-1)
+        ok = stat > 0
+        safe = torch.where(ok, stat, torch.ones_like(stat))
+        centre = torch.stack([torch.full_like(stat, (w - 1) / 2), torch.full_like(stat, (h - 1) / 2)], dim=-1)
+        coords = torch.stack([(r * gx).sum(-1), (r * gy).sum(-1)], dim=-1) / safe[..., None]
+        coords = torch.where(ok[..., None], coords, centre)
+    return coords.to(cd), stat.to(cd)
 
 
 def soft_argmax_backward(grad_coords: Tensor, grad_stat: Tensor, heatmaps: Tensor, coords: Tensor, stat: Tensor,
