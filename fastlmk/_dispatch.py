@@ -69,8 +69,7 @@ def _warn_fallback(op: str, wanted: str, reason: str) -> None:
 
 
 def require(op: str, supported: Sequence[str], backend: str, device: torch.device, source: str = "backend") -> str:
-    """``backend``, after checking that it is one of the op's, is available and runs on ``device``; raw ops
-    call it too, since a kernel handed another device's addresses would read out of bounds."""
+    """``backend``, after checking that it is one of the op's, is available and runs on ``device``."""
     if backend not in supported:
         raise ValueError(f"{source}={backend!r}: fastlmk.{op} has backends {tuple(supported)}")
     reason = unavailable(backend)

@@ -1,4 +1,5 @@
-"""Loading of the native extensions and the conventions for calling them (raw addresses, dtype codes)."""
+"""Loading of the native extensions and the conventions for calling them (one keyword per field of a
+kernel's argument struct, dtype and enum codes)."""
 
 from __future__ import annotations
 
