@@ -128,14 +128,10 @@ def kernel(backend: str) -> ContextManager:
     return _running_triton_on_cpu(True) if backend == "triton" else _NATIVE
 
 
-def triton_on_cpu() -> bool:
-    """Whether this call runs inside ``kernel("triton")``; autograd saves it so that the backward agrees."""
-    return _triton_on_cpu.get()
-
-
-def backward_kernel(triton: bool) -> ContextManager:
-    """The context of a backward whose forward ran with ``triton_on_cpu() == triton``."""
-    return _running_triton_on_cpu(True) if triton else _NATIVE
+def current() -> str:
+    """The backend of the ``kernel`` context this call runs in ("triton", or "native" outside one); autograd
+    saves it, and the backward runs in ``kernel(saved)`` (possibly on another thread)."""
+    return "triton" if _triton_on_cpu.get() else "native"
 
 
 def register(op, cpu: Callable, cuda: Callable, triton: bool) -> None:

@@ -288,7 +288,7 @@ def _(grad_coords, grad_stat, heatmaps, coords, stat, beta, relu):
 
 def _soft_argmax_setup(ctx, inputs, output):
     heatmaps, ctx.beta, ctx.relu = inputs
-    ctx.triton = _dispatch.triton_on_cpu()
+    ctx.kernel = _dispatch.current()
     ctx.save_for_backward(heatmaps, *output)
 
 
@@ -296,7 +296,7 @@ def _soft_argmax_backward(ctx, grad_coords, grad_stat):
     heatmaps, coords, stat = ctx.saved_tensors
     grad_coords = torch.zeros_like(coords) if grad_coords is None else grad_coords
     grad_stat = torch.zeros_like(stat) if grad_stat is None else grad_stat
-    with _dispatch.backward_kernel(ctx.triton):
+    with _dispatch.kernel(ctx.kernel):
         grad = _soft_argmax_backward_op(grad_coords, grad_stat, heatmaps, coords, stat, ctx.beta, ctx.relu)
     return grad, None, None
 

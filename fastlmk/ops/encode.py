@@ -326,12 +326,12 @@ def _loss_setup(ctx, inputs, output):
     pred, keypoints, sigma, weights = inputs[:4]
     ctx.save_for_backward(pred, keypoints, sigma, weights)
     ctx.args = inputs[4:]
-    ctx.triton = _dispatch.triton_on_cpu()
+    ctx.kernel = _dispatch.current()
 
 
 def _loss_backward(ctx, grad):
     pred, keypoints, sigma, weights = ctx.saved_tensors
-    with _dispatch.backward_kernel(ctx.triton):
+    with _dispatch.kernel(ctx.kernel):
         grad_pred = _heatmap_loss_backward_op(grad, pred, keypoints, sigma, weights, *ctx.args)
     return (grad_pred,) + (None,) * 8
 
