@@ -21,11 +21,11 @@ from .reference import decode as ref_decode
 from .reference import encode as ref_encode
 from .reference import splat as ref_splat
 from .reference import xnor as ref_xnor
-from ._checks import compute_dtype
+from ._checks import cast, compute_dtype
 
 
 def _cast(dtype: torch.dtype, *tensors: Optional[Tensor]) -> tuple[Optional[Tensor], ...]:
-    return tuple(None if t is None else t.to(dtype) for t in tensors)
+    return tuple(None if t is None else cast(t, dtype) for t in tensors)
 
 
 def _center(rounded: bool) -> str:

@@ -14,8 +14,7 @@ from typing import Optional, Union
 import torch
 from torch import Tensor
 
-from .. import _checks, _dispatch, _native
-from .. import reference as ref
+from .. import _checks, _dispatch, _native, export
 
 __all__ = ["render_gaussian", "render_disc", "render_offsets", "encode_hih", "randomized_round", "encode_h3r",
            "heatmap_loss", "hih_centers"]
@@ -95,15 +94,7 @@ def _render(kind: str, backend: str, keypoints: Tensor, param: Tensor, weights: 
             rounded: bool = False, radius: float = 0.0) -> Tensor:
     """The render ``kind`` of validated inputs by ``backend``: the reference, or the op's kernel."""
     if backend == "reference":
-        cd = _checks.compute_dtype(dtype)
-        keypoints, param = _checks.cast(keypoints, cd), _checks.cast(param, cd)
-        weights = None if weights is None else _checks.cast(weights, cd)
-        if kind == "gaussian":
-            center = "rounded" if rounded else "continuous"
-            return ref.render_gaussian(keypoints, size, param, weights=weights, center=center, radius=radius,
-                                       dtype=dtype)
-        fn = ref.render_disc if kind == "disc" else ref.render_offsets
-        return fn(keypoints, size, param, weights=weights, dtype=dtype)
+        return export.reference(f"render_{kind}")(keypoints, param, weights, size[0], size[1], rounded, radius, dtype)
     with _dispatch.kernel(backend):
         return _RENDER_OPS[kind](keypoints, param, weights, size[0], size[1], rounded, radius, dtype)
 
@@ -372,8 +363,6 @@ def heatmap_loss(pred: Tensor, keypoints: Tensor, sigma: Param, *, kind: str = "
     wts = _checks.weights(weights, b, k, pred.device)
     backend = _dispatch.select("heatmap_loss", BACKENDS, pred.device, backend)
     if backend == "reference":
-        keypoints, s = _checks.cast(keypoints, cd), _checks.cast(s, cd)
-        return ref.heatmap_loss(pred, keypoints, s, kind=kind, weights=None if wts is None else _checks.cast(wts, cd),
-                                center=center, radius=radius, reduction=reduction, awing=tuple(awing))
+        return export.reference("heatmap_loss")(pred, keypoints, s, wts, kind, rounded, radius, reduction, awing)
     with _dispatch.kernel(backend):
         return _heatmap_loss_op(pred, keypoints, s, wts, kind, rounded, radius, reduction, awing)
