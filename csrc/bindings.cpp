@@ -49,6 +49,7 @@ PYBIND11_MODULE(_C, m) {
   enums["render_kind"] = fastlmk::bind::codes(fastlmk::kRenderKindNames);
   enums["loss_kind"] = fastlmk::bind::codes(fastlmk::kLossKindNames);
   enums["reduction"] = fastlmk::bind::codes(fastlmk::kReductionNames);
+  enums["center"] = fastlmk::bind::codes(fastlmk::kCenterNames);
   m.attr("ENUMS") = enums;
 
   using fastlmk::RenderArgs;
@@ -56,16 +57,18 @@ PYBIND11_MODULE(_C, m) {
              {FASTLMK_FIELD(RenderArgs, kind), FASTLMK_FIELD(RenderArgs, kp), FASTLMK_FIELD(RenderArgs, param),
               FASTLMK_FIELD(RenderArgs, weight), FASTLMK_FIELD(RenderArgs, out),
               FASTLMK_FIELD(RenderArgs, compute_dtype), FASTLMK_FIELD(RenderArgs, out_dtype),
-              FASTLMK_FIELD(RenderArgs, bk), FASTLMK_FIELD(RenderArgs, h), FASTLMK_FIELD(RenderArgs, w),
-              FASTLMK_FIELD(RenderArgs, rounded), FASTLMK_FIELD(RenderArgs, radius),
+              FASTLMK_FIELD(RenderArgs, bk), FASTLMK_FIELD(RenderArgs, k), FASTLMK_FIELD(RenderArgs, n),
+              FASTLMK_FIELD(RenderArgs, h), FASTLMK_FIELD(RenderArgs, w), FASTLMK_FIELD(RenderArgs, center),
+              FASTLMK_FIELD(RenderArgs, radius),
               FASTLMK_FIELD(RenderArgs, nthreads)});
 
   using fastlmk::LossArgs;
   const std::vector<Field<LossArgs>> loss = {
       FASTLMK_FIELD(LossArgs, kind),          FASTLMK_FIELD(LossArgs, pred),       FASTLMK_FIELD(LossArgs, kp),
-      FASTLMK_FIELD(LossArgs, param),         FASTLMK_FIELD(LossArgs, weight),
+      FASTLMK_FIELD(LossArgs, param),         FASTLMK_FIELD(LossArgs, weight),     FASTLMK_FIELD(LossArgs, instance_weight),
       FASTLMK_FIELD(LossArgs, compute_dtype), FASTLMK_FIELD(LossArgs, pred_dtype), FASTLMK_FIELD(LossArgs, bk),
-      FASTLMK_FIELD(LossArgs, h),             FASTLMK_FIELD(LossArgs, w),          FASTLMK_FIELD(LossArgs, rounded),
+      FASTLMK_FIELD(LossArgs, k),             FASTLMK_FIELD(LossArgs, n),          FASTLMK_FIELD(LossArgs, h),
+      FASTLMK_FIELD(LossArgs, w),             FASTLMK_FIELD(LossArgs, center),
       FASTLMK_FIELD(LossArgs, radius),        FASTLMK_FIELD(LossArgs, awing),      FASTLMK_FIELD(LossArgs, reduction),
       FASTLMK_FIELD(LossArgs, nthreads)};
   def_kernel(m, "heatmap_loss_forward", &fastlmk::loss_forward, loss + std::vector{FASTLMK_FIELD(LossArgs, out)});

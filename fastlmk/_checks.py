@@ -31,12 +31,14 @@ def floating(name: str, t: object) -> Tensor:
     return t
 
 
-def keypoints(t: object, name: str = "keypoints") -> tuple[int, int]:
-    """(B, K, 2) keypoints; returns (B, K). Non-finite keypoints are allowed (missing landmarks)."""
+def keypoints(t: object, name: str = "keypoints", instances: bool = False) -> tuple[int, int]:
+    """(B, K, 2) keypoints, or (B, N, K, 2) (N instances per image) where ``instances``; returns (B, K).
+    Non-finite keypoints are allowed (missing landmarks)."""
     floating(name, t)
-    if t.dim() != 3 or t.shape[-1] != 2:
-        raise ValueError(f"{name} must have shape (B, K, 2), got {tuple(t.shape)}")
-    return t.shape[0], t.shape[1]
+    if t.dim() not in ((3, 4) if instances else (3,)) or t.shape[-1] != 2:
+        want = "(B, K, 2) or (B, N, K, 2)" if instances else "(B, K, 2)"
+        raise ValueError(f"{name} must have shape {want}, got {tuple(t.shape)}")
+    return t.shape[0], t.shape[-2]
 
 
 def size2(size: object, name: str = "size") -> tuple[int, int]:
@@ -109,13 +111,15 @@ def per_keypoint(name: str, value: object, b: int, k: int, like: Tensor, compute
     return value.expand(b, k)
 
 
-def weights(value: Optional[Tensor], b: int, k: int, device: torch.device) -> Optional[Tensor]:
-    """Optional (B, K) per-channel weights (0 = ignore), checked (the raw ops cast them)."""
+def weights(value: Optional[Tensor], b: int, k: int, device: torch.device, n: Optional[int] = None) -> Optional[Tensor]:
+    """Optional (B, K) per-channel weights, or (B, N, K) per instance when ``n`` is given (0 = ignore),
+    checked (the raw ops cast them)."""
     if value is None:
         return None
     floating("weights", value)
-    if tuple(value.shape) != (b, k):
-        raise ValueError(f"weights must have shape (B, K) = ({b}, {k}), got {tuple(value.shape)}")
+    shape, want = ((b, k), "(B, K)") if n is None else ((b, n, k), "(B, N, K)")
+    if tuple(value.shape) != shape:
+        raise ValueError(f"weights must have shape {want} = {shape}, got {tuple(value.shape)}")
     same_device(device, weights=value)
     if checkable(value) and not bool(torch.isfinite(value).all()):
         raise ValueError("weights must be finite")

@@ -28,35 +28,31 @@ def _cast(dtype: torch.dtype, *tensors: Optional[Tensor]) -> tuple[Optional[Tens
     return tuple(None if t is None else cast(t, dtype) for t in tensors)
 
 
-def _center(rounded: bool) -> str:
-    return "rounded" if rounded else "continuous"
-
-
 def _normalize(relu: bool) -> str:
     return "relu" if relu else "softmax"
 
 
 def _render(kind: str) -> Callable[..., Tensor]:
-    def formula(keypoints, param, weights, height, width, rounded, radius, dtype):
+    def formula(keypoints, param, weights, height, width, center, radius, dtype):
         keypoints, param, weights = _cast(compute_dtype(dtype), keypoints, param, weights)
         if kind == "gaussian":
-            return ref_encode.render_gaussian(keypoints, (height, width), param, weights=weights, center=_center(rounded),
-                                       radius=radius, dtype=dtype)
+            return ref_encode.render_gaussian(keypoints, (height, width), param, weights=weights, center=center,
+                                              radius=radius, dtype=dtype)
         fn = ref_encode.render_disc if kind == "disc" else ref_encode.render_offsets
         return fn(keypoints, (height, width), param, weights=weights, dtype=dtype)
     return formula
 
 
-def _heatmap_loss(pred, keypoints, sigma, weights, kind, rounded, radius, reduction, awing):
+def _heatmap_loss(pred, keypoints, sigma, weights, kind, center, radius, reduction, awing):
     keypoints, sigma, weights = _cast(compute_dtype(pred.dtype), keypoints, sigma, weights)
-    return ref_encode.heatmap_loss(pred, keypoints, sigma, kind=kind, weights=weights, center=_center(rounded),
-                            radius=radius, reduction=reduction, awing=tuple(awing))
+    return ref_encode.heatmap_loss(pred, keypoints, sigma, kind=kind, weights=weights, center=center,
+                                   radius=radius, reduction=reduction, awing=tuple(awing))
 
 
-def _heatmap_loss_backward(grad, pred, keypoints, sigma, weights, kind, rounded, radius, reduction, awing):
+def _heatmap_loss_backward(grad, pred, keypoints, sigma, weights, kind, center, radius, reduction, awing):
     keypoints, sigma, weights = _cast(compute_dtype(pred.dtype), keypoints, sigma, weights)
     return ref_encode.heatmap_loss_backward(grad.to(pred.dtype), pred, keypoints, sigma, kind=kind, weights=weights,
-                                     center=_center(rounded), radius=radius, reduction=reduction, awing=tuple(awing))
+                                            center=center, radius=radius, reduction=reduction, awing=tuple(awing))
 
 
 def _decode(heatmaps, offsets, affine, method, blur, window, k):

@@ -22,55 +22,95 @@ from fastlmk.kernels.common import enum, scalar
 GAUSSIAN, DISC, OFFSETS = enum("render_kind", "gaussian", "disc", "offsets")
 MSE, BCE_LOGITS, AWING = enum("loss_kind", "mse", "bce_logits", "awing")
 NONE, SUM, MEAN = enum("reduction", "none", "sum", "mean")
+CONTINUOUS, ROUNDED, MMPOSE, UDP = enum("center", "continuous", "rounded", "mmpose", "udp")
 
 BLOCK = 1024
 _COMPUTE = {torch.float32: tl.float32, torch.float64: tl.float64}
 
 
 @triton.jit
-def _window_offsets(offs, W, x, y, r, ROUNDED: tl.constexpr):
-    """dx = j - cx, dy = i - cy at flat pixel indices ``offs``, and the window |dx| <= r, |dy| <= r."""
-    if ROUNDED:
-        x = tl.floor(x + 0.5)
-        y = tl.floor(y + 0.5)
-    dx = (offs % W).to(x.dtype) - x
-    dy = (offs // W).to(x.dtype) - y
-    inside = (tl.abs(dx) <= r) & (tl.abs(dy) <= r)  # false for non-finite keypoints
-    return dx, dy, inside
+def _trunc(v):
+    return tl.where(v >= 0, tl.floor(v), tl.ceil(v))
 
 
 @triton.jit
-def _gaussian(offs, W, x, y, s, radius, ROUNDED: tl.constexpr):
-    dx, dy, inside = _window_offsets(offs, W, x, y, radius * s, ROUNDED)
-    g = tl.exp(-(dx * dx + dy * dy) / (2 * s * s))
-    return tl.where(inside, g, 0.0)
+def _axis(offs, x, r, CENTER: tl.constexpr):
+    """d = p - c at pixel coordinates ``offs`` and whether the window of the centre rule CENTER holds p
+    (csrc/encode/encode.h, Center)."""
+    if CENTER == CONTINUOUS or CENTER == ROUNDED:
+        if CENTER == ROUNDED:
+            x = tl.floor(x + 0.5)
+        d = offs.to(x.dtype) - x
+        inside = tl.abs(d) <= r  # false for a non-finite keypoint
+    else:  # mmpose's patch: [trunc(mu - r), trunc(mu + r + 1)), centred at its start + floor(r + 0.5)
+        mu = _trunc(x + 0.5)
+        r64 = r.to(tl.float64)
+        first = _trunc(mu.to(tl.float64) - r64)
+        last = _trunc(mu.to(tl.float64) + r64 + 1.0) - 1.0
+        c = (first + tl.floor(r64 + 0.5)).to(x.dtype)
+        if CENTER == UDP:
+            c = c + (x - mu)
+        p = offs.to(tl.float64)
+        d = offs.to(x.dtype) - c
+        inside = (p >= first) & (p <= last)
+    return d, inside
 
 
 @triton.jit
-def _render_kernel(kp_ptr, param_ptr, w_ptr, out_ptr, HW, W, radius: tl.float64,
-                   KIND: tl.constexpr, ROUNDED: tl.constexpr, HAS_W: tl.constexpr, BLOCK: tl.constexpr):
+def _window_offsets(offs, W, x, y, r, CENTER: tl.constexpr):
+    """dx = j - cx, dy = i - cy at flat pixel indices ``offs``, and whether the window holds the pixel."""
+    dx, in_x = _axis(offs % W, x, r, CENTER)
+    dy, in_y = _axis(offs // W, y, r, CENTER)
+    return dx, dy, in_x & in_y
+
+
+@triton.jit
+def _gaussian(offs, W, kp_ptr, w_ptr, c, K, N, s, radius, CENTER: tl.constexpr, HAS_W: tl.constexpr):
+    """Channel c = b K + k of the merged Gaussian target: at each pixel the maximum over the instances of
+    non-zero weight whose window holds it (keypoints (B, N, K, 2), weights (B, N, K)), else 0."""
+    first = (c // K) * N * K + c % K
+    val = tl.zeros(offs.shape, s.dtype)
+    covered = offs < 0
+    for q in range(0, N):
+        at = first + q * K
+        x = tl.load(kp_ptr + 2 * at)
+        y = tl.load(kp_ptr + 2 * at + 1)
+        dx, dy, inside = _window_offsets(offs, W, x, y, radius * s, CENTER)
+        g = tl.exp(-(dx * dx + dy * dy) / (2 * s * s))
+        if HAS_W:
+            wt = tl.load(w_ptr + at)
+            g = g * wt
+            inside = inside & ((dx * 0 + wt) != 0)
+        val = tl.where(inside, tl.where(covered, tl.maximum(val, g), g), val)
+        covered = covered | inside
+    return val
+
+
+@triton.jit
+def _render_kernel(kp_ptr, param_ptr, w_ptr, out_ptr, HW, W, K, N, radius: tl.float64,
+                   KIND: tl.constexpr, CENTER: tl.constexpr, HAS_W: tl.constexpr, BLOCK: tl.constexpr):
     c = tl.program_id(0).to(tl.int64)
     offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < HW
-    x = tl.load(kp_ptr + 2 * c)
-    y = tl.load(kp_ptr + 2 * c + 1)
     p = tl.load(param_ptr + c)
     radius = scalar(radius, p.dtype)
-    wt = tl.load(w_ptr + c) if HAS_W else 1.0
     ty = out_ptr.dtype.element_ty
-    if KIND == GAUSSIAN:  # Gaussian, p = sigma
-        val = _gaussian(offs, W, x, y, p, radius, ROUNDED) * wt
+    if KIND == GAUSSIAN:  # Gaussian, p = sigma, N instances
+        val = _gaussian(offs, W, kp_ptr, w_ptr, c, K, N, p, radius, CENTER, HAS_W)
         tl.store(out_ptr + c * HW + offs, val.to(ty), mask=mask)
-    elif KIND == DISC:  # disc, p = radius
-        dx, dy, inside = _window_offsets(offs, W, x, y, p, False)
-        val = tl.where(inside & (dx * dx + dy * dy <= p * p), wt, 0.0)
-        tl.store(out_ptr + c * HW + offs, val.to(ty), mask=mask)
-    else:  # offsets (x - j, y - i), p = radius; the weight only masks
-        dx, dy, inside = _window_offsets(offs, W, x, y, p, False)
-        if HAS_W:
-            inside = inside & ((dx * 0 + wt) != 0)  # broadcast the channel's weight to the block
-        tl.store(out_ptr + 2 * c * HW + offs, tl.where(inside, -dx, 0.0).to(ty), mask=mask)
-        tl.store(out_ptr + (2 * c + 1) * HW + offs, tl.where(inside, -dy, 0.0).to(ty), mask=mask)
+    else:
+        x = tl.load(kp_ptr + 2 * c)
+        y = tl.load(kp_ptr + 2 * c + 1)
+        wt = tl.load(w_ptr + c) if HAS_W else 1.0
+        dx, dy, inside = _window_offsets(offs, W, x, y, p, CONTINUOUS)
+        if KIND == DISC:  # disc, p = radius
+            val = tl.where(inside & (dx * dx + dy * dy <= p * p), wt, 0.0)
+            tl.store(out_ptr + c * HW + offs, val.to(ty), mask=mask)
+        else:  # offsets (x - j, y - i), p = radius; the weight only masks
+            if HAS_W:
+                inside = inside & ((dx * 0 + wt) != 0)  # broadcast the channel's weight to the block
+            tl.store(out_ptr + 2 * c * HW + offs, tl.where(inside, -dx, 0.0).to(ty), mask=mask)
+            tl.store(out_ptr + (2 * c + 1) * HW + offs, tl.where(inside, -dy, 0.0).to(ty), mask=mask)
 
 
 @triton.jit
@@ -115,10 +155,10 @@ def _loss_grad(p, t, alpha, omega, eps, theta, KIND: tl.constexpr):
 
 
 @triton.jit
-def _loss_fwd_kernel(pred_ptr, kp_ptr, sigma_ptr, w_ptr, out_ptr, HW, W, radius: tl.float64, alpha: tl.float64,
-                     omega: tl.float64, eps: tl.float64, theta: tl.float64,
-                     KIND: tl.constexpr, ROUNDED: tl.constexpr, HAS_W: tl.constexpr, REDUCE: tl.constexpr,
-                     COMPUTE: tl.constexpr, BLOCK: tl.constexpr):
+def _loss_fwd_kernel(pred_ptr, kp_ptr, sigma_ptr, w_ptr, iw_ptr, out_ptr, HW, W, K, N, radius: tl.float64,
+                     alpha: tl.float64, omega: tl.float64, eps: tl.float64, theta: tl.float64,
+                     KIND: tl.constexpr, CENTER: tl.constexpr, HAS_W: tl.constexpr, HAS_IW: tl.constexpr,
+                     REDUCE: tl.constexpr, COMPUTE: tl.constexpr, BLOCK: tl.constexpr):
     """REDUCE: out[c, block] = the block's weighted loss sum; else out = the weighted per-pixel loss."""
     c = tl.program_id(0).to(tl.int64)
     blk = tl.program_id(1)
@@ -127,7 +167,7 @@ def _loss_fwd_kernel(pred_ptr, kp_ptr, sigma_ptr, w_ptr, out_ptr, HW, W, radius:
     s = tl.load(sigma_ptr + c)
     radius, alpha, omega, eps, theta = _compute(radius, alpha, omega, eps, theta, COMPUTE)
     wt = tl.load(w_ptr + c) if HAS_W else 1.0
-    t = _gaussian(offs, W, tl.load(kp_ptr + 2 * c), tl.load(kp_ptr + 2 * c + 1), s, radius, ROUNDED)
+    t = _gaussian(offs, W, kp_ptr, iw_ptr, c, K, N, s, radius, CENTER, HAS_IW)
     p = tl.load(pred_ptr + c * HW + offs, mask=mask, other=0.0).to(COMPUTE)
     val = _loss_value(p, t, alpha, omega, eps, theta, KIND)
     if REDUCE:
@@ -138,9 +178,10 @@ def _loss_fwd_kernel(pred_ptr, kp_ptr, sigma_ptr, w_ptr, out_ptr, HW, W, radius:
 
 
 @triton.jit
-def _loss_bwd_kernel(grad_ptr, pred_ptr, kp_ptr, sigma_ptr, w_ptr, gp_ptr, HW, W, radius: tl.float64,
-                     alpha: tl.float64, omega: tl.float64, eps: tl.float64, theta: tl.float64, KIND: tl.constexpr, ROUNDED: tl.constexpr, HAS_W: tl.constexpr,
-                     REDUCE: tl.constexpr, COMPUTE: tl.constexpr, BLOCK: tl.constexpr):
+def _loss_bwd_kernel(grad_ptr, pred_ptr, kp_ptr, sigma_ptr, w_ptr, iw_ptr, gp_ptr, HW, W, K, N, radius: tl.float64,
+                     alpha: tl.float64, omega: tl.float64, eps: tl.float64, theta: tl.float64, KIND: tl.constexpr,
+                     CENTER: tl.constexpr, HAS_W: tl.constexpr, HAS_IW: tl.constexpr, REDUCE: tl.constexpr,
+                     COMPUTE: tl.constexpr, BLOCK: tl.constexpr):
     """grad_pred = grad * weight * dl/dp; REDUCE: grad is one (already scaled) element."""
     c = tl.program_id(0).to(tl.int64)
     offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
@@ -148,7 +189,7 @@ def _loss_bwd_kernel(grad_ptr, pred_ptr, kp_ptr, sigma_ptr, w_ptr, gp_ptr, HW, W
     s = tl.load(sigma_ptr + c)
     radius, alpha, omega, eps, theta = _compute(radius, alpha, omega, eps, theta, COMPUTE)
     wt = tl.load(w_ptr + c) if HAS_W else 1.0
-    t = _gaussian(offs, W, tl.load(kp_ptr + 2 * c), tl.load(kp_ptr + 2 * c + 1), s, radius, ROUNDED)
+    t = _gaussian(offs, W, kp_ptr, iw_ptr, c, K, N, s, radius, CENTER, HAS_IW)
     p = tl.load(pred_ptr + c * HW + offs, mask=mask, other=0.0).to(COMPUTE)
     if REDUCE:
         g = tl.load(grad_ptr).to(COMPUTE)
@@ -166,39 +207,48 @@ def _weight_args(weights: Optional[Tensor], fallback: Tensor) -> tuple[Tensor, b
     return (fallback, False) if weights is None else (weights, True)
 
 
-def render(kind: int, keypoints: Tensor, param: Tensor, weights: Optional[Tensor], out: Tensor, rounded: bool,
+def _instances(keypoints: Tensor) -> tuple[int, int]:
+    """(K, N) of keypoints (B, K, 2) or (B, N, K, 2)."""
+    return keypoints.shape[-2], keypoints.shape[1] if keypoints.dim() == 4 else 1
+
+
+def render(kind: int, keypoints: Tensor, param: Tensor, weights: Optional[Tensor], out: Tensor, center: int,
            radius: float) -> None:
     """Writes the targets of ``kind`` (0 Gaussian, 1 disc, 2 offsets) into ``out`` (B, K, [2,] H, W)."""
     h, w = out.shape[-2:]
     bk = param.numel()
     wts, has_w = _weight_args(weights, param)
-    _render_kernel[_grid(bk, h * w)](keypoints, param, wts, out, h * w, w, radius, KIND=kind, ROUNDED=rounded,
-                                     HAS_W=has_w, BLOCK=BLOCK)
+    _render_kernel[_grid(bk, h * w)](keypoints, param, wts, out, h * w, w, *_instances(keypoints), radius,
+                                     KIND=kind, CENTER=center, HAS_W=has_w, BLOCK=BLOCK)
 
 
 def heatmap_loss_forward(kind: int, pred: Tensor, keypoints: Tensor, sigma: Tensor, weights: Optional[Tensor],
-                         rounded: bool, radius: float, reduction: int, awing: list[float], out: Tensor) -> None:
+                         instance_weights: Optional[Tensor], center: int, radius: float, reduction: int,
+                         awing: list[float], out: Tensor) -> None:
     """Fused loss; ``reduction`` 0 none, 1 sum, 2 mean (see fastlmk.ops.heatmap_loss)."""
     b, k, h, w = pred.shape
     grid = _grid(b * k, h * w)
     wts, has_w = _weight_args(weights, sigma)
+    iws, has_iw = _weight_args(instance_weights, sigma)
     compute = keypoints.dtype
     dst = out if reduction == NONE else torch.empty(grid, dtype=compute, device=pred.device)
-    _loss_fwd_kernel[grid](pred, keypoints, sigma, wts, dst, h * w, w, radius, *awing, KIND=kind,
-                           ROUNDED=rounded, HAS_W=has_w, REDUCE=reduction != NONE, COMPUTE=_COMPUTE[compute],
-                           BLOCK=BLOCK)
+    _loss_fwd_kernel[grid](pred, keypoints, sigma, wts, iws, dst, h * w, w, *_instances(keypoints), radius, *awing,
+                           KIND=kind, CENTER=center, HAS_W=has_w, HAS_IW=has_iw, REDUCE=reduction != NONE,
+                           COMPUTE=_COMPUTE[compute], BLOCK=BLOCK)
     if reduction != NONE:
         total = dst.sum()
         out.copy_(total / pred.numel() if reduction == MEAN else total)
 
 
 def heatmap_loss_backward(kind: int, pred: Tensor, keypoints: Tensor, sigma: Tensor, weights: Optional[Tensor],
-                          rounded: bool, radius: float, reduction: int, awing: list[float], grad: Tensor,
-                          grad_pred: Tensor) -> None:
+                          instance_weights: Optional[Tensor], center: int, radius: float, reduction: int,
+                          awing: list[float], grad: Tensor, grad_pred: Tensor) -> None:
     b, k, h, w = pred.shape
     wts, has_w = _weight_args(weights, sigma)
+    iws, has_iw = _weight_args(instance_weights, sigma)
     if reduction != NONE:
         grad = grad.to(keypoints.dtype) / (pred.numel() if reduction == MEAN else 1)
-    _loss_bwd_kernel[_grid(b * k, h * w)](grad, pred, keypoints, sigma, wts, grad_pred, h * w, w, radius, *awing,
-                                          KIND=kind, ROUNDED=rounded, HAS_W=has_w, REDUCE=reduction != NONE,
+    _loss_bwd_kernel[_grid(b * k, h * w)](grad, pred, keypoints, sigma, wts, iws, grad_pred, h * w, w,
+                                          *_instances(keypoints), radius, *awing, KIND=kind, CENTER=center,
+                                          HAS_W=has_w, HAS_IW=has_iw, REDUCE=reduction != NONE,
                                           COMPUTE=_COMPUTE[keypoints.dtype], BLOCK=BLOCK)

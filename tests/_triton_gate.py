@@ -70,7 +70,7 @@ def _cases(subset: str) -> Iterator[tuple[str, Callable[[], None]]]:
     shapes: 7 x 9 with K = 1 (no divisibility, a small BLOCK, k_per_batch = 1) and 1 x 1 (H*W = W = 1,
     BLOCK = 1). ``subset="full"`` crosses every axis (shape x dtype x kind / method x flags x size parameter).
     ``subset="default"`` (the gate) keeps every value of every axis but crosses less: MAIN x {float32,
-    float64} x everything; MAIN x {float16, bfloat16} x everything, except the loss flags (rounded, weights,
+    float64} x everything; MAIN x {float16, bfloat16} x everything, except the loss flags (center, weights,
     reduce) only all off / all on; the edge shapes x {float32, float64} x every kind / method / size
     parameter with the flags all off / all on (decode: affine both ways).
     """
@@ -100,48 +100,52 @@ def _cases(subset: str) -> Iterator[tuple[str, Callable[[], None]]]:
     def dims(shape):
         return "x".join(map(str, shape))
 
-    # -- encode: render
-    for shape, dt, kind, rounded, has_w in itertools.product(shapes, dtypes, (0, 1, 2), (False, True),
-                                                             (False, True)):
-        if (rounded and kind != 0) or not keep(shape, dt, rounded or kind != 0, has_w):
-            continue  # only render_gaussian has center="rounded"
+    # -- encode: render (the centre rules of render_gaussian; "mmpose" and "udp" with two instances)
+    for shape, dt, kind, center, has_w in itertools.product(shapes, dtypes, (0, 1, 2), (0, 1, 2, 3),
+                                                            (False, True)):
+        if (center and kind != 0) or not keep(shape, dt, center or kind != 0, has_w):
+            continue  # only render_gaussian has a centre rule
         c = cd(dt)
 
-        def call(shape=shape, dt=dt, kind=kind, rounded=rounded, has_w=has_w, c=c):
+        def call(shape=shape, dt=dt, kind=kind, center=center, has_w=has_w, c=c):
             b, k, h, w = shape
-            kp = torch.rand(b, k, 2, dtype=c) * w
+            lead = (b, 2, k) if center >= 2 else (b, k)
+            kp = torch.rand(*lead, 2, dtype=c) * w
             prm = torch.full((b, k), 1.5, dtype=c)
-            wts = torch.ones(b, k, dtype=c) if has_w else None
+            wts = torch.ones(lead, dtype=c) if has_w else None
             out = torch.empty((b, k, 2, h, w) if kind == 2 else (b, k, h, w), dtype=dt)
-            ke.render(kind, kp, prm, wts, out, rounded, 3.0 if kind == 0 else 0.0)
+            ke.render(kind, kp, prm, wts, out, center, 3.0 if kind == 0 else 0.0)
 
-        yield f"render kind={kind} {dt} rounded={rounded} weights={has_w} {dims(shape)}", call
+        yield f"render kind={kind} {dt} center={center} weights={has_w} {dims(shape)}", call
 
-    # -- encode: fused loss forward / backward (reduction 1 "sum" and 2 "mean" launch the same kernels)
-    for shape, dt, kind, rounded, has_w, red in itertools.product(shapes, dtypes, (0, 1, 2), (False, True),
-                                                                  (False, True), (0, 1, 2)):
-        if not keep(shape, dt, rounded, has_w, red, half_corners=True):
+    # -- encode: fused loss forward / backward (reduction 1 "sum" and 2 "mean" launch the same kernels);
+    # centres 2 and 3 with two instances, their weights the instance weights
+    for shape, dt, kind, center, has_w, red in itertools.product(shapes, dtypes, (0, 1, 2), (0, 1, 2, 3),
+                                                                 (False, True), (0, 1, 2)):
+        if not keep(shape, dt, center, has_w, red, half_corners=True):
             continue
         c = cd(dt)
 
-        def inputs(shape, dt, has_w, c):
+        def inputs(shape, dt, center, has_w, c):
             b, k, h, w = shape
-            pred = torch.rand(b, k, h, w, dtype=dt)
-            return (pred, torch.rand(b, k, 2, dtype=c) * w, torch.full((b, k), 1.5, dtype=c),
-                    torch.ones(b, k, dtype=c) if has_w else None)
+            lead = (b, 2, k) if center >= 2 else (b, k)
+            wts = torch.ones(lead, dtype=c) if has_w else None
+            channel, instance = (None, wts) if center >= 2 else (wts, None)
+            return (torch.rand(b, k, h, w, dtype=dt), torch.rand(*lead, 2, dtype=c) * w,
+                    torch.full((b, k), 1.5, dtype=c), channel, instance)
 
-        def fwd(shape=shape, dt=dt, kind=kind, rounded=rounded, has_w=has_w, red=red, c=c):
-            pred, kp, s, wts = inputs(shape, dt, has_w, c)
+        def fwd(shape=shape, dt=dt, kind=kind, center=center, has_w=has_w, red=red, c=c):
+            pred, kp, s, wts, iws = inputs(shape, dt, center, has_w, c)
             out = pred.new_empty(() if red else tuple(pred.shape))
-            ke.heatmap_loss_forward(kind, pred, kp, s, wts, rounded, 3.0, red, [2.1, 14.0, 1.0, 0.5], out)
+            ke.heatmap_loss_forward(kind, pred, kp, s, wts, iws, center, 3.0, red, [2.1, 14.0, 1.0, 0.5], out)
 
-        def bwd(shape=shape, dt=dt, kind=kind, rounded=rounded, has_w=has_w, red=red, c=c):
-            pred, kp, s, wts = inputs(shape, dt, has_w, c)
+        def bwd(shape=shape, dt=dt, kind=kind, center=center, has_w=has_w, red=red, c=c):
+            pred, kp, s, wts, iws = inputs(shape, dt, center, has_w, c)
             grad = pred.new_ones(() if red else tuple(pred.shape))
-            ke.heatmap_loss_backward(kind, pred, kp, s, wts, rounded, 3.0, red, [2.1, 14.0, 1.0, 0.5], grad,
+            ke.heatmap_loss_backward(kind, pred, kp, s, wts, iws, center, 3.0, red, [2.1, 14.0, 1.0, 0.5], grad,
                                      torch.empty_like(pred))
 
-        tag = f"kind={kind} {dt} rounded={rounded} weights={has_w} reduction={red} {dims(shape)}"
+        tag = f"kind={kind} {dt} center={center} weights={has_w} reduction={red} {dims(shape)}"
         yield f"loss_fwd {tag}", fwd
         yield f"loss_bwd {tag}", bwd
 

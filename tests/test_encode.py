@@ -43,6 +43,112 @@ def test_render_gaussian_matches_reference(backend, gen, shape, center, sigma_fo
         close(out, expected, torch.float32)
 
 
+def _instances(b, n, k, h, w, gen):
+    """(B, N, K, 2) keypoints and (B, N, K) weights: instances spread over and beyond the map, instance 1
+    a copy of instance 0 (ties across instances), instance 2 within a pixel of instance 0 (overlapping
+    windows), some weights 0."""
+    kp = random_keypoints(b, n * k, h, w, generator=gen).view(b, n, k, 2)
+    if n > 1:
+        kp[:, 1] = kp[:, 0]
+    if n > 2:
+        kp[:, 2] = kp[:, 0] + torch.rand(b, k, 2, generator=gen) * 2 - 1
+    weights = torch.rand(b, n, k, generator=gen) + 0.5
+    weights.view(-1)[::3] = 0.0
+    return kp, weights
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("n", [1, 2, 5])
+@pytest.mark.parametrize("center", ["continuous", "rounded", "mmpose", "udp"])
+def test_render_gaussian_instances_match_reference(backend, gen, shape, n, center):
+    """(B, N, K, 2) keypoints merged by max in the kernel, every centre rule, against the reference."""
+    name, device = backend
+    b, k, h, w = shape
+    kp, weights = _instances(b, n, k, h, w, gen)
+    sigma = _sigma("per_batch", b, k, gen)
+    for wts in (None, weights):
+        expected = ref.render_gaussian(kp, (h, w), sigma, weights=wts, center=center)
+        kp_d, s_d, w_d = _on(device, kp, sigma, wts)
+        out = ops.render_gaussian(kp_d, (h, w), s_d, weights=w_d, center=center, backend=name)
+        assert out.shape == (b, k, h, w)
+        close(out, expected, torch.float32)
+
+
+def test_reference_instances_are_the_max_of_single_renders(gen):
+    """The multi-instance reference is the maximum of the single-instance maps of its instances of non-zero
+    weight, restricted to their windows (0 elsewhere); with weights 1 and in-map keypoints, just their max."""
+    b, n, k, h, w = 2, 4, 3, 15, 12
+    kp = torch.rand(b, n, k, 2, generator=gen, dtype=torch.float64) * torch.tensor([w - 1, h - 1])
+    for center in ("continuous", "rounded", "mmpose", "udp"):
+        single = torch.stack([ref.render_gaussian(kp[:, i], (h, w), 1.5, center=center, dtype=torch.float64)
+                              for i in range(n)], 1)
+        merged = ref.render_gaussian(kp, (h, w), 1.5, center=center, dtype=torch.float64)
+        torch.testing.assert_close(merged, single.amax(1), rtol=0, atol=0)
+        one = ref.render_gaussian(kp[:, :1], (h, w), 1.5, center=center, dtype=torch.float64)
+        torch.testing.assert_close(one, single[:, 0], rtol=0, atol=0)
+
+
+def test_render_gaussian_centre_rules_values():
+    """The patch rules on worked cases: sigma 1.5 (r = 4.5) at x = 10.2: mu = 10, the pixels [5, 15) (mmpose
+    keeps 5 and drops 15), centre 10 (mmpose) or 10.2 (udp); at x = 1.0 the patch starts at trunc(-3.5) = -3
+    and its centre at -3 + 5 = 2, one pixel right of the keypoint, as mmpose renders it."""
+    kp = torch.tensor([[[10.2, 10.2]]])
+    for center, c in (("mmpose", 10.0), ("udp", 10.2)):
+        row = ops.render_gaussian(kp, (21, 21), 1.5, center=center)[0, 0, 10]
+        j = torch.arange(21.0)
+        want = torch.where((j >= 5) & (j <= 14), torch.exp(-(j - c) ** 2 / 4.5), torch.zeros(()))
+        want = want * math.exp(-(10 - (c if center == "udp" else 10.0)) ** 2 / 4.5)
+        torch.testing.assert_close(row, want)
+    row = ops.render_gaussian(torch.tensor([[[1.0, 10.0]]]), (21, 21), 1.5, center="mmpose")[0, 0, 10]
+    assert row.argmax() == 2 and row[5] > 0 and row[6] == 0  # [-3, trunc(1 + 5.5)) = [-3, 6)
+
+
+@pytest.mark.parametrize("kind", ["mse", "bce_logits", "awing"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("center", ["continuous", "mmpose", "udp"])
+def test_heatmap_loss_instances_match_reference(backend, gen, kind, reduction, center):
+    """The fused loss against the merged target of (B, N, K, 2) keypoints, forward and backward."""
+    name, device = backend
+    b, n, k, h, w = 2, 3, 4, 17, 23
+    kp, weights = _instances(b, n, k, h, w, gen)
+    sigma = _sigma("per_batch", b, k, gen)
+    pred = torch.rand(b, k, h, w, generator=gen) * 1.4 - 0.2
+    if kind == "awing":
+        target = ref.render_gaussian(kp.double(), (h, w), sigma.double(), weights=weights.double(),
+                                     center=center, dtype=torch.float64)
+        pred = torch.where((pred.double() - target).abs() < 1e-2, (target + 2e-2).float(), pred)
+    grad = torch.randn(pred.shape if reduction == "none" else (), generator=gen)
+    args = dict(kind=kind, weights=weights, center=center, reduction=reduction)
+    p = pred.clone().requires_grad_()
+    expected = ref.heatmap_loss(p, kp, sigma, **args)
+    (expected_grad,) = torch.autograd.grad(expected, p, grad)
+    p_d = pred.to(device).clone().requires_grad_()
+    kp_d, s_d, w_d = _on(device, kp, sigma, weights)
+    out = ops.heatmap_loss(p_d, kp_d, s_d, backend=name, **{**args, "weights": w_d})
+    out.backward(grad.to(device))
+    close(out, expected, torch.float32)
+    close(p_d.grad, expected_grad, torch.float32)
+
+
+def test_heatmap_loss_instances_equal_the_loss_on_the_rendered_target(gen):
+    """With instances the weights weight the target's instances, not the loss."""
+    kp, weights = _instances(2, 3, 4, 16, 16, gen)
+    pred = torch.rand(2, 4, 16, 16, generator=gen)
+    target = ops.render_gaussian(kp, (16, 16), 2.0, weights=weights, center="mmpose")
+    torch.testing.assert_close(ops.heatmap_loss(pred, kp, 2.0, weights=weights, center="mmpose"),
+                               torch.nn.functional.mse_loss(pred, target))
+
+
+def test_heatmap_loss_instances_gradcheck(backend, gen):
+    name, device = backend
+    kp, weights = _instances(2, 3, 2, 6, 5, gen)
+    kp, weights = kp.double().to(device), weights.double().to(device)
+    pred = (torch.rand(2, 2, 6, 5, generator=gen, dtype=torch.float64) * 1.4 - 0.2).to(device).requires_grad_()
+    for kind in ("mse", "bce_logits"):
+        fn = lambda p: ops.heatmap_loss(p, kp, 1.2, kind=kind, weights=weights, center="udp", backend=name)
+        assert torch.autograd.gradcheck(fn, (pred,), eps=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
 def test_render_dtypes(backend, gen, dtype):
     name, device = backend
@@ -188,9 +294,13 @@ def test_opcheck(backend):
     with _dispatch.kernel(name):
         for op in (f.render_gaussian, f.render_disc, f.render_offsets):
             for wts in (None, weights):
-                torch.library.opcheck(op, (kp, param, wts, 9, 8, True, 3.0, torch.float32))
-        for reduction in ("mean", "none"):
-            args = (pred, kp, param, weights, "awing", False, 3.0, reduction, [2.1, 14.0, 1.0, 0.5])
+                torch.library.opcheck(op, (kp, param, wts, 9, 8, "rounded", 3.0, torch.float32))
+        inst = torch.stack([kp, kp.flip(1)], 1)  # (B, N=2, K, 2)
+        inst_w = torch.stack([weights, weights.flip(1)], 1)
+        torch.library.opcheck(f.render_gaussian, (inst, param, inst_w, 9, 8, "mmpose", 3.0, torch.float32))
+        for reduction, (keypoints, wts, center) in (("mean", (kp, weights, "continuous")),
+                                                   ("none", (kp, weights, "udp")), ("sum", (inst, inst_w, "mmpose"))):
+            args = (pred, keypoints, param, wts, "awing", center, 3.0, reduction, [2.1, 14.0, 1.0, 0.5])
             torch.library.opcheck(f.heatmap_loss, args)
             grad = torch.rand(pred.shape if reduction == "none" else (), device=device)
             torch.library.opcheck(f.heatmap_loss_backward, (grad, pred.detach(), *args[1:]))

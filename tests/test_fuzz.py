@@ -25,6 +25,7 @@ from conftest import HAS_TRITON
 
 F = torch.ops.fastlmk
 FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+CENTERS = ("continuous", "rounded", "mmpose", "udp")
 KERNELS = [b for b, ok in (("cpu", _native.cpu is not None), ("triton", HAS_TRITON)) if ok]
 
 
@@ -113,21 +114,29 @@ def _sizes(data, max_hw=20):
     return b, k, h, w
 
 
+def _instances(data, b, k):
+    """The leading shape of Gaussian keypoints: (B, K), or (B, N, K) for N instances per image."""
+    if data.draw(st.booleans(), label="instances"):
+        return b, data.draw(st.integers(0, 3), label="N"), k
+    return b, k
+
+
 @_settings(100)
 @given(st.data())
 def test_fuzz_render(data):
     d = Draw(data)
     b, k, h, w = _sizes(data)
     kind = data.draw(st.sampled_from(["gaussian", "disc", "offsets"]), label="op")
-    kp = d.tensor((b, k, 2), "keypoints", -5, max(h, w) + 5, free=(0, 1))
+    lead = _instances(data, b, k) if kind == "gaussian" else (b, k)
+    kp = d.tensor((*lead, 2), "keypoints", -5, max(h, w) + 5, free=(0, 1))
     param = d.tensor((b, k), "param", 0.3, 4.0, special=False)
     weights = data.draw(st.one_of(st.none(), st.just("w")), label="weights")
-    weights = None if weights is None else d.tensor((b, k), "weights", 0.0, 2.0, special=False)
+    weights = None if weights is None else d.tensor(lead, "weights", 0.0, 2.0, special=False)
     dtype = data.draw(st.sampled_from([*FLOATS, torch.int64]), label="dtype")
     if dtype == torch.int64:
         d.bad = d.bad or TypeError
-    result = d.call(f"render_{kind}", kp, param, weights, h, w, data.draw(st.booleans()), data.draw(st.sampled_from([0.0, 1.5, 3.0])),
-                    dtype)
+    result = d.call(f"render_{kind}", kp, param, weights, h, w, data.draw(st.sampled_from(CENTERS), label="center"),
+                    data.draw(st.sampled_from([0.0, 1.5, 3.0])), dtype)
     if result:
         _close(*result)
 
@@ -138,12 +147,14 @@ def test_fuzz_heatmap_loss(data):
     d = Draw(data)
     b, k, h, w = _sizes(data)
     pred = d.tensor((b, k, h, w), "pred", -3, 3, special=False, free=(0, 1, 2, 3))
-    kp = d.tensor((b, k, 2), "keypoints", -5, max(h, w) + 5)
+    lead = _instances(data, b, k)
+    kp = d.tensor((*lead, 2), "keypoints", -5, max(h, w) + 5)
     sigma = d.tensor((b, k), "sigma", 0.5, 4.0, special=False)
-    weights = d.tensor((b, k), "weights", 0.0, 2.0, special=False) if data.draw(st.booleans()) else None
+    weights = d.tensor(lead, "weights", 0.0, 2.0, special=False) if data.draw(st.booleans()) else None
     kind = data.draw(st.sampled_from(["mse", "bce_logits", "awing"]), label="kind")
     reduction = data.draw(st.sampled_from(["none", "sum", "mean"]), label="reduction")
-    args = (kp, sigma, weights, kind, data.draw(st.booleans()), 3.0, reduction, [2.1, 14.0, 1.0, 0.5])
+    args = (kp, sigma, weights, kind, data.draw(st.sampled_from(CENTERS), label="center"), 3.0, reduction,
+            [2.1, 14.0, 1.0, 0.5])
     if data.draw(st.booleans(), label="backward"):
         grad = d.tensor(tuple(pred.shape) if reduction == "none" else (), "grad", -1, 1, special=False)
         result = d.call("heatmap_loss_backward", grad, pred, *args)

@@ -277,7 +277,13 @@ void decode_impl(const DecodeArgs& a) {
   const int64_t H = a.h, W = a.w, n = H * W;
   const int r = a.method == kDark ? (a.blur - 1) / 2 : 0;  // blur <= MAX_BLUR (checked in Python)
   std::vector<double> g(size_t(2 * r + 1));
-  if (a.method == kDark) {  // DARK's kernel: OpenCV's sigma for size 2r+1, normalised
+  if (a.method == kDark && r <= 3) {  // DARK's kernel: OpenCV's for sigma = 0, a fixed table up to size 7
+    static const double kSmall[4][7] = {{1.0},
+                                        {0.25, 0.5, 0.25},
+                                        {0.0625, 0.25, 0.375, 0.25, 0.0625},
+                                        {0.03125, 0.109375, 0.21875, 0.28125, 0.21875, 0.109375, 0.03125}};
+    for (int t = 0; t <= 2 * r; ++t) g[t] = kSmall[r][t];
+  } else if (a.method == kDark) {  // else the Gaussian of sigma 0.3 (r - 1) + 0.8, normalised
     const double sd = 0.3 * (r - 1) + 0.8;
     double sum = 0;
     for (int t = -r; t <= r; ++t) sum += g[t + r] = std::exp(-double(t * t) / (2 * sd * sd));

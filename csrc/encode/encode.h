@@ -1,8 +1,10 @@
 // Heatmap-encoding family (render_gaussian, render_disc, render_offsets, heatmap_loss): CPU entry points.
 //
-// All buffers are contiguous. Keypoints are (BK, 2) as (x, y); `param` is per channel (BK,): sigma for
-// Gaussians and losses, the radius for discs and offset fields; `weight` (BK,) or null. Keypoints, param and
-// weight share the compute dtype (float32, or float64 when the heatmap dtype is float64).
+// All buffers are contiguous. Keypoints are (B, N, K, 2) as (x, y): N instances per image (N = 1 for the
+// single-instance ops), channel c = b * K + k; `param` is per channel (BK,): sigma for Gaussians and losses,
+// the radius for discs and offset fields. A Gaussian channel is the maximum over the instances whose window
+// holds the pixel (0 where none does); discs and offsets have N = 1. Keypoints, param and the weights share
+// the compute dtype (float32, or float64 when the heatmap dtype is float64).
 #pragma once
 
 #include <cstdint>
@@ -16,20 +18,26 @@ namespace fastlmk {
 enum RenderKind : int { kGaussian = 0, kDisc = 1, kOffsets = 2 };
 enum LossKind : int { kMse = 0, kBceLogits = 1, kAwing = 2 };
 enum Reduction : int { kNone = 0, kSum = 1, kMean = 2 };
+// Where a Gaussian's centre and window lie (per axis, r = radius * sigma): kContinuous at x, the pixels
+// |j - x| <= r; kRounded likewise at floor(x + 0.5); kMmpose and kUdp as mmpose's patch arithmetic,
+// mu = trunc(x + 0.5), the pixels [trunc(mu - r), trunc(mu + r + 1)), the centre at
+// trunc(mu - r) + floor(r + 0.5), plus x - mu for kUdp.
+enum Center : int { kContinuous = 0, kRounded = 1, kMmpose = 2, kUdp = 3 };
 inline constexpr const char* kRenderKindNames[] = {"gaussian", "disc", "offsets"};
 inline constexpr const char* kLossKindNames[] = {"mse", "bce_logits", "awing"};
 inline constexpr const char* kReductionNames[] = {"none", "sum", "mean"};
+inline constexpr const char* kCenterNames[] = {"continuous", "rounded", "mmpose", "udp"};
 
 struct RenderArgs {
   int kind;
   const void* kp;
   const void* param;
-  const void* weight;  // may be null
+  const void* weight;  // (B, N, K), scales each instance; may be null
   void* out;           // (BK, P, H, W), P = 2 for offsets, else 1
   int compute_dtype;   // kFloat32 or kFloat64
   int out_dtype;
-  int64_t bk, h, w;
-  bool rounded;   // centre at floor(x + 0.5) (Gaussian only)
+  int64_t bk, k, n, h, w;  // channels, keypoints per image, instances
+  int center;     // Center (Gaussian only)
   double radius;  // Gaussian truncation in units of sigma
   int nthreads;
 };
@@ -38,12 +46,13 @@ struct LossArgs {
   int kind;
   const void* pred;  // (BK, H, W)
   const void* kp;
-  const void* param;   // sigma
-  const void* weight;  // may be null
+  const void* param;            // sigma
+  const void* weight;           // (BK,) multiplies each channel's loss; may be null
+  const void* instance_weight;  // (B, N, K) scales each instance's target; may be null
   int compute_dtype;
-  int pred_dtype;      // dtype of pred, out, grad_out and grad_pred
-  int64_t bk, h, w;
-  bool rounded;
+  int pred_dtype;  // dtype of pred, out, grad_out and grad_pred
+  int64_t bk, k, n, h, w;
+  int center;
   double radius;
   double awing[4];  // alpha, omega, epsilon, theta
   int reduction;

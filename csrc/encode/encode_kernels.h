@@ -37,27 +37,108 @@ inline void axis_window(S c, S r, int64_t n, int64_t& lo, int64_t& hi) {
   while (hi >= lo && !(std::abs(S(hi) - c) <= r)) --hi;
 }
 
-// The window of one channel and its (weighted) separable Gaussian profiles.
+// The pixels [lo, hi] of one axis that a Gaussian centred by the rule `center` covers, and its centre c.
+template <class S>
+inline void axis_span(S x, S r, int center, int64_t n, int64_t& lo, int64_t& hi, S& c) {
+  lo = 0;
+  hi = -1;
+  if (center == kContinuous || center == kRounded) {
+    c = center == kRounded ? std::floor(x + S(0.5)) : x;
+    axis_window(c, r, n, lo, hi);
+    return;
+  }
+  const S mu = std::trunc(x + S(0.5));  // mmpose: (x + 0.5).astype(int64), in x's dtype
+  const double first = std::trunc(double(mu) - double(r)), last = std::trunc(double(mu) + double(r) + 1.0) - 1.0;
+  c = S(first + std::floor(double(r) + 0.5)) + (center == kUdp ? x - mu : S(0));
+  if (!(first <= last) || last < 0.0 || first > double(n - 1)) return;
+  lo = first < 0.0 ? 0 : int64_t(first);
+  hi = last > double(n - 1) ? n - 1 : int64_t(last);
+}
+
+// The window of one instance of a channel and its (weighted) separable Gaussian profiles.
 template <class S>
 struct Channel {
   bool empty = true;
   int64_t i0 = 0, i1 = -1, j0 = 0, j1 = -1;
   S cx = 0, cy = 0;
 
-  Channel(S x, S y, S r, bool rounded, int64_t h, int64_t w) {
+  Channel() = default;
+  Channel(S x, S y, S r, int center, int64_t h, int64_t w) {
     if (!std::isfinite(x) || !std::isfinite(y)) return;
-    cx = rounded ? std::floor(x + S(0.5)) : x;
-    cy = rounded ? std::floor(y + S(0.5)) : y;
-    axis_window(cx, r, w, j0, j1);
-    axis_window(cy, r, h, i0, i1);
+    axis_span(x, r, center, w, j0, j1, cx);
+    axis_span(y, r, center, h, i0, i1, cy);
     empty = j0 > j1 || i0 > i1;
   }
+
+  bool holds(int64_t i, int64_t j) const { return i0 <= i && i <= i1 && j0 <= j && j <= j1; }
 
   // gx[j] = exp(-(j - cx)^2 / 2s^2) on [j0, j1]; gy[i] likewise on [i0, i1], times `scale`.
   void profiles(S sigma, S scale, S* gx, S* gy) const {
     const S k = S(-0.5) / (sigma * sigma);
     for (int64_t j = j0; j <= j1; ++j) gx[j] = std::exp((S(j) - cx) * (S(j) - cx) * k);
     for (int64_t i = i0; i <= i1; ++i) gy[i] = std::exp((S(i) - cy) * (S(i) - cy) * k) * scale;
+  }
+};
+
+// The Gaussian instances of one channel: those of non-zero weight with a non-empty window, in instance
+// order, with their profiles. The channel's value at a pixel is the maximum over the instances holding it.
+template <class S>
+struct Instances {
+  int64_t n = 0, H, W;
+  Channel<S>* ch;
+  S* gx;  // (N, W)
+  S* gy;  // (N, H)
+
+  Instances(int64_t N, int64_t h, int64_t w) : H(h), W(w) {
+    ch = new Channel<S>[size_t(N)];
+    gx = new S[size_t(N * (W + H))];
+    gy = gx + N * W;
+  }
+  ~Instances() {
+    delete[] ch;
+    delete[] gx;
+  }
+  Instances(const Instances&) = delete;
+  Instances& operator=(const Instances&) = delete;
+
+  // Instances of channel c = b * K + k: keypoints (B, N, K, 2), weights (B, N, K) or null.
+  void gather(const S* kp, const S* weight, int64_t c, int64_t K, int64_t N, S sigma, S radius, int center) {
+    n = 0;
+    const int64_t first = (c / K) * N * K + c % K;
+    for (int64_t q = 0; q < N; ++q) {
+      const int64_t at = first + q * K;
+      const S wt = weight ? weight[at] : S(1);
+      if (wt == S(0)) continue;
+      const Channel<S> one(kp[2 * at], kp[2 * at + 1], radius, center, H, W);
+      if (one.empty) continue;
+      one.profiles(sigma, wt, gx + n * W, gy + n * H);
+      ch[n++] = one;
+    }
+  }
+
+  S value(int64_t q, int64_t i, int64_t j) const { return gy[q * H + i] * gx[q * W + j]; }
+
+  // Whether an instance before q holds pixel (i, j): then q's value is merged by max, else it is stored.
+  bool earlier(int64_t q, int64_t i, int64_t j) const {
+    for (int64_t p = 0; p < q; ++p)
+      if (ch[p].holds(i, j)) return true;
+    return false;
+  }
+
+  // Writes row i of the channel into row[0, W) (zeros outside every window); false if no instance holds it.
+  bool row(int64_t i, S* out) const {
+    bool any = false;
+    for (int64_t q = 0; q < n; ++q) {
+      const Channel<S>& c = ch[q];
+      if (i < c.i0 || i > c.i1) continue;
+      if (!any) std::fill(out, out + W, S(0));
+      for (int64_t j = c.j0; j <= c.j1; ++j) {
+        const S v = value(q, i, j);
+        out[j] = any && earlier(q, i, j) ? std::max(out[j], v) : v;
+      }
+      any = true;
+    }
+    return any;
   }
 };
 
@@ -70,26 +151,33 @@ void render_impl(const RenderArgs& a) {
   const int64_t H = a.h, W = a.w, plane = H * W, planes = a.kind == kOffsets ? 2 : 1;
 #pragma omp parallel num_threads(a.nthreads)
   {
-    S* gx = static_cast<S*>(std::malloc(sizeof(S) * size_t(W + H)));
-    S* gy = gx + W;
+    Instances<S> inst(a.kind == kGaussian ? a.n : 1, H, W);
 #pragma omp for schedule(static)
     for (int64_t c = 0; c < a.bk; ++c) {
       T* o = out + c * planes * plane;
       std::memset(static_cast<void*>(o), 0, sizeof(T) * size_t(planes * plane));
-      const S wt = weight ? weight[c] : S(1), x = kp[2 * c], y = kp[2 * c + 1], p = param[c];
-      if (wt == S(0)) continue;
-      const S r = a.kind == kGaussian ? S(a.radius) * p : p;
-      const Channel<S> ch(x, y, r, a.kind == kGaussian && a.rounded, H, W);
-      if (ch.empty) continue;
+      const S p = param[c];
       if (a.kind == kGaussian) {
-        ch.profiles(p, wt, gx, gy);
-        for (int64_t i = ch.i0; i <= ch.i1; ++i)
-          for (int64_t j = ch.j0; j <= ch.j1; ++j) store(o[i * W + j], gy[i] * gx[j]);
-      } else if (a.kind == kDisc) {
+        inst.gather(kp, weight, c, a.k, a.n, p, S(a.radius) * p, a.center);
+        for (int64_t q = 0; q < inst.n; ++q) {
+          const Channel<S>& ch = inst.ch[q];
+          for (int64_t i = ch.i0; i <= ch.i1; ++i)
+            for (int64_t j = ch.j0; j <= ch.j1; ++j) {
+              const S v = inst.value(q, i, j);
+              store(o[i * W + j], q && inst.earlier(q, i, j) ? std::max(load<S>(o[i * W + j]), v) : v);
+            }
+        }
+        continue;
+      }
+      const S wt = weight ? weight[c] : S(1), x = kp[2 * c], y = kp[2 * c + 1];
+      if (wt == S(0)) continue;
+      const Channel<S> ch(x, y, p, kContinuous, H, W);
+      if (ch.empty) continue;
+      if (a.kind == kDisc) {
         for (int64_t i = ch.i0; i <= ch.i1; ++i)
           for (int64_t j = ch.j0; j <= ch.j1; ++j) {
             const S dx = S(j) - x, dy = S(i) - y;
-            if (dx * dx + dy * dy <= r * r) store(o[i * W + j], wt);
+            if (dx * dx + dy * dy <= p * p) store(o[i * W + j], wt);
           }
       } else {  // offsets: (x - j, y - i) in two planes; the weight only masks
         for (int64_t i = ch.i0; i <= ch.i1; ++i)
@@ -99,7 +187,6 @@ void render_impl(const RenderArgs& a) {
           }
       }
     }
-    std::free(gx);
   }
 }
 
@@ -144,37 +231,37 @@ struct Awing {  // Adaptive Wing (Wang et al. 2019)
 };
 
 // Calls body(c, off, n, t, wt) over spans of each channel c that cover it in order: the n pixels from flat
-// offset off, with t the target there, or t == nullptr where the target is 0 (rows outside the window),
-// so most of the map is handled in long, vectorisable runs. Shared by the fused forward and backward.
+// offset off, with t the target there, or t == nullptr where the target is 0 (rows no instance holds), so
+// most of the map is handled in long, vectorisable runs. Shared by the fused forward and backward.
 template <class S, class Body>
 void for_each_target_span(const LossArgs& a, Body body) {
   const S* kp = static_cast<const S*>(a.kp);
   const S* sigma = static_cast<const S*>(a.param);
   const S* weight = static_cast<const S*>(a.weight);
+  const S* iweight = static_cast<const S*>(a.instance_weight);
   const int64_t H = a.h, W = a.w;
 #pragma omp parallel num_threads(a.nthreads)
   {
-    S* buf = static_cast<S*>(std::calloc(size_t(2 * W + H), sizeof(S)));
-    S *gx = buf, *gy = buf + W, *row = buf + W + H;
+    Instances<S> inst(a.n, H, W);
+    S* row = new S[size_t(W)];
 #pragma omp for schedule(static)
     for (int64_t c = 0; c < a.bk; ++c) {
       const S wt = weight ? weight[c] : S(1), s = sigma[c];
-      const Channel<S> ch(kp[2 * c], kp[2 * c + 1], S(a.radius) * s, a.rounded, H, W);
+      inst.gather(kp, iweight, c, a.k, a.n, s, S(a.radius) * s, a.center);
       const int64_t base = c * H * W;
-      if (ch.empty) {
-        body(c, base, H * W, static_cast<const S*>(nullptr), wt);
-        continue;
-      }
-      ch.profiles(s, S(1), gx, gy);
-      std::fill(row, row + W, S(0));
-      if (ch.i0 > 0) body(c, base, ch.i0 * W, static_cast<const S*>(nullptr), wt);
-      for (int64_t i = ch.i0; i <= ch.i1; ++i) {
-        for (int64_t j = ch.j0; j <= ch.j1; ++j) row[j] = gy[i] * gx[j];
+      int64_t zeros = 0;  // rows of zero target not yet handed to body
+      for (int64_t i = 0; i < H; ++i) {
+        if (!inst.row(i, row)) {
+          ++zeros;
+          continue;
+        }
+        if (zeros) body(c, base + (i - zeros) * W, zeros * W, static_cast<const S*>(nullptr), wt);
+        zeros = 0;
         body(c, base + i * W, W, static_cast<const S*>(row), wt);
       }
-      if (ch.i1 < H - 1) body(c, base + (ch.i1 + 1) * W, (H - 1 - ch.i1) * W, static_cast<const S*>(nullptr), wt);
+      if (zeros) body(c, base + (H - zeros) * W, zeros * W, static_cast<const S*>(nullptr), wt);
     }
-    std::free(buf);
+    delete[] row;
   }
 }
 

@@ -25,6 +25,7 @@ Size = Union[int, tuple[int, int]]
 
 LOSS_KINDS = ("mse", "bce_logits", "awing")
 REDUCTIONS = ("none", "sum", "mean")
+CENTERS = ("continuous", "rounded", "mmpose", "udp")
 
 
 def _triton():
@@ -33,21 +34,30 @@ def _triton():
 
 # ----------------------------------------------------------------------------------------------- render ops
 
-def _render_inputs(kind, keypoints, param, weights, height, width, dtype):
-    """What the render kernels read, checked: (keypoints, param, weights) contiguous in the compute dtype
-    and the empty output."""
+def _raw_keypoints(op: str, keypoints: Tensor, weights: Optional[Tensor], instances: bool, cd: torch.dtype):
+    """Keypoints (B, K, 2), or (B, N, K, 2) where the op takes instances, and weights of their leading shape,
+    contiguous in the compute dtype; returns (keypoints, weights, B, K, N)."""
+    rank = keypoints.dim() if instances and isinstance(keypoints, Tensor) and keypoints.dim() == 4 else 3
+    keypoints = _checks.raw(op, "keypoints", keypoints, (None,) * (rank - 1) + (2,), keypoints.device, cd)
+    weights = _checks.raw_optional(op, "weights", weights, keypoints.shape[:-1], keypoints.device, cd)
+    b, k = keypoints.shape[0], keypoints.shape[-2]
+    return keypoints, weights, b, k, keypoints.shape[1] if rank == 4 else 1
+
+
+def _render_inputs(kind, keypoints, param, weights, height, width, center, dtype):
+    """What the render kernels read, checked: (keypoints, param, weights) contiguous in the compute dtype,
+    (B, K, N) and the empty output."""
     op = f"render_{kind}"
     if dtype not in _checks.FLOATING:
         raise TypeError(f"{op}: dtype must be one of {_checks.FLOATING}, got {dtype}")
     if height < 1 or width < 1:
         raise ValueError(f"{op}: height and width must be positive, got {(height, width)}")
+    _checks.raw_choice(op, "center", center, CENTERS)
     cd = _checks.compute_dtype(dtype)
-    keypoints = _checks.raw(op, "keypoints", keypoints, (None, None, 2), keypoints.device, cd)
-    b, k = keypoints.shape[:2]
+    keypoints, weights, b, k, n = _raw_keypoints(op, keypoints, weights, kind == "gaussian", cd)
     param = _checks.raw(op, "param", param, (b, k), keypoints.device, cd)
-    weights = _checks.raw_optional(op, "weights", weights, (b, k), keypoints.device, cd)
     out = torch.empty(_render_shape(kind, b, k, height, width), dtype=dtype, device=keypoints.device)
-    return keypoints, param, weights, out
+    return keypoints, param, weights, (b, k, n), out
 
 
 def _render_shape(kind: str, b: int, k: int, h: int, w: int) -> tuple[int, ...]:
@@ -58,31 +68,35 @@ def _define_render_op(kind: str):
     name = f"render_{kind}"
 
     @torch.library.custom_op(f"fastlmk::{name}", mutates_args=())
-    def op(keypoints: Tensor, param: Tensor, weights: Optional[Tensor], height: int, width: int, rounded: bool,
+    def op(keypoints: Tensor, param: Tensor, weights: Optional[Tensor], height: int, width: int, center: str,
            radius: float, dtype: torch.dtype) -> Tensor:
         raise _dispatch.no_kernel(name, keypoints)
 
-    def cpu(keypoints, param, weights, height, width, rounded, radius, dtype):
-        keypoints, param, weights, out = _render_inputs(kind, keypoints, param, weights, height, width, dtype)
+    def cpu(keypoints, param, weights, height, width, center, radius, dtype):
+        keypoints, param, weights, (b, k, n), out = _render_inputs(kind, keypoints, param, weights, height, width,
+                                                                   center, dtype)
         if out.numel():
             _native.call("render", kind=_native.code("render_kind", kind), kp=keypoints, param=param,
                          weight=weights, out=out, compute_dtype=_native.dtype_code(keypoints.dtype),
-                         out_dtype=_native.dtype_code(dtype), bk=keypoints.shape[0] * keypoints.shape[1],
-                         h=height, w=width, rounded=rounded, radius=radius, nthreads=_native.num_threads(out.numel()))
+                         out_dtype=_native.dtype_code(dtype), bk=b * k, k=k, n=n, h=height, w=width,
+                         center=_native.code("center", center), radius=radius,
+                         nthreads=_native.num_threads(out.numel() * n))
         return out
 
-    def triton(keypoints, param, weights, height, width, rounded, radius, dtype):
-        keypoints, param, weights, out = _render_inputs(kind, keypoints, param, weights, height, width, dtype)
+    def triton(keypoints, param, weights, height, width, center, radius, dtype):
+        keypoints, param, weights, _, out = _render_inputs(kind, keypoints, param, weights, height, width, center,
+                                                           dtype)
         if out.numel():
-            _triton().render(_native.code("render_kind", kind), keypoints, param, weights, out, rounded, radius)
+            _triton().render(_native.code("render_kind", kind), keypoints, param, weights, out,
+                             _native.code("center", center), radius)
         return out
 
     _dispatch.register(op, cpu=cpu, cuda=triton, triton=True)
 
     @op.register_fake
-    def _(keypoints, param, weights, height, width, rounded, radius, dtype):
-        b, k = keypoints.shape[:2]
-        return keypoints.new_empty(_render_shape(kind, b, k, height, width), dtype=dtype)
+    def _(keypoints, param, weights, height, width, center, radius, dtype):
+        return keypoints.new_empty(_render_shape(kind, keypoints.shape[0], keypoints.shape[-2], height, width),
+                                   dtype=dtype)
 
     return op
 
@@ -91,25 +105,25 @@ _RENDER_OPS = {kind: _define_render_op(kind) for kind in ("gaussian", "disc", "o
 
 
 def _render(kind: str, backend: str, keypoints: Tensor, param: Tensor, weights: Optional[Tensor], size, dtype,
-            rounded: bool = False, radius: float = 0.0) -> Tensor:
+            center: str = "continuous", radius: float = 0.0) -> Tensor:
     """The render ``kind`` of validated inputs by ``backend``: the reference, or the op's kernel."""
     if backend == "reference":
-        return export.reference(f"render_{kind}")(keypoints, param, weights, size[0], size[1], rounded, radius, dtype)
+        return export.reference(f"render_{kind}")(keypoints, param, weights, size[0], size[1], center, radius, dtype)
     with _dispatch.kernel(backend):
-        return _RENDER_OPS[kind](keypoints, param, weights, size[0], size[1], rounded, radius, dtype)
+        return _RENDER_OPS[kind](keypoints, param, weights, size[0], size[1], center, radius, dtype)
 
 
 def _prepare(op: str, keypoints: Tensor, size: Size, param: Param, param_name: str, weights: Optional[Tensor],
-             dtype: Optional[torch.dtype], backend: Optional[str], positive: bool):
+             dtype: Optional[torch.dtype], backend: Optional[str], positive: bool, instances: bool = False):
     """Validate the common render arguments; returns (keypoints, param, weights, (H, W), dtype, backend), the
     tensors in their own dtypes (the ops cast them to the compute dtype)."""
-    b, k = _checks.keypoints(keypoints)
+    b, k = _checks.keypoints(keypoints, instances=instances)
     h, w = _checks.size2(size)
     dtype = _checks.dtype(dtype)
     cd = _checks.compute_dtype(dtype)
     device = keypoints.device
     prm = _checks.per_keypoint(param_name, param, b, k, keypoints, cd, positive=positive)
-    wts = _checks.weights(weights, b, k, device)
+    wts = _checks.weights(weights, b, k, device, keypoints.shape[1] if keypoints.dim() == 4 else None)
     backend = _dispatch.select(op, BACKENDS, device, backend)
     return keypoints, prm, wts, (h, w), dtype, backend
 
@@ -119,17 +133,26 @@ def render_gaussian(keypoints: Tensor, size: Size, sigma: Param, *, weights: Opt
                     backend: Optional[str] = None) -> Tensor:
     """Gaussian heatmaps (B, K, H, W).
 
-    ``exp(-((j - cx)^2 + (i - cy)^2) / (2 sigma^2))`` for pixels with ``|j - cx| <= radius * sigma`` and
-    ``|i - cy| <= radius * sigma``, else 0, times ``weights[b, k]`` when given. ``center="continuous"`` uses
-    the keypoint itself (unbiased); ``"rounded"`` uses ``floor(x + 0.5)`` (the classic quantized target).
-    ``sigma``: scalar, (K,) or (B, K). A non-finite keypoint gives an all-zero channel. ``dtype``: float32
-    (default), float64, float16 or bfloat16 (computed in float32).
+    ``exp(-((j - cx)^2 + (i - cy)^2) / (2 sigma^2))`` on the window of the keypoint, else 0, times
+    ``weights[b, k]`` when given. With r = ``radius * sigma``, ``center`` places centre and window per axis:
+
+    - ``"continuous"``: the keypoint itself (unbiased), the pixels ``|j - cx| <= r``;
+    - ``"rounded"``: ``floor(x + 0.5)``, the same window (the classic quantized target);
+    - ``"mmpose"``: mmpose's ``generate_gaussian_heatmaps`` patch: ``mu = trunc(x + 0.5)``, the pixels
+      ``[trunc(mu - r), trunc(mu + r + 1))``, the centre at ``trunc(mu - r) + floor(r + 0.5)`` (``mu`` itself
+      when r is a whole or half number and ``mu >= r``);
+    - ``"udp"``: as ``"mmpose"`` shifted by ``x - mu`` (``generate_udp_gaussian_heatmaps``).
+
+    ``keypoints`` (B, N, K, 2) holds N instances per image, with ``weights`` (B, N, K): each pixel is the
+    maximum over the instances of non-zero weight whose window holds it, 0 where none does (mmpose's
+    multi-instance target). ``sigma``: scalar, (K,) or (B, K). A non-finite keypoint adds nothing.
+    ``dtype``: float32 (default), float64, float16 or bfloat16 (computed in float32).
     """
-    rounded = _checks.choice("center", center, ("continuous", "rounded")) == "rounded"
+    center = _checks.choice("center", center, CENTERS)
     radius = _checks.nonneg_float("radius", radius)
     kp, s, wts, (h, w), dtype, backend = _prepare("render_gaussian", keypoints, size, sigma, "sigma", weights,
-                                                  dtype, backend, positive=True)
-    return _render("gaussian", backend, kp, s, wts, (h, w), dtype, rounded, radius)
+                                                  dtype, backend, positive=True, instances=True)
+    return _render("gaussian", backend, kp, s, wts, (h, w), dtype, center, radius)
 
 
 def render_disc(keypoints: Tensor, size: Size, radius: Param, *, weights: Optional[Tensor] = None,
@@ -217,49 +240,55 @@ def _loss_shape(pred: Tensor, reduction: str) -> tuple[int, ...]:
 
 
 def _loss_inputs(op: str, pred: Tensor, keypoints: Tensor, sigma: Tensor, weights: Optional[Tensor], kind: str,
-                 reduction: str, awing: list[float]) -> tuple[Tensor, ...]:
-    """The loss ops' tensors as their kernels read them: pred contiguous, the rest (B, K[, 2]) contiguous in
-    pred's compute dtype."""
+                 center: str, reduction: str, awing: list[float]) -> tuple[Tensor, ...]:
+    """The loss ops' tensors as their kernels read them: pred contiguous, the rest contiguous in pred's compute
+    dtype, the weights split into (channel weights, instance weights) by the keypoints' rank."""
     b, k, _, _ = _checks.raw_maps(op, "pred", pred)
     _checks.raw_choice(op, "kind", kind, LOSS_KINDS)
+    _checks.raw_choice(op, "center", center, CENTERS)
     _checks.raw_choice(op, "reduction", reduction, REDUCTIONS)
     if len(awing) != 4:
         raise ValueError(f"{op}: awing must hold (alpha, omega, epsilon, theta), got {awing}")
     cd = _checks.compute_dtype(pred.dtype)
-    return (pred.contiguous(), _checks.raw(op, "keypoints", keypoints, (b, k, 2), pred.device, cd),
-            _checks.raw(op, "sigma", sigma, (b, k), pred.device, cd),
-            _checks.raw_optional(op, "weights", weights, (b, k), pred.device, cd))
+    keypoints, weights, kb, kk, _ = _raw_keypoints(op, keypoints, weights, True, cd)
+    if (kb, kk) != (b, k):
+        raise ValueError(f"{op}: keypoints have (B, K) = {(kb, kk)} but pred has {(b, k)}")
+    if keypoints.device != pred.device:
+        raise ValueError(f"{op}: keypoints is on {keypoints.device} but pred is on {pred.device}")
+    sigma = _checks.raw(op, "sigma", sigma, (b, k), pred.device, cd)
+    instances = keypoints.dim() == 4
+    return pred.contiguous(), keypoints, sigma, None if instances else weights, weights if instances else None
 
 
 def _loss_cpu_call(fn: str, kind: str, pred: Tensor, keypoints: Tensor, sigma: Tensor, weights: Optional[Tensor],
-                   rounded: bool, radius: float, reduction: str, awing: list[float], **buffers: Tensor) -> None:
+                   instance_weights: Optional[Tensor], center: str, radius: float, reduction: str, awing: list[float],
+                   **buffers: Tensor) -> None:
+    n = keypoints.shape[1] if keypoints.dim() == 4 else 1
     _native.call(fn, kind=_native.code("loss_kind", kind), pred=pred, kp=keypoints, param=sigma, weight=weights,
-                 compute_dtype=_native.dtype_code(keypoints.dtype), pred_dtype=_native.dtype_code(pred.dtype),
-                 bk=pred.shape[0] * pred.shape[1], h=pred.shape[2], w=pred.shape[3], rounded=rounded, radius=radius,
+                 instance_weight=instance_weights, compute_dtype=_native.dtype_code(keypoints.dtype),
+                 pred_dtype=_native.dtype_code(pred.dtype), bk=pred.shape[0] * pred.shape[1], k=pred.shape[1], n=n,
+                 h=pred.shape[2], w=pred.shape[3], center=_native.code("center", center), radius=radius,
                  awing=awing, reduction=_native.code("reduction", reduction),
-                 nthreads=_native.num_threads(pred.numel()), **buffers)
+                 nthreads=_native.num_threads(pred.numel() * n), **buffers)
 
 
 @torch.library.custom_op("fastlmk::heatmap_loss", mutates_args=())
 def _heatmap_loss_op(pred: Tensor, keypoints: Tensor, sigma: Tensor, weights: Optional[Tensor], kind: str,
-                     rounded: bool, radius: float, reduction: str, awing: list[float]) -> Tensor:
+                     center: str, radius: float, reduction: str, awing: list[float]) -> Tensor:
     raise _dispatch.no_kernel("heatmap_loss", pred)
 
 
-def _heatmap_loss_cpu(pred, keypoints, sigma, weights, kind, rounded, radius, reduction, awing):
-    pred, keypoints, sigma, weights = _loss_inputs("heatmap_loss", pred, keypoints, sigma, weights, kind,
-                                                   reduction, awing)
+def _heatmap_loss_cpu(pred, keypoints, sigma, weights, kind, center, radius, reduction, awing):
+    tensors = _loss_inputs("heatmap_loss", pred, keypoints, sigma, weights, kind, center, reduction, awing)
     out = pred.new_empty(_loss_shape(pred, reduction))
-    _loss_cpu_call("heatmap_loss_forward", kind, pred, keypoints, sigma, weights, rounded, radius, reduction, awing,
-                   out=out)
+    _loss_cpu_call("heatmap_loss_forward", kind, *tensors, center, radius, reduction, awing, out=out)
     return out
 
 
-def _heatmap_loss_triton(pred, keypoints, sigma, weights, kind, rounded, radius, reduction, awing):
-    pred, keypoints, sigma, weights = _loss_inputs("heatmap_loss", pred, keypoints, sigma, weights, kind,
-                                                   reduction, awing)
+def _heatmap_loss_triton(pred, keypoints, sigma, weights, kind, center, radius, reduction, awing):
+    tensors = _loss_inputs("heatmap_loss", pred, keypoints, sigma, weights, kind, center, reduction, awing)
     out = pred.new_empty(_loss_shape(pred, reduction))
-    _triton().heatmap_loss_forward(_native.code("loss_kind", kind), pred, keypoints, sigma, weights, rounded, radius,
+    _triton().heatmap_loss_forward(_native.code("loss_kind", kind), *tensors, _native.code("center", center), radius,
                                    _native.code("reduction", reduction), awing, out)
     return out
 
@@ -268,38 +297,36 @@ _dispatch.register(_heatmap_loss_op, cpu=_heatmap_loss_cpu, cuda=_heatmap_loss_t
 
 
 @_heatmap_loss_op.register_fake
-def _(pred, keypoints, sigma, weights, kind, rounded, radius, reduction, awing):
+def _(pred, keypoints, sigma, weights, kind, center, radius, reduction, awing):
     return pred.new_empty(_loss_shape(pred, reduction))
 
 
 @torch.library.custom_op("fastlmk::heatmap_loss_backward", mutates_args=())
 def _heatmap_loss_backward_op(grad: Tensor, pred: Tensor, keypoints: Tensor, sigma: Tensor,
-                              weights: Optional[Tensor], kind: str, rounded: bool, radius: float, reduction: str,
+                              weights: Optional[Tensor], kind: str, center: str, radius: float, reduction: str,
                               awing: list[float]) -> Tensor:
     raise _dispatch.no_kernel("heatmap_loss_backward", pred)
 
 
-def _loss_backward_inputs(grad, pred, keypoints, sigma, weights, kind, reduction, awing):
-    pred, keypoints, sigma, weights = _loss_inputs("heatmap_loss_backward", pred, keypoints, sigma, weights,
-                                                   kind, reduction, awing)
+def _loss_backward_inputs(grad, pred, keypoints, sigma, weights, kind, center, reduction, awing):
+    tensors = _loss_inputs("heatmap_loss_backward", pred, keypoints, sigma, weights, kind, center, reduction, awing)
+    pred = tensors[0]
     grad = _checks.raw("heatmap_loss_backward", "grad", grad, _loss_shape(pred, reduction), pred.device, pred.dtype)
-    return grad, pred, keypoints, sigma, weights
+    return grad, tensors
 
 
-def _heatmap_loss_backward_cpu(grad, pred, keypoints, sigma, weights, kind, rounded, radius, reduction, awing):
-    grad, pred, keypoints, sigma, weights = _loss_backward_inputs(grad, pred, keypoints, sigma, weights, kind,
-                                                                  reduction, awing)
-    grad_pred = torch.empty_like(pred)
-    _loss_cpu_call("heatmap_loss_backward", kind, pred, keypoints, sigma, weights, rounded, radius, reduction,
-                   awing, grad_out=grad, grad_pred=grad_pred)
+def _heatmap_loss_backward_cpu(grad, pred, keypoints, sigma, weights, kind, center, radius, reduction, awing):
+    grad, tensors = _loss_backward_inputs(grad, pred, keypoints, sigma, weights, kind, center, reduction, awing)
+    grad_pred = torch.empty_like(tensors[0])
+    _loss_cpu_call("heatmap_loss_backward", kind, *tensors, center, radius, reduction, awing, grad_out=grad,
+                   grad_pred=grad_pred)
     return grad_pred
 
 
-def _heatmap_loss_backward_triton(grad, pred, keypoints, sigma, weights, kind, rounded, radius, reduction, awing):
-    grad, pred, keypoints, sigma, weights = _loss_backward_inputs(grad, pred, keypoints, sigma, weights, kind,
-                                                                  reduction, awing)
-    grad_pred = torch.empty_like(pred)
-    _triton().heatmap_loss_backward(_native.code("loss_kind", kind), pred, keypoints, sigma, weights, rounded,
+def _heatmap_loss_backward_triton(grad, pred, keypoints, sigma, weights, kind, center, radius, reduction, awing):
+    grad, tensors = _loss_backward_inputs(grad, pred, keypoints, sigma, weights, kind, center, reduction, awing)
+    grad_pred = torch.empty_like(tensors[0])
+    _triton().heatmap_loss_backward(_native.code("loss_kind", kind), *tensors, _native.code("center", center),
                                     radius, _native.code("reduction", reduction), awing, grad, grad_pred)
     return grad_pred
 
@@ -309,7 +336,7 @@ _dispatch.register(_heatmap_loss_backward_op, cpu=_heatmap_loss_backward_cpu, cu
 
 
 @_heatmap_loss_backward_op.register_fake
-def _(grad, pred, keypoints, sigma, weights, kind, rounded, radius, reduction, awing):
+def _(grad, pred, keypoints, sigma, weights, kind, center, radius, reduction, awing):
     return torch.empty_like(pred)
 
 
@@ -339,20 +366,22 @@ def heatmap_loss(pred: Tensor, keypoints: Tensor, sigma: Param, *, kind: str = "
     kernel each. Differentiable in ``pred``.
 
     ``kind``: ``"mse"`` (p - t)^2, ``"bce_logits"`` (sigmoid BCE on logits), ``"awing"`` (Adaptive Wing with
-    ``alpha, omega, epsilon, theta``). ``weights[b, k]`` multiplies channel (b, k)'s per-pixel loss;
+    ``alpha, omega, epsilon, theta``). ``weights[b, k]`` multiplies channel (b, k)'s per-pixel loss. With
+    instances, ``keypoints`` (B, N, K, 2), the target merges them by max as ``render_gaussian`` does and
+    ``weights`` (B, N, K) weight the instances of the target (0 leaves an instance out), not the loss;
     ``reduction``: ``"mean"`` (divides by B*K*H*W), ``"sum"`` or ``"none"`` (B, K, H, W). Half-precision
     ``pred`` is computed in float32.
     """
     _checks.floating("pred", pred)
     if pred.dim() != 4:
         raise ValueError(f"pred must have shape (B, K, H, W), got {tuple(pred.shape)}")
-    b, k = _checks.keypoints(keypoints)
+    b, k = _checks.keypoints(keypoints, instances=True)
     if tuple(pred.shape[:2]) != (b, k):
         raise ValueError(f"pred has (B, K) = {tuple(pred.shape[:2])} but keypoints has ({b}, {k})")
     _checks.size2(tuple(pred.shape[2:]), "pred spatial size")
     _checks.same_device(pred.device, keypoints=keypoints)
     kind = _checks.choice("kind", kind, LOSS_KINDS)
-    rounded = _checks.choice("center", center, ("continuous", "rounded")) == "rounded"
+    center = _checks.choice("center", center, CENTERS)
     reduction = _checks.choice("reduction", reduction, REDUCTIONS)
     radius = _checks.nonneg_float("radius", radius)
     awing = [float(v) for v in (alpha, omega, epsilon, theta)]
@@ -360,9 +389,9 @@ def heatmap_loss(pred: Tensor, keypoints: Tensor, sigma: Param, *, kind: str = "
         raise ValueError(f"omega, epsilon and theta must be positive, got {awing[1:]}")
     cd = _checks.compute_dtype(pred.dtype)
     s = _checks.per_keypoint("sigma", sigma, b, k, pred, cd)
-    wts = _checks.weights(weights, b, k, pred.device)
+    wts = _checks.weights(weights, b, k, pred.device, keypoints.shape[1] if keypoints.dim() == 4 else None)
     backend = _dispatch.select("heatmap_loss", BACKENDS, pred.device, backend)
     if backend == "reference":
-        return export.reference("heatmap_loss")(pred, keypoints, s, wts, kind, rounded, radius, reduction, awing)
+        return export.reference("heatmap_loss")(pred, keypoints, s, wts, kind, center, radius, reduction, awing)
     with _dispatch.kernel(backend):
-        return _heatmap_loss_op(pred, keypoints, s, wts, kind, rounded, radius, reduction, awing)
+        return _heatmap_loss_op(pred, keypoints, s, wts, kind, center, radius, reduction, awing)

@@ -19,16 +19,27 @@ METHODS = ("argmax", "quarter", "wsm", "parabola", "dark", "local_softargmax", "
 MAX_BLUR = 127  # largest DARK kernel (a 131x131 patch around the maximum)
 
 
+_OPENCV_SMALL = {1: [1.0], 3: [0.25, 0.5, 0.25], 5: [0.0625, 0.25, 0.375, 0.25, 0.0625],
+                 7: [0.03125, 0.109375, 0.21875, 0.28125, 0.21875, 0.109375, 0.03125]}
+
+
 def dark_sigma(blur: int) -> float:
     """Standard deviation of DARK's ``blur x blur`` Gaussian kernel (OpenCV's rule for sigma = 0)."""
     return 0.3 * ((blur - 1) * 0.5 - 1) + 0.8
 
 
 def dark_kernel(blur: int, dtype: torch.dtype = torch.float64, device=None) -> Tensor:
-    """The normalised 1-D Gaussian of size ``blur`` that DARK applies along each axis."""
-    t = torch.arange(blur, dtype=torch.float64) - (blur - 1) / 2
+    """The normalised 1-D Gaussian of size ``blur`` that DARK applies along each axis: OpenCV's kernel for
+    ``cv2.GaussianBlur(..., (blur, blur), 0)``, a fixed table for sizes up to 7, else of ``dark_sigma(blur)``."""
+    t = torch.arange(blur, dtype=torch.float64, device=device)
+    if blur in _OPENCV_SMALL:  # built from scalars: a tensor constant would not trace
+        g = torch.zeros_like(t)
+        for i, v in enumerate(_OPENCV_SMALL[blur]):
+            g = torch.where(t == i, v, g)
+        return g.to(dtype)
+    t = t - (blur - 1) / 2
     g = torch.exp(-t * t / (2 * dark_sigma(blur) ** 2))
-    return (g / g.sum()).to(dtype=dtype, device=device)
+    return (g / g.sum()).to(dtype)
 
 
 def _at(maps: Tensor, y: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -1,8 +1,9 @@
 """Pure-PyTorch reference of the heatmap-encoding family: the ground truth of every test and benchmark.
 
 Conventions (docs/conventions.md): keypoints (B, K, 2) as (x, y) in heatmap pixels, pixel (i, j) centred at
-(x=j, y=i); per-keypoint parameters broadcast to (B, K); a non-finite keypoint gives an all-zero channel.
-Written for clarity, on the full (B, K, H, W) grid.
+(x=j, y=i), or (B, N, K, 2) for N instances per image (Gaussians only); per-keypoint parameters broadcast to
+(B, K); a non-finite keypoint gives an all-zero channel. Written for clarity, on the full (B, [N,] K, H, W)
+grid.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ def _offsets(keypoints: Tensor, size: tuple[int, int], dtype: torch.dtype) -> tu
 
 
 def _param(value, keypoints: Tensor, dtype: torch.dtype) -> Tensor:
-    b, k = keypoints.shape[:2]
+    """A scalar, (K,) or (B, K) parameter as (B, K, 1, 1) for keypoints (B, [N,] K, 2)."""
+    b, k = keypoints.shape[0], keypoints.shape[-2]
     return torch.as_tensor(value, dtype=dtype, device=keypoints.device).expand(b, k)[..., None, None]
 
 
@@ -35,19 +37,56 @@ def _weighted(out: Tensor, weights: Optional[Tensor]) -> Tensor:
     return out if weights is None else out * weights[..., None, None].to(out.dtype)
 
 
+def _trunc(v: Tensor) -> Tensor:
+    return torch.where(v >= 0, torch.floor(v), torch.ceil(v))
+
+
+def _axis(coord: Tensor, r: Tensor, n: int, center: str) -> tuple[Tensor, Tensor]:
+    """Per pixel p of an axis of n pixels: (p - c, whether the window holds p) for centres ``coord`` (...,)
+    and window radii ``r`` (...,) under the centre rule ``center`` (csrc/encode/encode.h, Center)."""
+    p = torch.arange(n, device=coord.device, dtype=coord.dtype)
+    if center in ("continuous", "rounded"):
+        c = torch.floor(coord + 0.5) if center == "rounded" else coord
+        d = p - c[..., None]
+        return d, d.abs() <= r[..., None]
+    mu = _trunc(coord + 0.5)  # mmpose's patch, its bounds in float64 as mmpose computes them
+    r64 = r.to(torch.float64)
+    first = _trunc(mu.to(torch.float64) - r64)
+    last = _trunc(mu.to(torch.float64) + r64 + 1) - 1
+    c = (first + torch.floor(r64 + 0.5)).to(coord.dtype)
+    if center == "udp":
+        c = c + (coord - mu)
+    p64 = p.to(torch.float64)
+    return p - c[..., None], (p64 >= first[..., None]) & (p64 <= last[..., None])
+
+
 def render_gaussian(keypoints: Tensor, size: tuple[int, int], sigma, *, weights: Optional[Tensor] = None,
                     center: str = "continuous", radius: float = 3.0, dtype: torch.dtype = torch.float32) -> Tensor:
-    """exp(-((j-cx)^2 + (i-cy)^2) / 2 sigma^2) where |j-cx|, |i-cy| <= radius*sigma, else 0; times weights."""
+    """exp(-((j-cx)^2 + (i-cy)^2) / 2 sigma^2) * weight on the window of the centre rule ``center``
+    (continuous, rounded: |j-cx|, |i-cy| <= radius*sigma; mmpose, udp: mmpose's patch), else 0. With
+    instances (B, N, K, 2) and weights (B, N, K), each pixel is the maximum over the instances of non-zero
+    weight whose window holds it, 0 where none does."""
     cd = compute_dtype(dtype)
     kp = keypoints.to(cd)
-    if center == "rounded":
-        kp = torch.floor(kp + 0.5)
-    dx, dy = _offsets(kp, size, cd)
-    s = _param(sigma, kp, cd)
-    r = radius * s
-    inside = (dx.abs() <= r) & (dy.abs() <= r)
-    g = torch.exp(-(dx * dx + dy * dy) / (2 * s * s))
-    return _weighted(torch.where(inside, g, torch.zeros((), dtype=cd, device=kp.device)), weights).to(dtype)
+    if kp.dim() == 3:
+        kp = kp[:, None]
+        weights = None if weights is None else weights[:, None]
+    h, w = size
+    s = _param(sigma, kp, cd)[:, None]  # (B, 1, K, 1, 1)
+    r = radius * s[..., 0, 0]
+    finite = torch.isfinite(kp).all(-1)[..., None, None]
+    dx, in_x = _axis(kp[..., 0], r, w, center)
+    dy, in_y = _axis(kp[..., 1], r, h, center)
+    inside = in_y[..., :, None] & in_x[..., None, :] & finite
+    g = torch.exp(-(dx[..., None, :] ** 2 + dy[..., :, None] ** 2) / (2 * s * s))
+    if weights is not None:
+        wt = weights.to(cd)[..., None, None]
+        g = g * wt
+        inside = inside & (wt != 0)
+    if kp.shape[1] == 0:  # no instance: amax has nothing to reduce
+        return torch.zeros(kp.shape[0], kp.shape[2], h, w, dtype=dtype, device=kp.device)
+    merged = torch.where(inside, g, float("-inf")).amax(1)
+    return torch.where(inside.any(1), merged, torch.zeros((), dtype=cd, device=kp.device)).to(dtype)
 
 
 def render_disc(keypoints: Tensor, size: tuple[int, int], radius, *, weights: Optional[Tensor] = None,
@@ -106,18 +145,24 @@ def elementwise_loss_grad(kind: str, pred: Tensor, target: Tensor, awing: tuple[
     return sgn * torch.where(d < theta, near, far)
 
 
-def _target(pred: Tensor, keypoints: Tensor, sigma, center: str, radius: float) -> tuple[Tensor, Tensor]:
+def _target(pred: Tensor, keypoints: Tensor, sigma, weights: Optional[Tensor], center: str,
+            radius: float) -> tuple[Tensor, Tensor, Optional[Tensor]]:
+    """(pred, target, channel weights) in the compute dtype: (B, K) weights weight the channels' losses,
+    (B, N, K) weights (with (B, N, K, 2) keypoints) scale the instances of the target."""
     cd = compute_dtype(pred.dtype)
-    target = render_gaussian(keypoints, tuple(pred.shape[-2:]), sigma, center=center, radius=radius, dtype=cd)
-    return pred.to(cd), target
+    instance = weights if keypoints.dim() == 4 else None
+    target = render_gaussian(keypoints, tuple(pred.shape[-2:]), sigma, weights=instance, center=center,
+                             radius=radius, dtype=cd)
+    return pred.to(cd), target, None if keypoints.dim() == 4 else weights
 
 
 def heatmap_loss(pred: Tensor, keypoints: Tensor, sigma, *, kind: str = "mse", weights: Optional[Tensor] = None,
                  center: str = "continuous", radius: float = 3.0, reduction: str = "mean",
                  awing: tuple[float, float, float, float] = (2.1, 14.0, 1.0, 0.5)) -> Tensor:
-    """Render the Gaussian target, apply the loss per pixel, weight channel (b, k) by weights[b, k], reduce
-    ("mean" divides by B*K*H*W). Differentiable in pred through autograd."""
-    p, t = _target(pred, keypoints, sigma, center, radius)
+    """Render the Gaussian target, apply the loss per pixel, weight channel (b, k) by weights[b, k] (or, for
+    instances (B, N, K, 2), weight the instances of the target by weights (B, N, K)), reduce ("mean" divides
+    by B*K*H*W). Differentiable in pred through autograd."""
+    p, t, weights = _target(pred, keypoints, sigma, weights, center, radius)
     loss = _weighted(elementwise_loss(kind, p, t, awing), weights)
     if reduction == "sum":
         loss = loss.sum()
@@ -131,7 +176,7 @@ def heatmap_loss_backward(grad: Tensor, pred: Tensor, keypoints: Tensor, sigma, 
                           reduction: str = "mean",
                           awing: tuple[float, float, float, float] = (2.1, 14.0, 1.0, 0.5)) -> Tensor:
     """Gradient of heatmap_loss with respect to pred, given the gradient of its output."""
-    p, t = _target(pred, keypoints, sigma, center, radius)
+    p, t, weights = _target(pred, keypoints, sigma, weights, center, radius)
     g = grad.to(p.dtype)
     if reduction == "mean":
         g = g / pred.numel()

@@ -1,0 +1,195 @@
+"""fastlmk.codecs against mmpose's formulas written out in NumPy (fastlmk.bench.mmpose_numpy, itself checked
+against mmpose by test_codecs_mmpose.py), on every backend: NumPy and batched tensor entry points, several
+instances, invisible and out-of-map keypoints, odd and non-square sizes, every option; and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fastlmk import codecs
+from fastlmk.bench import mmpose_numpy as mm
+
+# (input_size, heatmap_size) as (W, H): square, the COCO 4:3, odd and non-square
+SIZES = [((256, 256), (64, 64)), ((192, 256), (48, 64)), ((99, 71), (33, 23))]
+CASES = [
+    ("MSRAHeatmap", dict(sigma=2.0)), ("MSRAHeatmap", dict(sigma=1.5)), ("MSRAHeatmap", dict(sigma=1.1)),
+    ("MSRAHeatmap", dict(sigma=2.0, unbiased=True)), ("MSRAHeatmap", dict(sigma=1.0, unbiased=True, blur_kernel_size=5)),
+    ("UDPHeatmap", dict(sigma=2.0)), ("UDPHeatmap", dict(sigma=1.5, blur_kernel_size=7)),
+    ("UDPHeatmap", dict(heatmap_type="combined")), ("UDPHeatmap", dict(heatmap_type="combined", radius_factor=0.1)),
+]
+IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in o.items())}" for n, o in CASES]
+
+
+@pytest.fixture
+def env_backend(backend, monkeypatch):
+    """The codecs call the public ops without a backend argument: select the fixture's by the environment."""
+    monkeypatch.setenv("FASTLMK_BACKEND", backend[0])
+    return backend
+
+
+def _keypoints(rng, input_size, n=1, k=17):
+    """(N, K, 2) float32 keypoints over and beyond the image, visibilities 0, 0.3 (weighted, no target) or 1."""
+    w, h = input_size
+    kp = (rng.random((n, k, 2)) * [w * 1.3, h * 1.3] - [w * 0.15, h * 0.15]).astype(np.float32)
+    kp[0, 1] = np.floor(kp[0, 1])  # on a pixel of the input
+    vis = rng.choice(np.array([0.0, 0.3, 1.0, 1.0, 1.0], np.float32), size=(n, k))
+    return kp, vis
+
+
+def _oracle_encode(name, options, input_size, heatmap_size, kp, vis):
+    if name == "MSRAHeatmap":
+        return mm.msra_encode(input_size, heatmap_size, options["sigma"], kp, vis, options.get("unbiased", False))
+    return mm.udp_encode(input_size, heatmap_size, kp, vis, options.get("heatmap_type", "gaussian"),
+                         options.get("sigma", 2.0), options.get("radius_factor", 0.0546875))
+
+
+def _oracle_decode(name, options, input_size, heatmap_size, maps):
+    if name == "MSRAHeatmap":
+        return mm.msra_decode(input_size, heatmap_size, maps, options.get("unbiased", False),
+                              options.get("blur_kernel_size", 11))
+    return mm.udp_decode(input_size, heatmap_size, maps, options.get("heatmap_type", "gaussian"),
+                         options.get("radius_factor", 0.0546875), options.get("blur_kernel_size", 11))
+
+
+def _codec(name, options, sizes):
+    return getattr(codecs, name)(input_size=sizes[0], heatmap_size=sizes[1], **options)
+
+
+def _to_decode(encoded, rng, k):
+    """Maps to decode (noise against ties; channel 0 all negative, decoding to -1) and the channels whose
+    peak makes DARK well conditioned (noise-only channels amplify rounding into pixels)."""
+    maps = encoded + np.float32(0.01) * rng.random(encoded.shape, dtype=np.float32)
+    maps[0] = -rng.random(maps.shape[1:], dtype=np.float32)
+    peaked = maps.reshape(maps.shape[0], -1).max(1) > 0.5
+    peaked = peaked[::3] if maps.shape[0] == 3 * k else peaked
+    peaked[0] = True
+    return maps, peaked
+
+
+@pytest.mark.parametrize("sizes", SIZES, ids=lambda s: f"{s[1][0]}x{s[1][1]}")
+@pytest.mark.parametrize("name,options", CASES, ids=IDS)
+def test_encode_decode_equal_mmpose_formulas(env_backend, test_seed, name, options, sizes):
+    rng = np.random.default_rng(test_seed)
+    codec = _codec(name, options, sizes)
+    kp, vis = _keypoints(rng, sizes[0])
+    want, got = _oracle_encode(name, options, *sizes, kp, vis), codec.encode(kp, vis)
+    assert set(got) == {"heatmaps", "keypoint_weights"}
+    for key in got:
+        assert got[key].shape == want[key].shape and got[key].dtype == want[key].dtype, key
+    np.testing.assert_allclose(got["heatmaps"], want["heatmaps"], rtol=0, atol=2e-6)
+    np.testing.assert_array_equal(got["keypoint_weights"], want["keypoint_weights"])
+
+    maps, peaked = _to_decode(want["heatmaps"], rng, kp.shape[1])
+    (wk, ws), (gk, gs) = _oracle_decode(name, options, *sizes, maps), codec.decode(maps)
+    assert gk.shape == wk.shape == (1, kp.shape[1], 2) and gs.shape == ws.shape == (1, kp.shape[1])
+    assert gk.dtype == wk.dtype and gs.dtype == np.float32
+    argmax_only = options.get("heatmap_type") == "combined" or (name == "MSRAHeatmap" and not options.get("unbiased"))
+    rows = slice(None) if argmax_only else peaked
+    np.testing.assert_allclose(gk[0, rows], wk[0, rows], rtol=0, atol=1e-3 if not argmax_only else 1e-4)
+    np.testing.assert_allclose(gs, ws, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("sigma,sizes", [(2.0, SIZES[1]), (1.5, SIZES[2])])
+def test_several_instances_merge_by_max(env_backend, test_seed, sigma, sizes):
+    """N instances in one heatmap: mmpose's generate_gaussian_heatmaps of all of them."""
+    rng = np.random.default_rng(test_seed)
+    kp, vis = _keypoints(rng, sizes[0], n=6)
+    kp[1] = kp[0] + rng.random(kp[0].shape, dtype=np.float32) * 8  # overlapping instances
+    for name, kind in (("MSRAHeatmap", "msra"), ("UDPHeatmap", "udp")):
+        got = getattr(codecs, name)(sizes[0], sizes[1], sigma=sigma).encode(kp, vis)
+        scale = getattr(codecs, name)(sizes[0], sizes[1], sigma=sigma).scale_factor
+        maps, weights = mm.gaussian_heatmaps(sizes[1], kp / scale, vis, sigma, kind)
+        np.testing.assert_allclose(got["heatmaps"], maps, rtol=0, atol=2e-6)
+        np.testing.assert_array_equal(got["keypoint_weights"], weights)
+
+
+@pytest.mark.parametrize("name,options", CASES, ids=IDS)
+def test_batch_methods_equal_the_per_sample_ones(env_backend, test_seed, name, options):
+    """encode_batch / decode_batch / batch_decode on a batch (on the backend's device) = per-sample NumPy."""
+    _, device = env_backend
+    rng = np.random.default_rng(test_seed)
+    sizes = SIZES[2]
+    codec = _codec(name, options, sizes)
+    samples = [_keypoints(rng, sizes[0]) for _ in range(3)]
+    kp = torch.from_numpy(np.stack([s[0] for s in samples])).to(device)
+    vis = torch.from_numpy(np.stack([s[1] for s in samples])).to(device)
+    batch = codec.encode_batch(kp, vis)
+    assert batch["heatmaps"].device.type == device
+    maps = []
+    for i, (k, v) in enumerate(samples):
+        one = codec.encode(k, v)
+        np.testing.assert_allclose(batch["heatmaps"][i].cpu().numpy(), one["heatmaps"], rtol=0, atol=1e-7)
+        np.testing.assert_array_equal(batch["keypoint_weights"][i].cpu().numpy(), one["keypoint_weights"])
+        maps.append(_to_decode(one["heatmaps"], rng, k.shape[1])[0])
+    stacked = torch.from_numpy(np.stack(maps)).to(device)
+    keypoints, scores = codec.decode_batch(stacked)
+    listed = codec.batch_decode(stacked)
+    for i, m in enumerate(maps):
+        want_k, want_s = codec.decode(m)
+        np.testing.assert_allclose(keypoints[i].cpu().numpy(), want_k[0], rtol=0, atol=1e-4)
+        np.testing.assert_array_equal(scores[i].cpu().numpy(), want_s[0])
+        np.testing.assert_array_equal(listed[0][i], keypoints[i:i + 1].cpu().numpy())
+        np.testing.assert_array_equal(listed[1][i], scores[i:i + 1].cpu().numpy())
+
+
+@pytest.mark.parametrize("name,options", [c for c in CASES if c[1].get("heatmap_type") != "combined"],
+                         ids=[i for c, i in zip(CASES, IDS) if c[1].get("heatmap_type") != "combined"])
+def test_loss_is_keypoint_mse_on_the_target(env_backend, test_seed, name, options):
+    """``loss`` = mmpose's KeypointMSELoss(use_target_weight) on the encoded target, mean(w (p - t)^2), and its
+    gradient, without rendering the target; without target weights, the plain MSE."""
+    _, device = env_backend
+    rng = np.random.default_rng(test_seed)
+    sizes = SIZES[1]
+    codec = _codec(name, options, sizes)
+    samples = [_keypoints(rng, sizes[0]) for _ in range(2)]
+    kp, vis = (torch.from_numpy(np.stack([s[i] for s in samples])).to(device) for i in (0, 1))
+    enc = codec.encode_batch(kp, vis)
+    target, w = enc["heatmaps"], enc["keypoint_weights"][:, 0]
+    pred = torch.rand(target.shape, generator=torch.Generator().manual_seed(test_seed)).to(device)
+    for use_weight in (True, False):
+        p = pred.clone().requires_grad_()
+        got = codec.loss(p, kp, vis, use_target_weight=use_weight)
+        got.backward()
+        q = pred.clone().requires_grad_()
+        per_pixel = (q - target) ** 2
+        want = (per_pixel * w[..., None, None]).mean() if use_weight else per_pixel.mean()
+        want.backward()
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-9)
+
+
+def test_constructor_attributes_are_mmposes():
+    msra = codecs.MSRAHeatmap((192, 256), (48, 64), 2.0)
+    np.testing.assert_array_equal(msra.scale_factor, np.array([4.0, 4.0], np.float32))
+    udp = codecs.UDPHeatmap((192, 256), (48, 64))
+    np.testing.assert_allclose(udp.scale_factor, [191 / 47, 255 / 63], rtol=1e-7)
+    assert udp.sigma == 2.0 and udp.radius_factor == 0.0546875 and udp.blur_kernel_size == 11
+    assert msra.label_mapping_table == dict(keypoint_weights="keypoint_weights")
+    assert msra.field_mapping_table == dict(heatmaps="heatmaps") and msra.support_batch_decoding
+
+
+def test_bad_input_gets_a_clear_error():
+    msra = codecs.MSRAHeatmap((192, 256), (48, 64), 2.0)
+    kp = np.zeros((1, 17, 2), np.float32)
+    with pytest.raises(ValueError, match="keypoints must have shape"):
+        msra.encode(np.zeros((17, 2), np.float32))
+    with pytest.raises(ValueError, match="keypoints_visible must have shape"):
+        msra.encode(kp, np.ones((1, 16), np.float32))
+    with pytest.raises(ValueError, match="heatmaps must have shape"):
+        msra.decode(np.zeros((1, 17, 64, 48), np.float32))
+    with pytest.raises(ValueError, match="one instance"):
+        msra.loss(torch.zeros(1, 17, 64, 48), torch.zeros(1, 2, 17, 2))
+    with pytest.raises(ValueError, match="heatmap_type"):
+        codecs.UDPHeatmap((192, 256), (48, 64), heatmap_type="offset")
+    with pytest.raises(ValueError, match="one instance"):
+        codecs.UDPHeatmap((192, 256), (48, 64), heatmap_type="combined").encode(np.zeros((2, 17, 2), np.float32))
+    with pytest.raises(ValueError, match="3K channels"):
+        codecs.UDPHeatmap((192, 256), (48, 64), heatmap_type="combined").decode(np.zeros((4, 64, 48), np.float32))
+    with pytest.raises(ValueError, match="blur_kernel_size"):
+        codecs.MSRAHeatmap((192, 256), (48, 64), 2.0, unbiased=True, blur_kernel_size=4)
+    with pytest.raises(ValueError, match="sigma"):
+        codecs.MSRAHeatmap((192, 256), (48, 64), 0.0)
+    with pytest.raises(ValueError, match="heatmap_size"):
+        codecs.MSRAHeatmap((192, 256), (48,), 2.0)

@@ -1,0 +1,124 @@
+"""fastlmk.codecs and the NumPy transcription of mmpose's loops against mmpose 1.3 itself (skipped without it).
+
+mmpose installs without its heavy dependencies (tests/README.md, "Against the real packages"); run
+``python tests/test_codecs_mmpose.py`` for the table of the largest differences per class and option.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+mmpose_codecs = pytest.importorskip("mmpose.codecs")
+
+from fastlmk import codecs  # noqa: E402
+from fastlmk.bench import mmpose_numpy  # noqa: E402
+
+SIZES = [((192, 256), (48, 64)), ((256, 256), (64, 64)), ((100, 70), (25, 35))]
+OPTIONS = [
+    ("MSRAHeatmap", dict(sigma=2.0)), ("MSRAHeatmap", dict(sigma=1.5)), ("MSRAHeatmap", dict(sigma=1.1)),
+    ("MSRAHeatmap", dict(sigma=2.0, unbiased=True)), ("MSRAHeatmap", dict(sigma=3.0, unbiased=True, blur_kernel_size=17)),
+    ("MSRAHeatmap", dict(sigma=1.0, unbiased=True, blur_kernel_size=5)),
+    ("UDPHeatmap", dict(sigma=2.0)), ("UDPHeatmap", dict(sigma=1.5, blur_kernel_size=7)),
+    ("UDPHeatmap", dict(heatmap_type="combined")),
+]
+# the largest difference each comparison may show: float32 rounding, except where noted in docs/codecs.md
+ENCODE_TOL = 2e-6
+DECODE_TOL = {"MSRAHeatmap": 1e-3, "UDPHeatmap": 1e-3}  # input pixels; DARK's float32 log and solve
+
+
+def _inputs(rng: np.random.Generator, input_size, k: int):
+    w, h = input_size
+    kp = (rng.random((1, k, 2)) * [w * 1.3, h * 1.3] - [w * 0.15, h * 0.15]).astype(np.float32)
+    vis = rng.choice([0.0, 1.0, 0.3, 1.0, 1.0], size=(1, k)).astype(np.float32)
+    return kp, vis
+
+
+def _pair(name: str, input_size, heatmap_size, options):
+    return (getattr(mmpose_codecs, name)(input_size=input_size, heatmap_size=heatmap_size, **options),
+            getattr(codecs, name)(input_size=input_size, heatmap_size=heatmap_size, **options))
+
+
+def _maps_to_decode(theirs, kp, vis, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Heatmaps to decode and which channels hold a Gaussian peak. A channel without one (an invisible
+    keypoint: noise only) is ill-conditioned for DARK, whose Newton step there amplifies float32 rounding
+    into pixels: compared only for the argmax methods. Channel 0's maximum is <= 0 (decodes to -1)."""
+    encoded = theirs.encode(kp, vis)
+    maps = encoded["heatmaps"] + 0.01 * rng.random(encoded["heatmaps"].shape).astype(np.float32)  # no ties
+    maps[0] = -rng.random(maps.shape[1:])
+    peaked = maps.reshape(maps.shape[0], -1).max(1) > 0.5
+    if maps.shape[0] != kp.shape[1]:  # UDP combined: K classification maps of 3K channels
+        peaked = peaked[::3]
+    peaked[0] = True
+    return maps.astype(np.float32), peaked
+
+
+def differences(name: str, options: dict, input_size, heatmap_size, seed: int = 0, trials: int = 8) -> dict:
+    rng = np.random.default_rng(seed)
+    theirs, ours = _pair(name, input_size, heatmap_size, options)
+    worst = dict(heatmaps=0.0, keypoint_weights=0.0, keypoints=0.0, scores=0.0, oracle=0.0)
+    argmax_only = name == "MSRAHeatmap" and not options.get("unbiased") or options.get("heatmap_type") == "combined"
+    for _ in range(trials):
+        kp, vis = _inputs(rng, input_size, 17)
+        want, got = theirs.encode(kp, vis), ours.encode(kp, vis)
+        assert set(want) == set(got)
+        for key in ("heatmaps", "keypoint_weights"):
+            assert want[key].shape == got[key].shape and want[key].dtype == got[key].dtype, key
+            worst[key] = max(worst[key], float(np.abs(want[key] - got[key]).max()))
+        maps, peaked = _maps_to_decode(theirs, kp, vis, rng)
+        if argmax_only:
+            peaked[:] = True
+        (wk, ws), (gk, gs) = theirs.decode(maps.copy()), ours.decode(maps)
+        assert wk.shape == gk.shape and wk.dtype == gk.dtype and ws.shape == gs.shape and ws.dtype == gs.dtype
+        worst["keypoints"] = max(worst["keypoints"], float(np.abs(wk - gk)[0, peaked].max()))
+        worst["scores"] = max(worst["scores"], float(np.abs(ws - gs).max()))
+        oracle = (mmpose_numpy.msra_decode(input_size, heatmap_size, maps, options.get("unbiased", False),
+                                           options.get("blur_kernel_size", 11)) if name == "MSRAHeatmap" else
+                  mmpose_numpy.udp_decode(input_size, heatmap_size, maps, options.get("heatmap_type", "gaussian"),
+                                          blur_kernel_size=options.get("blur_kernel_size", 11)))
+        worst["oracle"] = max(worst["oracle"], float(np.abs(oracle[0] - wk)[0, peaked].max()))
+    return worst
+
+
+@pytest.mark.parametrize("sizes", SIZES, ids=lambda s: f"{s[1][0]}x{s[1][1]}")
+@pytest.mark.parametrize("name,options", OPTIONS, ids=[f"{n}-{o}" for n, o in OPTIONS])
+def test_codec_equals_mmpose(name, options, sizes) -> None:
+    worst = differences(name, options, *sizes)
+    assert worst["heatmaps"] <= ENCODE_TOL and worst["keypoint_weights"] == 0, worst
+    assert worst["keypoints"] <= DECODE_TOL[name] and worst["scores"] <= 1e-6, worst
+    assert worst["oracle"] <= DECODE_TOL[name], worst
+
+
+def test_multi_instance_target_equals_generate_gaussian_heatmaps() -> None:
+    from mmpose.codecs.utils import generate_gaussian_heatmaps
+
+    rng = np.random.default_rng(1)
+    for sigma, (w, h) in ((2.0, (48, 64)), (1.5, (33, 21))):
+        kp = (rng.random((10, 17, 2)) * [w + 10, h + 10] - 5).astype(np.float32)
+        vis = (rng.random((10, 17)) > 0.2).astype(np.float32)
+        want, want_w = generate_gaussian_heatmaps((w, h), kp, vis, sigma)
+        ours = codecs.MSRAHeatmap((w, h), (w, h), sigma).encode(kp, vis)
+        np.testing.assert_allclose(ours["heatmaps"], want, rtol=0, atol=ENCODE_TOL)
+        np.testing.assert_array_equal(ours["keypoint_weights"], want_w)
+
+
+def test_registered_in_mmpose() -> None:
+    from mmpose.registry import KEYPOINT_CODECS
+
+    codec = KEYPOINT_CODECS.build(dict(type="fastlmk.MSRAHeatmap", input_size=(192, 256), heatmap_size=(48, 64),
+                                       sigma=2.0))
+    assert isinstance(codec, codecs.MSRAHeatmap) and codec.support_batch_decoding
+    assert KEYPOINT_CODECS.get("MSRAHeatmap") is mmpose_codecs.MSRAHeatmap  # mmpose's own stays
+    keypoints, scores = codec.batch_decode(torch.rand(3, 17, 64, 48))
+    assert len(keypoints) == 3 and keypoints[0].shape == (1, 17, 2) and scores[0].shape == (1, 17)
+
+
+if __name__ == "__main__":
+    print("| class | options | heatmap size | heatmaps | weights | keypoints (px) | scores | oracle (px) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, options in OPTIONS:
+        for sizes in SIZES:
+            d = differences(name, options, *sizes)
+            print(f"| {name} | {options} | {sizes[1][0]}x{sizes[1][1]} | {d['heatmaps']:.1e} | "
+                  f"{d['keypoint_weights']:.0e} | {d['keypoints']:.1e} | {d['scores']:.0e} | {d['oracle']:.1e} |")
