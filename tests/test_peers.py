@@ -1,7 +1,8 @@
-"""fastlmk.codecs and the NumPy transcription of mmpose's loops against mmpose 1.3 itself (skipped without it).
+"""fastlmk.codecs, fastlmk.compat and the NumPy transcription of mmpose's loops against the real packages:
+mmpose 1.3, face-alignment 1.5 and kornia 0.9, each test skipped when its package is not importable.
 
-mmpose installs without its heavy dependencies (tests/README.md, "Against the real packages"); run
-``python tests/test_codecs_mmpose.py`` for the table of the largest differences per class and option.
+They install without their heavy dependencies (tests/README.md, "Against the real packages"); run
+``python tests/test_peers.py`` for the table of the largest differences per class and option.
 """
 
 from __future__ import annotations
@@ -10,10 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-mmpose_codecs = pytest.importorskip("mmpose.codecs")
+from fastlmk import codecs, compat
+from fastlmk.bench import mmpose_numpy
 
-from fastlmk import codecs  # noqa: E402
-from fastlmk.bench import mmpose_numpy  # noqa: E402
+try:
+    import mmpose.codecs as mmpose_codecs
+except ImportError:  # the mmpose tests skip
+    mmpose_codecs = None
+needs_mmpose = pytest.mark.skipif(mmpose_codecs is None, reason="mmpose is not importable")
 
 SIZES = [((192, 256), (48, 64)), ((256, 256), (64, 64)), ((100, 70), (25, 35))]
 OPTIONS = [
@@ -81,6 +86,7 @@ def differences(name: str, options: dict, input_size, heatmap_size, seed: int = 
     return worst
 
 
+@needs_mmpose
 @pytest.mark.parametrize("sizes", SIZES, ids=lambda s: f"{s[1][0]}x{s[1][1]}")
 @pytest.mark.parametrize("name,options", OPTIONS, ids=[f"{n}-{o}" for n, o in OPTIONS])
 def test_codec_equals_mmpose(name, options, sizes) -> None:
@@ -90,6 +96,7 @@ def test_codec_equals_mmpose(name, options, sizes) -> None:
     assert worst["oracle"] <= DECODE_TOL[name], worst
 
 
+@needs_mmpose
 def test_multi_instance_target_equals_generate_gaussian_heatmaps() -> None:
     from mmpose.codecs.utils import generate_gaussian_heatmaps
 
@@ -103,6 +110,7 @@ def test_multi_instance_target_equals_generate_gaussian_heatmaps() -> None:
         np.testing.assert_array_equal(ours["keypoint_weights"], want_w)
 
 
+@needs_mmpose
 def test_registered_in_mmpose() -> None:
     from mmpose.registry import KEYPOINT_CODECS
 
@@ -112,6 +120,36 @@ def test_registered_in_mmpose() -> None:
     assert KEYPOINT_CODECS.get("MSRAHeatmap") is mmpose_codecs.MSRAHeatmap  # mmpose's own stays
     keypoints, scores = codec.batch_decode(torch.rand(3, 17, 64, 48))
     assert len(keypoints) == 3 and keypoints[0].shape == (1, 17, 2) and scores[0].shape == (1, 17)
+
+
+def _heatmaps(rng, b, k, h, w) -> np.ndarray:
+    """Random maps with maxima on every border and corner (where face-alignment does not refine)."""
+    hm = rng.random((b, k, h, w)).astype(np.float32)
+    for c, (i, j) in enumerate([(0, 5), (h - 1, w - 1), (1, 1), (h - 2, 0), (3, w - 2)]):
+        hm[0, c, i, j] = 5.0
+    return hm
+
+
+def test_get_preds_fromhm_equals_face_alignment() -> None:
+    fa = pytest.importorskip("face_alignment.utils")
+    rng = np.random.default_rng(0)
+    hm = _heatmaps(rng, 3, 68, 64, 64)  # face-alignment's size: it hard-codes 63 as the last interior pixel
+    for center, scale in ((None, None), (np.array([120.0, 130.0]), 1.3), (np.array([455.5, 201.0]), 2.71)):
+        want, got = fa.get_preds_fromhm(hm.copy(), center, scale), compat.get_preds_fromhm(hm, center, scale)
+        for a, b in zip(want, got):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 13, 17), (1, 3, 64, 48), (2, 2, 1, 9)])
+def test_spatial_soft_argmax2d_equals_kornia(shape) -> None:
+    kornia = pytest.importorskip("kornia.geometry.subpix")
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 3
+    for temperature in (None, 0.5, torch.tensor(2.0)):
+        for normalized in (True, False):
+            want = kornia.spatial_soft_argmax2d(x, temperature, normalized)
+            torch.testing.assert_close(compat.spatial_soft_argmax2d(x, temperature, normalized), want,
+                                       rtol=0, atol=1e-9 * max(shape))
 
 
 if __name__ == "__main__":
