@@ -50,6 +50,7 @@ PYBIND11_MODULE(_C, m) {
   enums["loss_kind"] = fastlmk::bind::codes(fastlmk::kLossKindNames);
   enums["reduction"] = fastlmk::bind::codes(fastlmk::kReductionNames);
   enums["center"] = fastlmk::bind::codes(fastlmk::kCenterNames);
+  enums["simcc_kind"] = fastlmk::bind::codes(fastlmk::kSimccKindNames);
   m.attr("ENUMS") = enums;
 
   using fastlmk::RenderArgs;
@@ -74,6 +75,23 @@ PYBIND11_MODULE(_C, m) {
   def_kernel(m, "heatmap_loss_forward", &fastlmk::loss_forward, loss + std::vector{FASTLMK_FIELD(LossArgs, out)});
   def_kernel(m, "heatmap_loss_backward", &fastlmk::loss_backward,
              loss + std::vector{FASTLMK_FIELD(LossArgs, grad_out), FASTLMK_FIELD(LossArgs, grad_pred)});
+
+  using fastlmk::SimccArgs;
+  def_kernel(m, "render_simcc", &fastlmk::render_simcc,
+             {FASTLMK_FIELD(SimccArgs, kind), FASTLMK_FIELD(SimccArgs, kp), FASTLMK_FIELD(SimccArgs, weight),
+              FASTLMK_FIELD(SimccArgs, out_x), FASTLMK_FIELD(SimccArgs, out_y),
+              FASTLMK_FIELD(SimccArgs, compute_dtype), FASTLMK_FIELD(SimccArgs, out_dtype),
+              FASTLMK_FIELD(SimccArgs, bk), FASTLMK_FIELD(SimccArgs, wx), FASTLMK_FIELD(SimccArgs, hy),
+              FASTLMK_FIELD(SimccArgs, sigma), FASTLMK_FIELD(SimccArgs, scale), FASTLMK_FIELD(SimccArgs, smoothing),
+              FASTLMK_FIELD(SimccArgs, nthreads)});
+
+  using fastlmk::SimccDecodeArgs;
+  def_kernel(m, "decode_simcc", &fastlmk::decode_simcc,
+             {FASTLMK_FIELD(SimccDecodeArgs, x), FASTLMK_FIELD(SimccDecodeArgs, y),
+              FASTLMK_FIELD(SimccDecodeArgs, compute_dtype), FASTLMK_FIELD(SimccDecodeArgs, map_dtype),
+              FASTLMK_FIELD(SimccDecodeArgs, bk), FASTLMK_FIELD(SimccDecodeArgs, wx), FASTLMK_FIELD(SimccDecodeArgs, hy),
+              FASTLMK_FIELD(SimccDecodeArgs, locs), FASTLMK_FIELD(SimccDecodeArgs, scores),
+              FASTLMK_FIELD(SimccDecodeArgs, nthreads)});
 
   using fastlmk::DecodeArgs;
   def_kernel(m, "decode", &fastlmk::decode,

@@ -1,10 +1,10 @@
 """Drop-in keypoint codecs with mmpose 1.3's constructor arguments and results, on the fused ops.
 
-``MSRAHeatmap`` and ``UDPHeatmap`` take the arguments of mmpose's classes of the same name and give their
-results (docs/codecs.md lists each difference that remains, and its size):
+``MSRAHeatmap``, ``UDPHeatmap`` and ``SimCCLabel`` take the arguments of mmpose's classes of the same name
+and give their results (docs/codecs.md lists each difference that remains, and its size):
 
-- ``encode(keypoints (N, K, 2), keypoints_visible (N, K))`` and ``decode(heatmaps (K, H, W))``: NumPy in,
-  NumPy out, the same dict keys, shapes and dtypes as mmpose;
+- ``encode(keypoints (N, K, 2), keypoints_visible (N, K))`` and ``decode(heatmaps (K, H, W))`` (SimCC:
+  ``decode(simcc_x, simcc_y)``): NumPy in, NumPy out, the same dict keys, shapes and dtypes as mmpose;
 - ``batch_decode(heatmaps (B, K, H, W))``: mmpose's batch hook (heads call it when ``support_batch_decoding``),
   one fused decode for the whole batch;
 - ``encode_batch``, ``decode_batch`` and ``loss``: tensors in, tensors out, on the tensors' device, for a
@@ -19,7 +19,7 @@ under the scope ``fastlmk`` (``dict(type='fastlmk.MSRAHeatmap', ...)``).
 from __future__ import annotations
 
 import importlib.util
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -29,18 +29,20 @@ from torch import Tensor
 from . import ops
 from .reference.decode import dark_kernel
 
-__all__ = ["MSRAHeatmap", "UDPHeatmap"]
+__all__ = ["MSRAHeatmap", "UDPHeatmap", "SimCCLabel"]
 
 
-def _blur(maps: Tensor, size: int, padding: str) -> Tensor:
-    """``cv2.GaussianBlur`` of every (H, W) map with the kernel of ``size``: ``padding="zeros"`` as mmpose's
-    ``gaussian_blur`` (which pads with zeros first), ``"reflect"`` as OpenCV's default border (reflect-101)."""
+def _blur(maps: Tensor, size: int, padding: str, axes: int = 2) -> Tensor:
+    """``cv2.GaussianBlur`` of every (H, W) map with the kernel of ``size`` (along W only when ``axes=1``):
+    ``padding="zeros"`` as mmpose's ``gaussian_blur`` (which pads with zeros first), ``"reflect"`` as
+    OpenCV's default border (reflect-101)."""
     b, k, h, w = maps.shape
     g = dark_kernel(size).to(maps)
     r = size // 2
+    ry = r if axes == 2 else 0
     x = maps.reshape(b * k, 1, h, w)
     if padding == "zeros":
-        x = F.pad(x, (r, r, r, r))
+        x = F.pad(x, (r, r, ry, ry))
     else:  # reflect-101 needs r < the size; repeat the reflection for tiny maps
         while r > 0:
             step = min(r, h - 1, w - 1)
@@ -49,7 +51,9 @@ def _blur(maps: Tensor, size: int, padding: str) -> Tensor:
                 break
             x = F.pad(x, (step, step, step, step), mode="reflect")
             r -= step
-    x = F.conv2d(F.conv2d(x, g.view(1, 1, 1, size)), g.view(1, 1, size, 1))
+    x = F.conv2d(x, g.view(1, 1, 1, size))
+    if axes == 2:
+        x = F.conv2d(x, g.view(1, 1, size, 1))
     return x.reshape(b, k, h, w)
 
 
@@ -324,6 +328,144 @@ class UDPHeatmap(_GaussianCodec):
         return torch.stack([x + ox, y + oy], -1).double(), scores
 
 
+class SimCCLabel:
+    """mmpose's ``SimCCLabel`` (Li et al. 2022): per keypoint one label vector per axis over
+    ``round(input_size * simcc_split_ratio)`` bins, centred at the bin ``round(keypoint * simcc_split_ratio)``
+    (half to even, as NumPy).
+
+    ``smoothing_type="gaussian"``: a Gaussian of ``sigma`` bins (one value or (x, y)) over the whole vector,
+    divided by ``sigma sqrt(2 pi)`` when ``normalize``; ``"standard"``: one-hot with ``label_smooth_weight``
+    spread over the other bins. Decoded by the fused argmax of both vectors (the score the smaller maximum, -1
+    where it is <= 0), ``use_dark`` refining each axis by 1-D DARK (blur ``(20 sigma - 7) // 3``, made odd),
+    ``decode_visibility`` adding the softmax maxima of ``simcc * decode_beta * sigma``. One label per
+    instance, as mmpose.
+    """
+
+    auxiliary_encode_keys: set = set()
+    field_mapping_table: dict = dict()
+    instance_mapping_table: dict = dict()
+    label_mapping_table = dict(keypoint_x_labels="keypoint_x_labels", keypoint_y_labels="keypoint_y_labels",
+                               keypoint_weights="keypoint_weights")
+    support_batch_decoding = True
+
+    def __init__(self, input_size: tuple[int, int], smoothing_type: str = "gaussian",
+                 sigma: Union[float, tuple[float, float]] = 6.0, simcc_split_ratio: float = 2.0,
+                 label_smooth_weight: float = 0.0, normalize: bool = True, use_dark: bool = False,
+                 decode_visibility: bool = False, decode_beta: float = 150.0) -> None:
+        if smoothing_type not in ("gaussian", "standard"):
+            raise ValueError(f"smoothing_type must be 'gaussian' or 'standard', got {smoothing_type!r}")
+        if smoothing_type == "gaussian" and label_smooth_weight > 0:
+            raise ValueError("label_smooth_weight is only used by smoothing_type='standard'")
+        if not 0.0 <= label_smooth_weight <= 1.0:
+            raise ValueError(f"label_smooth_weight must be in [0, 1], got {label_smooth_weight}")
+        if len(input_size) != 2 or not simcc_split_ratio > 0:
+            raise ValueError(f"input_size must be (W, H) and simcc_split_ratio positive, got {input_size}, "
+                             f"{simcc_split_ratio}")
+        self.input_size = tuple(input_size)
+        self.smoothing_type = smoothing_type
+        self.simcc_split_ratio = simcc_split_ratio
+        self.label_smooth_weight = label_smooth_weight
+        self.normalize = normalize
+        self.use_dark = use_dark
+        self.decode_visibility = decode_visibility
+        self.decode_beta = decode_beta
+        self.sigma = np.array([sigma, sigma] if isinstance(sigma, (int, float)) else sigma, dtype=np.float64)
+        if self.sigma.shape != (2,) or not (self.sigma > 0).all():
+            raise ValueError(f"sigma must be positive, one value or (x, y), got {sigma!r}")
+        blurs = [int((s * 20 - 7) // 3) for s in self.sigma]
+        self._blurs = [b - (b % 2 == 0) for b in blurs]
+        if use_dark and min(self._blurs) < 1:
+            raise ValueError(f"use_dark needs sigma >= 0.5 (a blur of at least one bin), got {sigma!r}")
+        self._bins = tuple(int(np.around(n * simcc_split_ratio)) for n in input_size)
+
+    def encode_batch(self, keypoints: Tensor, keypoints_visible: Optional[Tensor] = None) -> dict[str, Tensor]:
+        """``keypoint_x_labels`` (B, N, K, Wx), ``keypoint_y_labels`` (B, N, K, Hy) float32 and
+        ``keypoint_weights`` (B, N, K) from keypoints (B, N, K, 2) in input-image pixels, one fused render."""
+        vis = _visibility(keypoints, keypoints_visible)
+        mu = torch.round(keypoints.to(torch.float32) * self.simcc_split_ratio)
+        wx, hy = self._bins
+        if self.smoothing_type == "gaussian":
+            r = torch.as_tensor(3 * self.sigma, device=mu.device)
+            lo, hi = mu - r, mu + r + 1
+        else:
+            lo, hi = mu, mu
+        inside = ((lo[..., 0] < wx) & (lo[..., 1] < hy) & (hi[..., 0] >= 0) & (hi[..., 1] >= 0)
+                  & torch.isfinite(mu).all(-1))
+        seen = vis >= 0.5
+        weights = torch.where(seen & ~inside, torch.zeros_like(vis), vis)
+        b, n, k = vis.shape
+        x, y = ops.render_simcc(mu.reshape(b * n, k, 2), (wx, hy), tuple(float(s) for s in self.sigma),
+                                kind=self.smoothing_type, smoothing=self.label_smooth_weight,
+                                normalize=self.normalize, weights=(seen & inside).reshape(b * n, k).to(torch.float32))
+        return dict(keypoint_x_labels=x.reshape(b, n, k, wx), keypoint_y_labels=y.reshape(b, n, k, hy),
+                    keypoint_weights=weights)
+
+    def encode(self, keypoints: np.ndarray, keypoints_visible: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
+        """mmpose's ``encode``: ``keypoint_x_labels`` (N, K, Wx), ``keypoint_y_labels`` (N, K, Hy),
+        ``keypoint_weights`` (N, K)."""
+        kp, vis = _as_tensors(keypoints, keypoints_visible)
+        return {key: _numpy(value[0]) for key, value in self.encode_batch(kp, vis).items()}
+
+    def decode_batch(self, simcc_x: Tensor, simcc_y: Tensor) -> tuple[Tensor, Tensor, Optional[Tensor]]:
+        """(keypoints (B, K, 2) in input-image pixels, scores (B, K), visibility (B, K) or None) from the
+        vectors (B, K, Wx) and (B, K, Hy), on their device."""
+        simcc_x, simcc_y = simcc_x.detach().to(torch.float32), simcc_y.detach().to(torch.float32)
+        locs, scores = ops.decode_simcc(simcc_x, simcc_y)
+        locs = torch.where((scores <= 0)[..., None], torch.full_like(locs, -1.0), locs)
+        if self.use_dark:
+            locs = torch.stack([_refine_simcc_dark(locs[..., a], v, blur)
+                                for a, (v, blur) in enumerate(((simcc_x, self._blurs[0]), (simcc_y, self._blurs[1])))],
+                               -1)
+        keypoints = locs / self.simcc_split_ratio
+        visibility = None
+        if self.decode_visibility:
+            sx = torch.softmax(simcc_x * float(self.decode_beta * self.sigma[0]), -1)
+            sy = torch.softmax(simcc_y * float(self.decode_beta * self.sigma[1]), -1)
+            visibility = ops.decode_simcc(sx, sy)[1]
+        return keypoints, scores, visibility
+
+    def decode(self, simcc_x: np.ndarray, simcc_y: np.ndarray):
+        """mmpose's ``decode`` of (K, Wx) and (K, Hy) vectors (or (N, K, .)): keypoints (N, K, 2) and scores
+        (N, K), or ``(keypoints, (scores, visibility))`` with ``decode_visibility``."""
+        x, y = (torch.from_numpy(np.ascontiguousarray(v)) for v in (simcc_x, simcc_y))
+        if x.dim() == 2:
+            x, y = x[None], y[None]
+        if x.dim() != 3 or y.dim() != 3:
+            raise ValueError(f"simcc_x and simcc_y must have shape (K, bins) or (N, K, bins), got "
+                             f"{tuple(simcc_x.shape)} and {tuple(simcc_y.shape)}")
+        keypoints, scores, visibility = self.decode_batch(x, y)
+        if visibility is not None:
+            return _numpy(keypoints), (_numpy(scores), _numpy(visibility))
+        return _numpy(keypoints), _numpy(scores)
+
+    def batch_decode(self, simcc_x: Tensor, simcc_y: Tensor):
+        """mmpose's batch hook: per sample keypoints (1, K, 2) and scores (1, K) (with visibilities under
+        ``decode_visibility``), from one fused decode of the batch."""
+        keypoints, scores, visibility = self.decode_batch(simcc_x, simcc_y)
+        points = [_numpy(k[None]) for k in keypoints]
+        confidences = [_numpy(s[None]) for s in scores]
+        if visibility is None:
+            return points, confidences
+        return points, (confidences, [_numpy(v[None]) for v in visibility])
+
+
+def _refine_simcc_dark(locs: Tensor, vectors: Tensor, blur: int) -> Tensor:
+    """mmpose's ``refine_simcc_dark`` of one axis: blur (zero padding) rescaled to the vector's maximum, clip
+    to [1e-3, 50], log, edge-pad by 2, one Newton step with step-1 central differences at ``int(loc + 2.5)``."""
+    n = vectors.shape[-1]
+    blurred = _blur(vectors[:, :, None], blur, "zeros", axes=1)[:, :, 0]
+    blurred = blurred * (vectors.amax(-1, keepdim=True) / blurred.amax(-1, keepdim=True))
+    logs = F.pad(torch.log(blurred.clamp(1e-3, 50.0)), (2, 2), mode="replicate")
+    at = torch.trunc(locs + 2.5).long()
+
+    def v(d: int) -> Tensor:  # at a -1 location, index -1 wraps to the last bin as NumPy's does in mmpose
+        return logs.gather(-1, ((at + d) % (n + 4))[..., None])[..., 0]
+
+    dx = 0.5 * (v(1) - v(-1))
+    dxx = 1e-9 + 0.25 * (v(2) - 2 * v(0) + v(-2))
+    return locs - dx / dxx
+
+
 def _register_mmpose() -> None:
     """Registers the codecs in mmpose's KEYPOINT_CODECS under the scope ``fastlmk``, when mmpose is
     importable (mmpose is never a dependency)."""
@@ -337,7 +479,7 @@ def _register_mmpose() -> None:
     scope = next((r for name, r in KEYPOINT_CODECS.children.items() if name == "fastlmk"), None)
     if scope is None:
         scope = Registry("keypoint codec", parent=KEYPOINT_CODECS, scope="fastlmk")
-    for cls in (MSRAHeatmap, UDPHeatmap):
+    for cls in (MSRAHeatmap, UDPHeatmap, SimCCLabel):
         scope.register_module(module=cls, force=True)
 
 

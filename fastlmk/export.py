@@ -55,6 +55,16 @@ def _heatmap_loss_backward(grad, pred, keypoints, sigma, weights, kind, center, 
                                             center=center, radius=radius, reduction=reduction, awing=tuple(awing))
 
 
+def _render_simcc(keypoints, weights, wx, hy, kind, sigma, scale, smoothing, dtype):
+    keypoints, weights = _cast(compute_dtype(dtype), keypoints, weights)
+    return ref_encode.render_simcc(keypoints, (wx, hy), tuple(sigma), kind=kind, smoothing=smoothing,
+                                   scale=tuple(scale), weights=weights, dtype=dtype)
+
+
+def _decode_simcc(simcc_x, simcc_y):
+    return ref_decode.decode_simcc(simcc_x, cast(simcc_y, simcc_x.dtype))
+
+
 def _decode(heatmaps, offsets, affine, method, blur, window, k):
     offsets, affine = _cast(compute_dtype(heatmaps.dtype), offsets, affine)
     window = min(window, max(heatmaps.shape[2:]) - 1)  # as the kernels: a larger window adds only pixels off the map
@@ -87,7 +97,8 @@ def _binary_conv2d(x, weight, alpha, bias, scale, shift, in_channels, stride, pa
 
 _FORMULAS: dict[str, Callable[..., Any]] = {
     "render_gaussian": _render("gaussian"), "render_disc": _render("disc"), "render_offsets": _render("offsets"),
-    "heatmap_loss": _heatmap_loss, "heatmap_loss_backward": _heatmap_loss_backward, "decode": _decode,
+    "heatmap_loss": _heatmap_loss, "heatmap_loss_backward": _heatmap_loss_backward, "render_simcc": _render_simcc,
+    "decode": _decode, "decode_simcc": _decode_simcc,
     "soft_argmax": _soft_argmax, "soft_argmax_backward": _soft_argmax_backward, "splat": _splat,
     "splat_backward": _splat_backward, "pack_bits": ref_xnor.pack_bits, "binary_conv2d": _binary_conv2d,
 }

@@ -336,6 +336,37 @@ def _decode_kernel(maps_ptr, off_ptr, aff_ptr, ker_ptr, coords_ptr, score_ptr, H
 
 
 @triton.jit
+def _vector_max(base, n, COMPUTE: tl.constexpr, BLOCK: tl.constexpr):
+    """(first maximum, its index, whether a NaN occurs) of the vector of n values at base."""
+    lane = tl.arange(0, BLOCK)
+    v1 = tl.full([BLOCK], float("-inf"), COMPUTE)
+    i1 = tl.full([BLOCK], _BIG, tl.int32)
+    nans = tl.zeros([BLOCK], tl.int32)
+    for start in range(0, n, BLOCK):
+        idx = start + lane
+        mask = idx < n
+        v = tl.load(base + idx, mask=mask, other=float("-inf")).to(COMPUTE)
+        nans += (v != v).to(tl.int32)
+        up = mask & _better(v, idx, v1, i1)
+        v1 = tl.where(up, v, v1)
+        i1 = tl.where(up, idx, i1)
+    m, i = _first_max(v1, i1)
+    return m, tl.minimum(i, n - 1), tl.sum(nans, 0) > 0
+
+
+@triton.jit
+def _decode_simcc_kernel(x_ptr, y_ptr, locs_ptr, score_ptr, WX, HY, COMPUTE: tl.constexpr, BLOCK: tl.constexpr):
+    """locs[c] = (argmax x[c], argmax y[c]), score[c] = the smaller maximum; NaN where a vector holds NaN."""
+    c = tl.program_id(0).to(tl.int64)
+    mx, ix, nan_x = _vector_max(x_ptr + c * WX, WX, COMPUTE, BLOCK)
+    my, iy, nan_y = _vector_max(y_ptr + c * HY, HY, COMPUTE, BLOCK)
+    nan = float("nan")
+    tl.store(locs_ptr + 2 * c, tl.where(nan_x, nan, ix.to(COMPUTE)))
+    tl.store(locs_ptr + 2 * c + 1, tl.where(nan_y, nan, iy.to(COMPUTE)))
+    tl.store(score_ptr + c, tl.where(nan_x | nan_y, nan, tl.minimum(mx, my)))
+
+
+@triton.jit
 def _soft_argmax_fwd_kernel(maps_ptr, coords_ptr, stat_ptr, HW, H, W, beta: tl.float64, RELU: tl.constexpr,
                             COMPUTE: tl.constexpr, BLOCK: tl.constexpr):
     """softmax: stat = logsumexp(beta h), coords = sum e (j, i) / sum e with e = exp(beta h - max);
@@ -433,6 +464,13 @@ def decode(method: int, maps: Tensor, offsets: Optional[Tensor], affine: Optiona
                          HAS_AFFINE=affine is not None, COMPUTE=_COMPUTE[coords.dtype], BLOCK=_block(h * w),
                          KPAD=triton.next_power_of_2(topk) if method == TOPK and topk <= KMAX else 1,
                          SELECT=method == TOPK and topk > KMAX, KEY=_KEYS[coords.dtype], TILE=_tile(method, blur, window))
+
+
+def decode_simcc(x: Tensor, y: Tensor, locs: Tensor, scores: Tensor) -> None:
+    """Writes ``locs (N, 2)`` and ``scores (N,)`` of SimCC vectors ``x (N, WX)`` and ``y (N, HY)``."""
+    n, wx = x.shape
+    hy = y.shape[1]
+    _decode_simcc_kernel[(n,)](x, y, locs, scores, wx, hy, COMPUTE=_COMPUTE[locs.dtype], BLOCK=_block(max(wx, hy)))
 
 
 def soft_argmax_forward(maps: Tensor, beta: float, relu: bool, coords: Tensor, stat: Tensor) -> None:

@@ -23,6 +23,7 @@ GAUSSIAN, DISC, OFFSETS = enum("render_kind", "gaussian", "disc", "offsets")
 MSE, BCE_LOGITS, AWING = enum("loss_kind", "mse", "bce_logits", "awing")
 NONE, SUM, MEAN = enum("reduction", "none", "sum", "mean")
 CONTINUOUS, ROUNDED, MMPOSE, UDP = enum("center", "continuous", "rounded", "mmpose", "udp")
+SIMCC_GAUSSIAN, SIMCC_STANDARD = enum("simcc_kind", "gaussian", "standard")
 
 BLOCK = 1024
 _COMPUTE = {torch.float32: tl.float32, torch.float64: tl.float64}
@@ -111,6 +112,35 @@ def _render_kernel(kp_ptr, param_ptr, w_ptr, out_ptr, HW, W, K, N, radius: tl.fl
                 inside = inside & ((dx * 0 + wt) != 0)  # broadcast the channel's weight to the block
             tl.store(out_ptr + 2 * c * HW + offs, tl.where(inside, -dx, 0.0).to(ty), mask=mask)
             tl.store(out_ptr + (2 * c + 1) * HW + offs, tl.where(inside, -dy, 0.0).to(ty), mask=mask)
+
+
+@triton.jit
+def _simcc_vector(out_ptr, offs, n, c, wt, sigma, scale, smoothing, valid, KIND: tl.constexpr):
+    """Bins offs < n of one SimCC label vector centred at c (csrc/encode/encode.h, SimccArgs)."""
+    j = offs.to(c.dtype)
+    if KIND == SIMCC_GAUSSIAN:
+        val = wt * scale * tl.exp(-(j - c) * (j - c) / (2 * sigma * sigma))
+    else:
+        rest = tl.where(n > 1, wt * smoothing / tl.maximum(n - 1, 1).to(c.dtype), 0.0)
+        val = tl.where(j == tl.floor(c + 0.5), wt * (1 - smoothing), rest)
+    tl.store(out_ptr + offs, tl.where(valid, val, 0.0).to(out_ptr.dtype.element_ty), mask=offs < n)
+
+
+@triton.jit
+def _simcc_kernel(kp_ptr, w_ptr, x_ptr, y_ptr, WX, HY, sigma_x: tl.float64, sigma_y: tl.float64,
+                  scale_x: tl.float64, scale_y: tl.float64, smoothing: tl.float64, KIND: tl.constexpr,
+                  HAS_W: tl.constexpr, BLOCK: tl.constexpr):
+    c = tl.program_id(0).to(tl.int64)
+    offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    x = tl.load(kp_ptr + 2 * c)
+    y = tl.load(kp_ptr + 2 * c + 1)
+    wt = tl.load(w_ptr + c) if HAS_W else tl.zeros([], x.dtype) + 1
+    valid = (wt != 0) & (tl.abs(x) < float("inf")) & (tl.abs(y) < float("inf"))  # false for NaN too
+    sm = scalar(smoothing, x.dtype)
+    _simcc_vector(x_ptr + c * WX, offs, WX, x, wt, scalar(sigma_x, x.dtype), scalar(scale_x, x.dtype), sm, valid,
+                  KIND)
+    _simcc_vector(y_ptr + c * HY, offs, HY, y, wt, scalar(sigma_y, x.dtype), scalar(scale_y, x.dtype), sm, valid,
+                  KIND)
 
 
 @triton.jit
@@ -220,6 +250,16 @@ def render(kind: int, keypoints: Tensor, param: Tensor, weights: Optional[Tensor
     wts, has_w = _weight_args(weights, param)
     _render_kernel[_grid(bk, h * w)](keypoints, param, wts, out, h * w, w, *_instances(keypoints), radius,
                                      KIND=kind, CENTER=center, HAS_W=has_w, BLOCK=BLOCK)
+
+
+def render_simcc(kind: int, keypoints: Tensor, weights: Optional[Tensor], out_x: Tensor, out_y: Tensor,
+                 sigma: list[float], scale: list[float], smoothing: float) -> None:
+    """Writes SimCC labels ``out_x (B, K, WX)`` and ``out_y (B, K, HY)`` of ``kind`` (0 Gaussian, 1 standard)."""
+    wx, hy = out_x.shape[-1], out_y.shape[-1]
+    bk = out_x.numel() // wx
+    wts, has_w = _weight_args(weights, keypoints)
+    _simcc_kernel[_grid(bk, max(wx, hy))](keypoints, wts, out_x, out_y, wx, hy, *sigma, *scale, smoothing,
+                                          KIND=kind, HAS_W=has_w, BLOCK=BLOCK)
 
 
 def heatmap_loss_forward(kind: int, pred: Tensor, keypoints: Tensor, sigma: Tensor, weights: Optional[Tensor],

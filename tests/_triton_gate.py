@@ -204,6 +204,34 @@ def _cases(subset: str) -> Iterator[tuple[str, Callable[[], None]]]:
         yield f"soft_argmax_fwd {tag}", fwd
         yield f"soft_argmax_bwd {tag}", bwd
 
+    # -- SimCC: label rendering (both kinds, weights both ways) and the two-vector argmax; the vectors are the
+    # shape's H * 4 and W bins (x longer than one block on MAIN)
+    for shape, dt, kind, has_w in itertools.product(shapes, dtypes, (0, 1), (False, True)):
+        if not keep(shape, dt, kind, has_w):
+            continue
+        c = cd(dt)
+
+        def render(shape=shape, dt=dt, kind=kind, has_w=has_w, c=c):
+            b, k, h, w = shape
+            kp = torch.rand(b, k, 2, dtype=c) * w
+            out_x, out_y = torch.empty(b, k, 4 * h * w, dtype=dt), torch.empty(b, k, w, dtype=dt)
+            ke.render_simcc(kind, kp, torch.ones(b, k, dtype=c) if has_w else None, out_x, out_y, [2.0, 3.0],
+                            [1.0, 0.5], 0.1 if kind else 0.0)
+
+        yield f"render_simcc kind={kind} {dt} weights={has_w} {dims(shape)}", render
+
+    for shape, dt in itertools.product(shapes, dtypes):
+        if not keep(shape, dt):
+            continue
+        c = cd(dt)
+
+        def simcc(shape=shape, dt=dt, c=c):
+            b, k, h, w = shape
+            kd.decode_simcc(torch.rand(b * k, 4 * h * w, dtype=dt), torch.rand(b * k, w, dtype=dt),
+                            torch.empty(b * k, 2, dtype=c), torch.empty(b * k, dtype=c))
+
+        yield f"decode_simcc {dt} {dims(shape)}", simcc
+
 
 # ------------------------------------------------------------------------------------------- recording
 

@@ -193,3 +193,73 @@ def test_bad_input_gets_a_clear_error():
         codecs.MSRAHeatmap((192, 256), (48, 64), 0.0)
     with pytest.raises(ValueError, match="heatmap_size"):
         codecs.MSRAHeatmap((192, 256), (48,), 2.0)
+
+
+SIMCC = [dict(), dict(sigma=(4.9, 5.66)), dict(smoothing_type="standard"),
+         dict(smoothing_type="standard", label_smooth_weight=0.1), dict(normalize=False), dict(use_dark=True),
+         dict(simcc_split_ratio=1.5, sigma=3.0, use_dark=True)]
+
+
+@pytest.mark.parametrize("input_size", [(192, 256), (99, 71)])
+@pytest.mark.parametrize("options", SIMCC, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()) or "default")
+def test_simcc_equals_mmpose_formulas(env_backend, test_seed, input_size, options):
+    """SimCCLabel: several instances (one label each), invisible and out-of-range keypoints, every option."""
+    rng = np.random.default_rng(test_seed)
+    codec = codecs.SimCCLabel(input_size, **options)
+    kp, vis = _keypoints(rng, input_size, n=3)
+    enc_opts = {k: v for k, v in options.items() if k != "use_dark"}
+    want, got = mm.simcc_encode(input_size, kp, vis, **enc_opts), codec.encode(kp, vis)
+    assert set(got) == set(want)
+    for key in got:
+        assert got[key].shape == want[key].shape and got[key].dtype == want[key].dtype, key
+        np.testing.assert_allclose(got[key], want[key], rtol=0, atol=1e-7)
+    sx = want["keypoint_x_labels"][0] + np.float32(0.01) * rng.random(want["keypoint_x_labels"][0].shape, np.float32)
+    sy = want["keypoint_y_labels"][0] + np.float32(0.01) * rng.random(want["keypoint_y_labels"][0].shape, np.float32)
+    sx[0] = -1.0  # score <= 0: -1
+    dec_opts = {k: options[k] for k in ("sigma", "simcc_split_ratio", "use_dark") if k in options}
+    (wk, ws), (gk, gs) = mm.simcc_decode(sx, sy, **dec_opts), codec.decode(sx, sy)
+    assert gk.shape == wk.shape and gk.dtype == np.float32 and gs.shape == ws.shape
+    # DARK is compared where both vectors peak inside (noise alone, or a tail whose peak lies off the vector,
+    # is ill-conditioned: the Newton step amplifies float32 rounding, see _to_decode)
+    bins = np.around(kp[0] * codec.simcc_split_ratio)
+    peaked = ((bins >= 0) & (bins < np.array([want["keypoint_x_labels"].shape[-1], want["keypoint_y_labels"].shape[-1]]))).all(-1)
+    rows = ((want["keypoint_weights"][0] >= 0.5) & peaked) | (not options.get("use_dark"))
+    rows[0] = True
+    np.testing.assert_allclose(gk[0, rows], wk[0, rows], rtol=0, atol=1e-3 if options.get("use_dark") else 0)
+    np.testing.assert_array_equal(gs, ws)
+
+
+def test_simcc_batch_methods_and_visibility(env_backend, test_seed):
+    _, device = env_backend
+    rng = np.random.default_rng(test_seed)
+    codec = codecs.SimCCLabel((99, 71), sigma=(3.0, 4.0), use_dark=True, decode_visibility=True)
+    samples = [_keypoints(rng, (99, 71), n=2) for _ in range(3)]
+    kp = torch.from_numpy(np.stack([s[0] for s in samples])).to(device)
+    vis = torch.from_numpy(np.stack([s[1] for s in samples])).to(device)
+    batch = codec.encode_batch(kp, vis)
+    assert batch["keypoint_x_labels"].shape == (3, 2, 17, 198) and batch["keypoint_x_labels"].device.type == device
+    for i, (k, v) in enumerate(samples):
+        one = codec.encode(k, v)
+        for key, value in one.items():
+            np.testing.assert_array_equal(batch[key][i].cpu().numpy(), value)
+    sx, sy = batch["keypoint_x_labels"][:, 0], batch["keypoint_y_labels"][:, 0]
+    points, (scores, visible) = codec.batch_decode(sx, sy)
+    for i in range(3):
+        k, (s, vv) = codec.decode(sx[i].cpu().numpy(), sy[i].cpu().numpy())
+        np.testing.assert_allclose(points[i], k, rtol=0, atol=1e-5)
+        np.testing.assert_array_equal(scores[i], s)
+        px = np.exp(sx[i].cpu().numpy() * 150 * 3.0)
+        py = np.exp(sy[i].cpu().numpy() * 150 * 4.0)
+        want = np.minimum((px / px.sum(1, keepdims=True)).max(1), (py / py.sum(1, keepdims=True)).max(1))
+        np.testing.assert_allclose(vv[0], want, rtol=1e-5, atol=1e-6)
+
+
+def test_simcc_bad_input():
+    with pytest.raises(ValueError, match="smoothing_type"):
+        codecs.SimCCLabel((192, 256), smoothing_type="laplace")
+    with pytest.raises(ValueError, match="label_smooth_weight is only used"):
+        codecs.SimCCLabel((192, 256), label_smooth_weight=0.1)
+    with pytest.raises(ValueError, match="use_dark needs sigma"):
+        codecs.SimCCLabel((192, 256), sigma=0.3, use_dark=True)
+    with pytest.raises(ValueError, match="simcc_x and simcc_y must have shape"):
+        codecs.SimCCLabel((192, 256)).decode(np.zeros(5, np.float32), np.zeros(5, np.float32))

@@ -324,3 +324,45 @@ def test_torch_compile_fullgraph():
 
     compiled = torch.compile(step, backend="aot_eager", fullgraph=True)
     torch.testing.assert_close(compiled(maps), step(maps))
+
+
+# ------------------------------------------------------------------------------------------ decode_simcc
+
+@pytest.mark.parametrize("bins", [(1, 1), (23, 5), (1500, 2049), (384, 512)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, *HALF])
+def test_decode_simcc_matches_reference(backend, gen, bins, dtype):
+    """First maximum of each vector (ties inside and across blocks, at both ends), the smaller maximum, NaN."""
+    name, device = backend
+    b, k = 3, 4
+    x = torch.rand(b, k, bins[0], generator=gen)
+    y = torch.rand(b, k, bins[1], generator=gen)
+    x[0, 0] = 0.25  # a flat vector: bin 0
+    x[0, 1, -1] = 2.0  # the last bin
+    x[1, 0, [3 % bins[0], (bins[0] * 2) // 3]] = 3.0  # a tie, across blocks for the long vectors
+    y[1, 1, 0] = float("nan")
+    y[2, 3] = -1.0  # negative: the smaller maximum is the score
+    x, y = x.to(dtype), y.to(dtype)
+    want = ref.decode_simcc(x, y)
+    got = ops.decode_simcc(x.to(device), y.to(device), backend=name)
+    for g, w in zip(got, want):
+        assert g.dtype == (torch.float64 if dtype == torch.float64 else torch.float32) and g.device.type == device
+        torch.testing.assert_close(g.cpu(), w, rtol=0, atol=0, equal_nan=True)
+    assert torch.isnan(got[0][1, 1, 1]) and torch.isnan(got[1][1, 1]) and got[0][1, 1, 0] == want[0][1, 1, 0]
+
+
+def test_decode_simcc_opcheck(backend, gen):
+    name, device = backend
+    x, y = torch.randn(2, 3, 37, generator=gen).to(device), torch.randn(2, 3, 29, generator=gen).to(device)
+    with _dispatch.kernel(name):
+        torch.library.opcheck(torch.ops.fastlmk.decode_simcc, (x, y))
+
+
+def test_decode_simcc_bad_input():
+    with pytest.raises(ValueError, match="simcc_x and simcc_y must share"):
+        ops.decode_simcc(torch.zeros(1, 2, 5), torch.zeros(1, 3, 5))
+    with pytest.raises(ValueError, match="simcc_y must have shape"):
+        ops.decode_simcc(torch.zeros(1, 2, 5), torch.zeros(2, 5))
+    with pytest.raises(TypeError, match="simcc_y must have simcc_x's dtype"):
+        ops.decode_simcc(torch.zeros(1, 2, 5), torch.zeros(1, 2, 5, dtype=torch.float64))
+    with pytest.raises(ValueError, match="decode_simcc: simcc_x and simcc_y need at least one bin"):
+        torch.ops.fastlmk.decode_simcc(torch.zeros(1, 2, 5), torch.zeros(1, 2, 0))

@@ -404,3 +404,89 @@ def test_encode_h3r_decodes_unbiased(gen):
     n = 4000
     maps = ops.encode_h3r(kp.expand(n, 8, 2).contiguous(), 16, generator=gen)
     assert (_argmax_xy(maps).mean(0) - kp[0]).abs().max().item() < 5 * 0.5 / math.sqrt(n)
+
+
+@pytest.mark.parametrize("bins", [(1, 1), (7, 5), (1500, 37), (384, 512)])
+@pytest.mark.parametrize("kind", ["gaussian", "standard"])
+def test_render_simcc_matches_reference(backend, gen, bins, kind):
+    """Both vectors of every channel, one block and many (1500 bins), bins at the ends, off the axis, NaN."""
+    name, device = backend
+    b, k = 3, 5
+    kp = torch.rand(b, k, 2, generator=gen) * torch.tensor([bins[0] * 1.2, bins[1] * 1.2]) - torch.tensor(bins) * 0.1
+    kp = torch.round(kp) if kind == "standard" else kp
+    kp[0, 0] = torch.tensor([0.0, bins[1] - 1.0])
+    kp[0, 1, 0] = float("nan")
+    weights = torch.rand(b, k, generator=gen)
+    weights[1, 2] = 0.0
+    smoothing = 0.2 if kind == "standard" else 0.0
+    for wts, normalize in ((None, False), (weights, True)):
+        expected = ref.render_simcc(kp, bins, (1.7, 2.9), kind=kind, smoothing=smoothing,
+                                    scale=(1 / (1.7 * math.sqrt(2 * math.pi)), 1 / (2.9 * math.sqrt(2 * math.pi)))
+                                    if normalize and kind == "gaussian" else (1.0, 1.0), weights=wts)
+        kp_d, w_d = _on(device, kp, wts)
+        got = ops.render_simcc(kp_d, bins, (1.7, 2.9), kind=kind, smoothing=smoothing, normalize=normalize,
+                               weights=w_d, backend=name)
+        for g, e, n in zip(got, expected, bins):
+            assert g.shape == (b, k, n) and g.dtype == torch.float32 and g.device.type == device
+            close(g, e, torch.float32)
+
+
+def test_render_simcc_values_and_dtypes(backend):
+    name, device = backend
+    kp = torch.tensor([[[2.0, 0.0], [4.4, 9.0]]], device=device)
+    x, y = ops.render_simcc(kp, (5, 3), 1.0, kind="standard", smoothing=0.2, backend=name)
+    torch.testing.assert_close(x[0, 0].cpu(), torch.tensor([0.05, 0.05, 0.8, 0.05, 0.05]))
+    torch.testing.assert_close(x[0, 1].cpu(), torch.tensor([0.05, 0.05, 0.05, 0.05, 0.8]))
+    torch.testing.assert_close(y[0, 1].cpu(), torch.full((3,), 0.1))  # bin 9 is off the axis: no one-hot bin
+    x, y = ops.render_simcc(kp, (5, 3), (1.0, 2.0), normalize=True, dtype=torch.float64, backend=name)
+    assert x.dtype == torch.float64
+    torch.testing.assert_close(x[0, 0, 2].item(), 1 / math.sqrt(2 * math.pi))
+    torch.testing.assert_close(y[0, 0, 1].item(), math.exp(-1 / 8) / (2 * math.sqrt(2 * math.pi)))
+    for dtype in HALF:
+        x, _ = ops.render_simcc(kp, (5, 3), 1.0, dtype=dtype, backend=name)
+        close(x, ref.render_simcc(kp.cpu(), (5, 3), (1.0, 1.0), dtype=dtype)[0], dtype)
+
+
+def test_render_simcc_opcheck(backend):
+    name, device = backend
+    kp = (torch.rand(2, 3, 2) * 30).to(device)
+    weights = torch.rand(2, 3).to(device)
+    with _dispatch.kernel(name):
+        for kind, wts in (("gaussian", None), ("standard", weights)):
+            torch.library.opcheck(torch.ops.fastlmk.render_simcc,
+                                  (kp, wts, 37, 29, kind, [2.0, 3.0], [1.0, 0.5], 0.1 if kind == "standard" else 0.0,
+                                   torch.float32))
+
+
+def test_render_simcc_bad_input():
+    kp = torch.zeros(1, 2, 2)
+    with pytest.raises(ValueError, match="bins must be a pair"):
+        ops.render_simcc(kp, (0, 4))
+    with pytest.raises(ValueError, match="sigma"):
+        ops.render_simcc(kp, (4, 4), (1.0, -1.0))
+    with pytest.raises(ValueError, match="smoothing is only used"):
+        ops.render_simcc(kp, (4, 4), kind="gaussian", smoothing=0.1)
+    with pytest.raises(ValueError, match="smoothing must be in"):
+        ops.render_simcc(kp, (4, 4), kind="standard", smoothing=1.5)
+    with pytest.raises(ValueError, match="weights must have shape"):
+        ops.render_simcc(kp, (4, 4), weights=torch.ones(2))
+    with pytest.raises(ValueError, match="keypoints must have shape"):
+        ops.render_simcc(torch.zeros(1, 2, 2, 2), (4, 4))
+    with pytest.raises(ValueError, match="bin counts must be positive"):
+        torch.ops.fastlmk.render_simcc(kp, None, 0, 3, "gaussian", [1.0, 1.0], [1.0, 1.0], 0.0, torch.float32)
+
+
+def test_instances_bad_input():
+    kp = torch.zeros(1, 3, 2, 2)
+    with pytest.raises(ValueError, match=r"weights must have shape \(B, N, K\)"):
+        ops.render_gaussian(kp, 8, 1.0, weights=torch.ones(1, 2))
+    with pytest.raises(ValueError, match=r"keypoints must have shape \(B, K, 2\)"):
+        ops.render_disc(kp, 8, 1.0)
+    with pytest.raises(ValueError, match=r"weights must have shape \(B, N, K\)"):
+        ops.heatmap_loss(torch.zeros(1, 2, 8, 8), kp, 1.0, weights=torch.ones(1, 2))
+    with pytest.raises(ValueError, match="pred has"):
+        ops.heatmap_loss(torch.zeros(1, 3, 8, 8), kp, 1.0)
+    with pytest.raises(ValueError, match="center must be one of"):
+        ops.render_gaussian(kp, 8, 1.0, center="floor")
+    with pytest.raises(ValueError, match=r"render_disc: keypoints must have shape \(\*, \*, 2\)"):
+        torch.ops.fastlmk.render_disc(kp, torch.ones(1, 2), None, 8, 8, "continuous", 0.0, torch.float32)

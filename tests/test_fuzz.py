@@ -115,9 +115,10 @@ def _sizes(data, max_hw=20):
 
 
 def _instances(data, b, k):
-    """The leading shape of Gaussian keypoints: (B, K), or (B, N, K) for N instances per image."""
+    """The leading shape of Gaussian keypoints: (B, K), or (B, N, K) for N instances per image (N != B: the
+    wrong-rank draw drops the first dimension, and (N, K, 2) keypoints with N = B would be valid ones)."""
     if data.draw(st.booleans(), label="instances"):
-        return b, data.draw(st.integers(0, 3), label="N"), k
+        return b, data.draw(st.integers(0, 3).filter(lambda n: n != b), label="N"), k
     return b, k
 
 
@@ -128,7 +129,7 @@ def test_fuzz_render(data):
     b, k, h, w = _sizes(data)
     kind = data.draw(st.sampled_from(["gaussian", "disc", "offsets"]), label="op")
     lead = _instances(data, b, k) if kind == "gaussian" else (b, k)
-    kp = d.tensor((*lead, 2), "keypoints", -5, max(h, w) + 5, free=(0, 1))
+    kp = d.tensor((*lead, 2), "keypoints", -5, max(h, w) + 5, free=tuple(range(len(lead))))
     param = d.tensor((b, k), "param", 0.3, 4.0, special=False)
     weights = data.draw(st.one_of(st.none(), st.just("w")), label="weights")
     weights = None if weights is None else d.tensor(lead, "weights", 0.0, 2.0, special=False)
@@ -148,7 +149,7 @@ def test_fuzz_heatmap_loss(data):
     b, k, h, w = _sizes(data)
     pred = d.tensor((b, k, h, w), "pred", -3, 3, special=False, free=(0, 1, 2, 3))
     lead = _instances(data, b, k)
-    kp = d.tensor((*lead, 2), "keypoints", -5, max(h, w) + 5)
+    kp = d.tensor((*lead, 2), "keypoints", -5, max(h, w) + 5, free=(1,) if len(lead) == 3 else ())
     sigma = d.tensor((b, k), "sigma", 0.5, 4.0, special=False)
     weights = d.tensor(lead, "weights", 0.0, 2.0, special=False) if data.draw(st.booleans()) else None
     kind = data.draw(st.sampled_from(["mse", "bce_logits", "awing"]), label="kind")
@@ -185,6 +186,41 @@ def test_fuzz_decode(data):
         torch.testing.assert_close(s1, s2, rtol=0, atol=0, equal_nan=True)
         scale = 1.0 if affine is None or not affine.numel() else 1.0 + affine.double().abs().max().item() * 50
         torch.testing.assert_close(c1, c2, rtol=1e-5, atol=2e-5 * max(h, w) * scale, equal_nan=True)
+
+
+@_settings(100)
+@given(st.data())
+def test_fuzz_render_simcc(data):
+    d = Draw(data)
+    b, k, wx, hy = _sizes(data, 40)
+    kp = d.tensor((b, k, 2), "keypoints", -5, max(wx, hy) + 5, free=(0, 1))
+    weights = d.tensor((b, k), "weights", 0.0, 2.0, special=False) if data.draw(st.booleans()) else None
+    kind = data.draw(st.sampled_from(["gaussian", "standard", "laplace"]), label="kind")
+    bins = data.draw(st.sampled_from([(wx, hy), (0, hy), (wx, -1)]), label="bins")
+    sigma = data.draw(st.sampled_from([[1.5, 2.5], [0.7, 0.7], [1.0]]), label="sigma")
+    dtype = data.draw(st.sampled_from([*FLOATS, torch.int64]), label="dtype")
+    if kind == "laplace" or min(bins) < 1 or len(sigma) != 2:
+        d.bad = d.bad or ValueError
+    if dtype == torch.int64:
+        d.bad = d.bad or TypeError
+    result = d.call("render_simcc", kp, weights, *bins, kind, sigma, [1.0, 0.5], 0.1, dtype)
+    if result:
+        _close(*result)
+
+
+@_settings(100)
+@given(st.data())
+def test_fuzz_decode_simcc(data):
+    d = Draw(data)
+    b, k, wx, hy = _sizes(data, 40)
+    x = d.tensor((b, k, wx), "simcc_x", free=(0, 1, 2))
+    y = d.tensor((b, k, hy), "simcc_y", free=(2,))
+    if min(x.shape[-1:] + y.shape[-1:], default=0) < 1:
+        d.bad = d.bad or ValueError
+    result = d.call("decode_simcc", x, y)
+    if result:
+        for g, w in zip(*result):
+            torch.testing.assert_close(g, w, rtol=0, atol=0, equal_nan=True)
 
 
 @_settings(100)

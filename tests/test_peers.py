@@ -114,12 +114,57 @@ def test_multi_instance_target_equals_generate_gaussian_heatmaps() -> None:
 def test_registered_in_mmpose() -> None:
     from mmpose.registry import KEYPOINT_CODECS
 
+    assert isinstance(KEYPOINT_CODECS.build(dict(type="fastlmk.SimCCLabel", input_size=(192, 256))), codecs.SimCCLabel)
     codec = KEYPOINT_CODECS.build(dict(type="fastlmk.MSRAHeatmap", input_size=(192, 256), heatmap_size=(48, 64),
                                        sigma=2.0))
     assert isinstance(codec, codecs.MSRAHeatmap) and codec.support_batch_decoding
     assert KEYPOINT_CODECS.get("MSRAHeatmap") is mmpose_codecs.MSRAHeatmap  # mmpose's own stays
     keypoints, scores = codec.batch_decode(torch.rand(3, 17, 64, 48))
     assert len(keypoints) == 3 and keypoints[0].shape == (1, 17, 2) and scores[0].shape == (1, 17)
+
+
+SIMCC = [dict(), dict(sigma=(4.9, 5.66)), dict(smoothing_type="standard"),
+         dict(smoothing_type="standard", label_smooth_weight=0.1), dict(normalize=False), dict(use_dark=True),
+         dict(simcc_split_ratio=1.5, sigma=3.0, use_dark=True), dict(decode_visibility=True)]
+
+
+def simcc_differences(options: dict, input_size, seed: int = 0, trials: int = 6) -> dict:
+    rng = np.random.default_rng(seed)
+    theirs, ours = mmpose_codecs.SimCCLabel(input_size, **options), codecs.SimCCLabel(input_size, **options)
+    worst = dict(labels=0.0, keypoint_weights=0.0, keypoints=0.0, scores=0.0)
+    for _ in range(trials):
+        w, h = input_size
+        kp = (rng.random((2, 17, 2)) * [w * 1.3, h * 1.3] - [w * 0.15, h * 0.15]).astype(np.float32)
+        vis = rng.choice(np.array([0.0, 0.3, 1.0, 1.0], np.float32), size=(2, 17))
+        want, got = theirs.encode(kp, vis), ours.encode(kp, vis)
+        assert set(want) == set(got)
+        for key in want:
+            assert want[key].shape == got[key].shape and want[key].dtype == got[key].dtype, key
+        worst["labels"] = max(worst["labels"], *(float(np.abs(want[k] - got[k]).max())
+                                                 for k in ("keypoint_x_labels", "keypoint_y_labels")))
+        worst["keypoint_weights"] = max(worst["keypoint_weights"],
+                                        float(np.abs(want["keypoint_weights"] - got["keypoint_weights"]).max()))
+        sx = want["keypoint_x_labels"][:1] + 0.01 * rng.random(want["keypoint_x_labels"][:1].shape).astype(np.float32)
+        sy = want["keypoint_y_labels"][:1] + 0.01 * rng.random(want["keypoint_y_labels"][:1].shape).astype(np.float32)
+        sx[0, 0] = -1.0
+        (wk, ws), (gk, gs) = theirs.decode(sx.copy(), sy.copy()), ours.decode(sx, sy)  # (1, K, bins): mmpose's DARK
+        assert wk.shape == gk.shape and wk.dtype == gk.dtype
+        bins = np.around(kp[0] * ours.simcc_split_ratio)
+        peaked = ((bins >= 0) & (bins < [sx.shape[-1], sy.shape[-1]])).all(-1) & (want["keypoint_weights"][0] >= 0.5)
+        peaked[0] = True
+        worst["keypoints"] = max(worst["keypoints"], float(np.abs(wk - gk)[0, peaked].max()))
+        ws, gs = (np.stack(ws), np.stack(gs)) if options.get("decode_visibility") else (ws, gs)
+        worst["scores"] = max(worst["scores"], float(np.abs(ws - gs).max()))
+    return worst
+
+
+@needs_mmpose
+@pytest.mark.parametrize("input_size", [(192, 256), (99, 71)])
+@pytest.mark.parametrize("options", SIMCC, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()) or "default")
+def test_simcc_equals_mmpose(options, input_size) -> None:
+    worst = simcc_differences(options, input_size)
+    assert worst["labels"] <= 1e-7 and worst["keypoint_weights"] == 0, worst
+    assert worst["keypoints"] <= 1e-3 and worst["scores"] <= 1e-5, worst
 
 
 def _heatmaps(rng, b, k, h, w) -> np.ndarray:
@@ -160,3 +205,10 @@ if __name__ == "__main__":
             d = differences(name, options, *sizes)
             print(f"| {name} | {options} | {sizes[1][0]}x{sizes[1][1]} | {d['heatmaps']:.1e} | "
                   f"{d['keypoint_weights']:.0e} | {d['keypoints']:.1e} | {d['scores']:.0e} | {d['oracle']:.1e} |")
+    print("\n| SimCCLabel options | input size | labels | weights | keypoints (px) | scores |")
+    print("|---|---|---|---|---|---|")
+    for options in SIMCC:
+        for size in ((192, 256), (99, 71)):
+            d = simcc_differences(options, size)
+            print(f"| {options} | {size[0]}x{size[1]} | {d['labels']:.1e} | {d['keypoint_weights']:.0e} | "
+                  f"{d['keypoints']:.1e} | {d['scores']:.1e} |")

@@ -49,11 +49,25 @@ struct SoftArgmaxArgs {
   int nthreads;
 };
 
+// SimCC decoding: per channel the first maximum of its x vector (WX bins) and of its y vector (HY bins);
+// the score is the smaller of the two maxima. A vector holding NaN gives a NaN location and score.
+struct SimccDecodeArgs {
+  const void* x;  // (BK, WX)
+  const void* y;  // (BK, HY)
+  int compute_dtype;
+  int map_dtype;
+  int64_t bk, wx, hy;
+  void* locs;    // (BK, 2)
+  void* scores;  // (BK,)
+  int nthreads;
+};
+
 #define FASTLMK_DECODE_DECLARE(ns)                    \
   namespace ns {                                      \
   void decode(const DecodeArgs& a);                   \
   void soft_argmax_forward(const SoftArgmaxArgs& a);  \
   void soft_argmax_backward(const SoftArgmaxArgs& a); \
+  void decode_simcc(const SimccDecodeArgs& a);        \
   }
 
 FASTLMK_DECODE_DECLARE(scalar)
@@ -62,5 +76,6 @@ FASTLMK_DECODE_DECLARE(avx2)
 void decode(const DecodeArgs& a);
 void soft_argmax_forward(const SoftArgmaxArgs& a);
 void soft_argmax_backward(const SoftArgmaxArgs& a);
+void decode_simcc(const SimccDecodeArgs& a);
 
 }  // namespace fastlmk

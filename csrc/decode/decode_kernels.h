@@ -422,6 +422,28 @@ void soft_argmax_backward_impl(const SoftArgmaxArgs& a) {
   }
 }
 
+template <class S, class T>
+void decode_simcc_impl(const SimccDecodeArgs& a) {
+  const T* xs = static_cast<const T*>(a.x);
+  const T* ys = static_cast<const T*>(a.y);
+  S* locs = static_cast<S*>(a.locs);
+  S* scores = static_cast<S*>(a.scores);
+  const S nan = std::numeric_limits<S>::quiet_NaN();
+#pragma omp parallel for schedule(static) num_threads(a.nthreads)
+  for (int64_t c = 0; c < a.bk; ++c) {
+    const Peak<S> px = scan<S, T>(xs + c * a.wx, a.wx), py = scan<S, T>(ys + c * a.hy, a.hy);
+    locs[2 * c] = px.nan ? nan : S(px.index);
+    locs[2 * c + 1] = py.nan ? nan : S(py.index);
+    scores[c] = px.nan || py.nan ? nan : std::min(px.value, py.value);
+  }
+}
+
+struct SimccDecodeOp {
+  const SimccDecodeArgs& a;
+  template <class S, class T>
+  void run() const { decode_simcc_impl<S, T>(a); }
+};
+
 struct DecodeOp {
   const DecodeArgs& a;
   template <class S, class T>
@@ -440,6 +462,7 @@ struct SoftArgmaxOp {
 void decode(const DecodeArgs& a) { by_dtype(a.compute_dtype, a.map_dtype, DecodeOp{a}); }
 void soft_argmax_forward(const SoftArgmaxArgs& a) { by_dtype(a.compute_dtype, a.map_dtype, SoftArgmaxOp{a, false}); }
 void soft_argmax_backward(const SoftArgmaxArgs& a) { by_dtype(a.compute_dtype, a.map_dtype, SoftArgmaxOp{a, true}); }
+void decode_simcc(const SimccDecodeArgs& a) { by_dtype(a.compute_dtype, a.map_dtype, SimccDecodeOp{a}); }
 
 }  // namespace FASTLMK_ISA_NS
 }  // namespace fastlmk

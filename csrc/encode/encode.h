@@ -27,6 +27,8 @@ inline constexpr const char* kRenderKindNames[] = {"gaussian", "disc", "offsets"
 inline constexpr const char* kLossKindNames[] = {"mse", "bce_logits", "awing"};
 inline constexpr const char* kReductionNames[] = {"none", "sum", "mean"};
 inline constexpr const char* kCenterNames[] = {"continuous", "rounded", "mmpose", "udp"};
+enum SimccKind : int { kSimccGaussian = 0, kSimccStandard = 1 };
+inline constexpr const char* kSimccKindNames[] = {"gaussian", "standard"};
 
 struct RenderArgs {
   int kind;
@@ -62,11 +64,31 @@ struct LossArgs {
   int nthreads;
 };
 
+// SimCC labels: per channel one vector per axis, over the WX x bins and the HY y bins. kSimccGaussian:
+// weight * scale[a] * exp(-(j - c)^2 / (2 sigma[a]^2)) at every bin j (no truncation); kSimccStandard:
+// weight * smoothing / (n - 1) at every bin and weight * (1 - smoothing) at bin floor(c + 0.5) when it
+// exists. A non-finite keypoint or a zero weight gives zero vectors.
+struct SimccArgs {
+  int kind;
+  const void* kp;      // (BK, 2) as (x, y) in bins
+  const void* weight;  // (BK,) or null
+  void* out_x;         // (BK, WX)
+  void* out_y;         // (BK, HY)
+  int compute_dtype;
+  int out_dtype;
+  int64_t bk, wx, hy;
+  double sigma[2];  // per axis (x, y)
+  double scale[2];  // the Gaussian's peak per axis
+  double smoothing;
+  int nthreads;
+};
+
 #define FASTLMK_ENCODE_DECLARE(ns)          \
   namespace ns {                            \
   void render(const RenderArgs& a);         \
   void loss_forward(const LossArgs& a);     \
   void loss_backward(const LossArgs& a);    \
+  void render_simcc(const SimccArgs& a);    \
   }
 
 FASTLMK_ENCODE_DECLARE(scalar)
@@ -76,5 +98,6 @@ FASTLMK_ENCODE_DECLARE(avx2)
 void render(const RenderArgs& a);
 void loss_forward(const LossArgs& a);
 void loss_backward(const LossArgs& a);
+void render_simcc(const SimccArgs& a);
 
 }  // namespace fastlmk

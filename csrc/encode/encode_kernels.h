@@ -336,6 +336,47 @@ void loss_dispatch(const LossArgs& a, bool backward) {
   throw std::invalid_argument("fastlmk: unknown loss kind");
 }
 
+// One SimCC label vector of n bins at centre c (see SimccArgs).
+template <class S, class T>
+void simcc_vector(const SimccArgs& a, int axis, S c, S wt, int64_t n, T* out) {
+  if (a.kind == kSimccGaussian) {
+    const S k = S(-0.5) / (S(a.sigma[axis]) * S(a.sigma[axis])), peak = wt * S(a.scale[axis]);
+    for (int64_t j = 0; j < n; ++j) store(out[j], peak * std::exp((S(j) - c) * (S(j) - c) * k));
+    return;
+  }
+  const S floor_value = n > 1 ? wt * S(a.smoothing) / S(n - 1) : S(0);
+  for (int64_t j = 0; j < n; ++j) store(out[j], floor_value);
+  const S bin = std::floor(c + S(0.5));
+  if (bin >= S(0) && bin < S(n)) store(out[int64_t(bin)], wt * (S(1) - S(a.smoothing)));
+}
+
+template <class S, class T>
+void simcc_impl(const SimccArgs& a) {
+  const S* kp = static_cast<const S*>(a.kp);
+  const S* weight = static_cast<const S*>(a.weight);
+  T* out_x = static_cast<T*>(a.out_x);
+  T* out_y = static_cast<T*>(a.out_y);
+#pragma omp parallel for schedule(static) num_threads(a.nthreads)
+  for (int64_t c = 0; c < a.bk; ++c) {
+    const S wt = weight ? weight[c] : S(1), x = kp[2 * c], y = kp[2 * c + 1];
+    T* ox = out_x + c * a.wx;
+    T* oy = out_y + c * a.hy;
+    if (wt == S(0) || !std::isfinite(x) || !std::isfinite(y)) {
+      std::memset(static_cast<void*>(ox), 0, sizeof(T) * size_t(a.wx));
+      std::memset(static_cast<void*>(oy), 0, sizeof(T) * size_t(a.hy));
+      continue;
+    }
+    simcc_vector<S, T>(a, 0, x, wt, a.wx, ox);
+    simcc_vector<S, T>(a, 1, y, wt, a.hy, oy);
+  }
+}
+
+struct SimccOp {
+  const SimccArgs& a;
+  template <class S, class T>
+  void run() const { simcc_impl<S, T>(a); }
+};
+
 struct RenderOp {
   const RenderArgs& a;
   template <class S, class T>
@@ -354,6 +395,7 @@ struct LossOp {
 void render(const RenderArgs& a) { by_dtype(a.compute_dtype, a.out_dtype, RenderOp{a}); }
 void loss_forward(const LossArgs& a) { by_dtype(a.compute_dtype, a.pred_dtype, LossOp{a, false}); }
 void loss_backward(const LossArgs& a) { by_dtype(a.compute_dtype, a.pred_dtype, LossOp{a, true}); }
+void render_simcc(const SimccArgs& a) { by_dtype(a.compute_dtype, a.out_dtype, SimccOp{a}); }
 
 }  // namespace FASTLMK_ISA_NS
 }  // namespace fastlmk

@@ -200,3 +200,72 @@ def udp_decode(input_size, heatmap_size, maps, heatmap_type: str = "gaussian", r
         radius = radius_factor * max(w, h)
         locs = locs + np.stack([maps[1::3].ravel()[index], maps[2::3].ravel()[index]], -1) * radius
     return locs[None] / [w - 1, h - 1] * np.array(input_size), vals[None]
+
+
+def simcc_encode(input_size, keypoints, visible: Optional[np.ndarray] = None, smoothing_type: str = "gaussian",
+                 sigma=6.0, simcc_split_ratio: float = 2.0, label_smooth_weight: float = 0.0,
+                 normalize: bool = True) -> dict:
+    """SimCCLabel's labels: per visible keypoint in range, a Gaussian over each axis' bins at the rounded bin
+    (or a smoothed one-hot), else zeros and weight 0."""
+    visible = np.ones(keypoints.shape[:2], np.float32) if visible is None else visible
+    sigmas = np.array([sigma, sigma] if np.isscalar(sigma) else sigma, np.float64)
+    n_inst, k_pts = keypoints.shape[:2]
+    wx, hy = (int(np.around(v * simcc_split_ratio)) for v in input_size)
+    bins = np.around(keypoints * simcc_split_ratio).astype(np.int64)
+    labels = [np.zeros((n_inst, k_pts, wx), np.float32), np.zeros((n_inst, k_pts, hy), np.float32)]
+    weights = visible.copy()
+    axes = [np.arange(wx, dtype=np.float32), np.arange(hy, dtype=np.float32)]
+    for n, k in product(range(n_inst), range(k_pts)):
+        if visible[n, k] < 0.5:
+            continue
+        mx, my = bins[n, k]
+        if smoothing_type == "gaussian":
+            out = (mx - 3 * sigmas[0] >= wx or my - 3 * sigmas[1] >= hy or mx + 3 * sigmas[0] + 1 < 0
+                   or my + 3 * sigmas[1] + 1 < 0)
+        else:
+            out = mx >= wx or my >= hy or mx < 0 or my < 0
+        if out:
+            weights[n, k] = 0
+            continue
+        for a, (mu, size) in enumerate(((mx, wx), (my, hy))):
+            if smoothing_type == "gaussian":
+                labels[a][n, k] = np.exp(-((axes[a] - mu) ** 2) / (2 * sigmas[a] ** 2))
+            else:
+                if label_smooth_weight > 0:
+                    labels[a][n, k] = label_smooth_weight / (size - 1)
+                labels[a][n, k, mu] = 1.0 - label_smooth_weight
+    if smoothing_type == "gaussian" and normalize:
+        for a in range(2):
+            labels[a] /= sigmas[a] * np.sqrt(np.pi * 2)
+    return dict(keypoint_x_labels=labels[0], keypoint_y_labels=labels[1], keypoint_weights=weights)
+
+
+def _refine_simcc_dark(locs: np.ndarray, vectors: np.ndarray, size: int) -> np.ndarray:
+    """1-D DARK per vector (K, n) at locs (K,): blur, rescale, clip, log, edge-pad 2, one Newton step."""
+    g = dark_kernel(size).numpy().astype(np.float32)
+    r = size // 2
+    out = locs.copy()
+    for k in range(vectors.shape[0]):  # in float32, as mmpose (OpenCV) computes it
+        v = vectors[k].astype(np.float32)
+        blurred = np.convolve(np.pad(v, r), g, mode="valid").astype(np.float32)
+        blurred *= v.max() / blurred.max()
+        logs = np.pad(np.log(np.clip(blurred, 1e-3, 50.0)), 2, mode="edge")
+        p = int(locs[k] + 2.5)
+        at = [logs[(p + d) % logs.size] for d in (-2, -1, 0, 1, 2)]
+        out[k] -= np.float32(0.5) * (at[3] - at[1]) / (np.float32(1e-9) + np.float32(0.25) * (at[4] - 2 * at[2] + at[0]))
+    return out
+
+
+def simcc_decode(simcc_x: np.ndarray, simcc_y: np.ndarray, sigma=6.0, simcc_split_ratio: float = 2.0,
+                 use_dark: bool = False):
+    """(1, K, 2) keypoints and (1, K) scores of (K, Wx), (K, Hy) vectors: argmax per axis, the smaller
+    maximum as score (-1 where it is <= 0), 1-D DARK, divided by the split ratio."""
+    sigmas = np.array([sigma, sigma] if np.isscalar(sigma) else sigma, np.float64)
+    locs = np.stack([np.argmax(simcc_x, 1), np.argmax(simcc_y, 1)], -1).astype(np.float32)
+    vals = np.minimum(simcc_x.max(1), simcc_y.max(1))
+    locs[vals <= 0] = -1
+    if use_dark:
+        for a, v in enumerate((simcc_x, simcc_y)):
+            blur = int((sigmas[a] * 20 - 7) // 3)
+            locs[:, a] = _refine_simcc_dark(locs[:, a], v, blur - (blur % 2 == 0))
+    return locs[None] / simcc_split_ratio, vals[None]

@@ -20,7 +20,7 @@ from torch import Tensor
 from .. import _checks, _dispatch, _native
 from ..reference import decode as ref
 
-__all__ = ["decode", "decode_hih", "soft_argmax"]
+__all__ = ["decode", "decode_hih", "decode_simcc", "soft_argmax"]
 
 BACKENDS = ("reference", "cpu", "triton")
 METHODS = ref.METHODS
@@ -168,6 +168,75 @@ def decode(heatmaps: Tensor, method: str = "argmax", *, blur: int = 11, window: 
         return ref.decode(heatmaps, method, blur=blur, window=window, k=k, offsets=offsets, affine=affine)
     with _dispatch.kernel(backend):
         return _decode_op(heatmaps, offsets, affine, method, blur, window, k)
+
+
+# ----------------------------------------------------------------------------------------------- decode_simcc
+
+def _simcc_decode_inputs(x, y):
+    """What the SimCC decode kernels read, checked: both vectors contiguous in x's dtype, at least one bin
+    each, and the empty outputs."""
+    op = "decode_simcc"
+    x = _checks.raw(op, "simcc_x", x, (None, None, None), x.device)
+    y = _checks.raw(op, "simcc_y", y, (x.shape[0], x.shape[1], None), x.device, x.dtype)
+    if min(x.shape[-1], y.shape[-1]) < 1:
+        raise ValueError(f"{op}: simcc_x and simcc_y need at least one bin, got {tuple(x.shape)}, {tuple(y.shape)}")
+    cd = _checks.compute_dtype(x.dtype)
+    b, k = x.shape[:2]
+    return x, y, x.new_empty((b, k, 2), dtype=cd), x.new_empty((b, k), dtype=cd)
+
+
+@torch.library.custom_op("fastlmk::decode_simcc", mutates_args=())
+def _decode_simcc_op(simcc_x: Tensor, simcc_y: Tensor) -> tuple[Tensor, Tensor]:
+    raise _dispatch.no_kernel("decode_simcc", simcc_x)
+
+
+def _decode_simcc_cpu(simcc_x, simcc_y):
+    x, y, locs, scores = _simcc_decode_inputs(simcc_x, simcc_y)
+    if scores.numel():
+        _native.call("decode_simcc", x=x, y=y, compute_dtype=_native.dtype_code(locs.dtype),
+                     map_dtype=_native.dtype_code(x.dtype), bk=scores.numel(), wx=x.shape[-1], hy=y.shape[-1],
+                     locs=locs, scores=scores, nthreads=_native.num_threads(x.numel() + y.numel()))
+    return locs, scores
+
+
+def _decode_simcc_triton(simcc_x, simcc_y):
+    x, y, locs, scores = _simcc_decode_inputs(simcc_x, simcc_y)
+    if scores.numel():
+        _triton().decode_simcc(x.view(-1, x.shape[-1]), y.view(-1, y.shape[-1]), locs.view(-1, 2), scores.view(-1))
+    return locs, scores
+
+
+_dispatch.register(_decode_simcc_op, cpu=_decode_simcc_cpu, cuda=_decode_simcc_triton, triton=True)
+
+
+@_decode_simcc_op.register_fake
+def _(simcc_x, simcc_y):
+    b, k = simcc_x.shape[:2]
+    cd = _checks.compute_dtype(simcc_x.dtype)
+    return simcc_x.new_empty((b, k, 2), dtype=cd), simcc_x.new_empty((b, k), dtype=cd)
+
+
+def decode_simcc(simcc_x: Tensor, simcc_y: Tensor, *, backend: Optional[str] = None) -> tuple[Tensor, Tensor]:
+    """SimCC decoding of the x vectors (B, K, WX) and y vectors (B, K, HY) in one pass: ``(locs (B, K, 2),
+    scores (B, K))``, locs the bins of each vector's first maximum and the score the smaller of the two maxima
+    (mmpose's ``get_simcc_maximum`` before its -1 rule). float64 for float64 input, else float32; NaN where a
+    vector holds NaN. No gradient."""
+    for name, t in (("simcc_x", simcc_x), ("simcc_y", simcc_y)):
+        _checks.floating(name, t)
+        if t.dim() != 3 or t.shape[-1] < 1:
+            raise ValueError(f"{name} must have shape (B, K, bins) with bins >= 1, got {tuple(t.shape)}")
+    if simcc_x.shape[:2] != simcc_y.shape[:2]:
+        raise ValueError(f"simcc_x and simcc_y must share (B, K), got {tuple(simcc_x.shape[:2])} and "
+                         f"{tuple(simcc_y.shape[:2])}")
+    _checks.same_device(simcc_x.device, simcc_y=simcc_y)
+    if simcc_y.dtype != simcc_x.dtype:
+        raise TypeError(f"simcc_y must have simcc_x's dtype {simcc_x.dtype}, got {simcc_y.dtype}")
+    backend = _dispatch.select("decode_simcc", BACKENDS, simcc_x.device, backend)
+    simcc_x, simcc_y = simcc_x.detach(), simcc_y.detach()
+    if backend == "reference":
+        return ref.decode_simcc(simcc_x, simcc_y)
+    with _dispatch.kernel(backend):
+        return _decode_simcc_op(simcc_x, simcc_y)
 
 
 def decode_hih(integer_maps: Tensor, decimal_maps: Tensor, *, convention: str = "paper",

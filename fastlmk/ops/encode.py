@@ -9,6 +9,7 @@ Semantics: docs/ops.md 1.
 from __future__ import annotations
 
 import importlib
+import math
 from typing import Optional, Union
 
 import torch
@@ -16,8 +17,8 @@ from torch import Tensor
 
 from .. import _checks, _dispatch, _native, export
 
-__all__ = ["render_gaussian", "render_disc", "render_offsets", "encode_hih", "randomized_round", "encode_h3r",
-           "heatmap_loss", "hih_centers"]
+__all__ = ["render_gaussian", "render_disc", "render_offsets", "render_simcc", "encode_hih", "randomized_round",
+           "encode_h3r", "heatmap_loss", "hih_centers"]
 
 BACKENDS = ("reference", "cpu", "triton")
 Param = Union[float, Tensor]
@@ -26,6 +27,7 @@ Size = Union[int, tuple[int, int]]
 LOSS_KINDS = ("mse", "bce_logits", "awing")
 REDUCTIONS = ("none", "sum", "mean")
 CENTERS = ("continuous", "rounded", "mmpose", "udp")
+SIMCC_KINDS = ("gaussian", "standard")
 
 
 def _triton():
@@ -172,6 +174,99 @@ def render_offsets(keypoints: Tensor, size: Size, radius: Param = 1.5, *, weight
     kp, r, wts, (h, w), dtype, backend = _prepare("render_offsets", keypoints, size, radius, "radius", weights,
                                                   dtype, backend, positive=False)
     return _render("offsets", backend, kp, r, wts, (h, w), dtype)
+
+
+# ----------------------------------------------------------------------------------------------- render_simcc
+
+def _simcc_inputs(keypoints, weights, wx, hy, kind, sigma, scale, smoothing, dtype):
+    """What the SimCC kernels read, checked: keypoints and weights contiguous in the compute dtype, and the two
+    empty outputs."""
+    op = "render_simcc"
+    if dtype not in _checks.FLOATING:
+        raise TypeError(f"{op}: dtype must be one of {_checks.FLOATING}, got {dtype}")
+    if wx < 1 or hy < 1:
+        raise ValueError(f"{op}: the bin counts must be positive, got {(wx, hy)}")
+    _checks.raw_choice(op, "kind", kind, SIMCC_KINDS)
+    if len(sigma) != 2 or len(scale) != 2:
+        raise ValueError(f"{op}: sigma and scale hold one value per axis, got {sigma}, {scale}")
+    cd = _checks.compute_dtype(dtype)
+    keypoints = _checks.raw(op, "keypoints", keypoints, (None, None, 2), keypoints.device, cd)
+    b, k = keypoints.shape[:2]
+    weights = _checks.raw_optional(op, "weights", weights, (b, k), keypoints.device, cd)
+    return (keypoints, weights, keypoints.new_empty((b, k, wx), dtype=dtype),
+            keypoints.new_empty((b, k, hy), dtype=dtype))
+
+
+@torch.library.custom_op("fastlmk::render_simcc", mutates_args=())
+def _render_simcc_op(keypoints: Tensor, weights: Optional[Tensor], wx: int, hy: int, kind: str, sigma: list[float],
+                     scale: list[float], smoothing: float, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    raise _dispatch.no_kernel("render_simcc", keypoints)
+
+
+def _render_simcc_cpu(keypoints, weights, wx, hy, kind, sigma, scale, smoothing, dtype):
+    keypoints, weights, out_x, out_y = _simcc_inputs(keypoints, weights, wx, hy, kind, sigma, scale, smoothing, dtype)
+    if keypoints.numel():
+        _native.call("render_simcc", kind=_native.code("simcc_kind", kind), kp=keypoints, weight=weights,
+                     out_x=out_x, out_y=out_y, compute_dtype=_native.dtype_code(keypoints.dtype),
+                     out_dtype=_native.dtype_code(dtype), bk=out_x.shape[0] * out_x.shape[1], wx=wx, hy=hy,
+                     sigma=list(sigma), scale=list(scale), smoothing=smoothing,
+                     nthreads=_native.num_threads(out_x.numel() + out_y.numel()))
+    return out_x, out_y
+
+
+def _render_simcc_triton(keypoints, weights, wx, hy, kind, sigma, scale, smoothing, dtype):
+    keypoints, weights, out_x, out_y = _simcc_inputs(keypoints, weights, wx, hy, kind, sigma, scale, smoothing, dtype)
+    if keypoints.numel():
+        _triton().render_simcc(_native.code("simcc_kind", kind), keypoints, weights, out_x, out_y, list(sigma),
+                               list(scale), smoothing)
+    return out_x, out_y
+
+
+_dispatch.register(_render_simcc_op, cpu=_render_simcc_cpu, cuda=_render_simcc_triton, triton=True)
+
+
+@_render_simcc_op.register_fake
+def _(keypoints, weights, wx, hy, kind, sigma, scale, smoothing, dtype):
+    b, k = keypoints.shape[:2]
+    return keypoints.new_empty((b, k, wx), dtype=dtype), keypoints.new_empty((b, k, hy), dtype=dtype)
+
+
+def render_simcc(keypoints: Tensor, bins: tuple[int, int], sigma: Union[float, tuple[float, float]] = 6.0, *,
+                 kind: str = "gaussian", smoothing: float = 0.0, normalize: bool = False,
+                 weights: Optional[Tensor] = None, dtype: Optional[torch.dtype] = None,
+                 backend: Optional[str] = None) -> tuple[Tensor, Tensor]:
+    """SimCC labels (Li et al. 2022) of keypoints (B, K, 2) given in bins: ``(x_labels (B, K, bins[0]),
+    y_labels (B, K, bins[1]))``, one fused kernel for both axes.
+
+    ``kind="gaussian"``: ``exp(-(j - c)^2 / (2 sigma_a^2))`` over every bin j of axis a (no truncation),
+    divided by ``sigma_a sqrt(2 pi)`` when ``normalize``; ``sigma``: one value or (x, y). ``"standard"``:
+    ``1 - smoothing`` at bin ``floor(c + 0.5)`` (none when it lies off the axis) and ``smoothing / (n - 1)``
+    at every other bin. Times ``weights[b, k]``; a non-finite keypoint or a zero weight gives zero vectors.
+    """
+    _checks.keypoints(keypoints)
+    b, k = keypoints.shape[:2]
+    if (not isinstance(bins, (tuple, list)) or len(bins) != 2
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in bins)):
+        raise ValueError(f"bins must be a pair of positive ints (x bins, y bins), got {bins!r}")
+    sigmas = (sigma, sigma) if isinstance(sigma, (int, float)) else tuple(sigma)
+    if len(sigmas) != 2:
+        raise ValueError(f"sigma must be a number or a pair (x, y), got {sigma!r}")
+    sigmas = tuple(_checks.positive_float("sigma", v) for v in sigmas)
+    kind = _checks.choice("kind", kind, SIMCC_KINDS)
+    smoothing = float(smoothing)
+    if not 0.0 <= smoothing <= 1.0:
+        raise ValueError(f"smoothing must be in [0, 1], got {smoothing}")
+    if kind == "gaussian" and smoothing:
+        raise ValueError("smoothing is only used by kind='standard'")
+    dtype = _checks.dtype(dtype)
+    wts = _checks.weights(weights, b, k, keypoints.device)
+    scale = [1.0 / (s * math.sqrt(2 * math.pi)) if normalize and kind == "gaussian" else 1.0 for s in sigmas]
+    backend = _dispatch.select("render_simcc", BACKENDS, keypoints.device, backend)
+    args = (keypoints, wts, int(bins[0]), int(bins[1]), kind, list(sigmas), scale, smoothing, dtype)
+    if backend == "reference":
+        return export.reference("render_simcc")(*args)
+    with _dispatch.kernel(backend):
+        return _render_simcc_op(*args)
 
 
 def encode_hih(keypoints: Tensor, size: Size, *, sigma: Param = 1.5, decimal_size: Size = (8, 8),

@@ -11,6 +11,7 @@ from .encode import (
     render_disc,
     render_gaussian,
     render_offsets,
+    render_simcc,
 )
 
-__all__ = ["decode", "splat", "xnor", "heatmap_loss", "heatmap_loss_backward", "render_disc", "render_gaussian", "render_offsets"]
+__all__ = ["decode", "splat", "xnor", "heatmap_loss", "heatmap_loss_backward", "render_disc", "render_gaussian", "render_offsets", "render_simcc"]

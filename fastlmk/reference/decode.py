@@ -280,3 +280,20 @@ def soft_argmax_backward(grad_coords: Tensor, grad_stat: Tensor, heatmaps: Tenso
         grad = torch.where((flat > 0) & ok[..., None], dot / safe[..., None] + grad_stat[..., None],
                            torch.zeros_like(dot))
     return grad.reshape(b, k, h, w).to(heatmaps.dtype)
+
+
+def decode_simcc(simcc_x: Tensor, simcc_y: Tensor) -> tuple[Tensor, Tensor]:
+    """SimCC decoding: ``(locs (B, K, 2), scores (B, K))`` with locs the first maximum's bin of each vector and
+    the score the smaller of the two maxima, in the compute dtype; NaN where a vector holds NaN."""
+    cd = compute_dtype(simcc_x.dtype)
+
+    def first_max(v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        v = v.to(cd)
+        nan = torch.isnan(v).any(-1)
+        top = v.amax(-1)
+        index = (v == top[..., None]).int().argmax(-1).to(cd)
+        return torch.where(nan, float("nan"), index), top, nan
+
+    x, mx, nx = first_max(simcc_x)
+    y, my, ny = first_max(simcc_y)
+    return torch.stack([x, y], -1), torch.where(nx | ny, float("nan"), torch.minimum(mx, my))

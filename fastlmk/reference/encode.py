@@ -181,3 +181,29 @@ def heatmap_loss_backward(grad: Tensor, pred: Tensor, keypoints: Tensor, sigma, 
     if reduction == "mean":
         g = g / pred.numel()
     return _weighted(g * elementwise_loss_grad(kind, p, t, awing), weights).to(pred.dtype)
+
+
+def render_simcc(keypoints: Tensor, bins: tuple[int, int], sigma: tuple[float, float], *, kind: str = "gaussian",
+                 smoothing: float = 0.0, scale: tuple[float, float] = (1.0, 1.0), weights: Optional[Tensor] = None,
+                 dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+    """SimCC labels (B, K, bins[0]) and (B, K, bins[1]) of keypoints (B, K, 2) in bins: per axis a, the Gaussian
+    ``weight * scale[a] * exp(-(j - c)^2 / (2 sigma[a]^2))`` over every bin, or (``kind="standard"``) the
+    one-hot ``weight * (1 - smoothing)`` at bin ``floor(c + 0.5)`` over ``weight * smoothing / (n - 1)``.
+    A non-finite keypoint or a zero weight gives zero vectors."""
+    cd = compute_dtype(dtype)
+    kp = keypoints.to(cd)
+    valid = torch.isfinite(kp).all(-1)
+    wt = torch.ones_like(kp[..., 0]) if weights is None else weights.to(cd)
+    valid = valid & (wt != 0)
+    out = []
+    for axis, n in enumerate(bins):
+        c = kp[..., axis, None]
+        j = torch.arange(n, dtype=cd, device=kp.device)
+        if kind == "gaussian":
+            v = scale[axis] * torch.exp(-(j - c) ** 2 / (2 * sigma[axis] ** 2))
+        else:
+            rest = smoothing / (n - 1) if n > 1 else 0.0
+            v = torch.where(j == torch.floor(c + 0.5), 1.0 - smoothing, rest + torch.zeros_like(c))
+        out.append(torch.where(valid[..., None], v * wt[..., None], torch.zeros((), dtype=cd, device=kp.device))
+                   .to(dtype))
+    return out[0], out[1]
