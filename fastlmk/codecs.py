@@ -19,6 +19,7 @@ under the scope ``fastlmk`` (``dict(type='fastlmk.MSRAHeatmap', ...)``).
 from __future__ import annotations
 
 import importlib.util
+import math
 from typing import Optional, Sequence, Union
 
 import numpy as np
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import ops
+from .ops.encode import render_cpu, render_simcc_cpu
 from .reference.decode import dark_kernel
 
 __all__ = ["MSRAHeatmap", "UDPHeatmap", "SimCCLabel"]
@@ -57,25 +59,34 @@ def _blur(maps: Tensor, size: int, padding: str, axes: int = 2) -> Tensor:
     return x.reshape(b, k, h, w)
 
 
-def _as_tensors(keypoints: np.ndarray, keypoints_visible: Optional[np.ndarray]) -> tuple[Tensor, Optional[Tensor]]:
+Array = Union[np.ndarray, Tensor]
+
+
+def _batched(keypoints: np.ndarray, keypoints_visible: Optional[np.ndarray]) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """mmpose's (N, K, 2) keypoints and (N, K) visibilities as a batch of one, (1, N, K, 2) float32."""
     keypoints = np.asarray(keypoints)
     if keypoints.ndim != 3 or keypoints.shape[-1] < 2:
         raise ValueError(f"keypoints must have shape (N, K, 2), got {keypoints.shape}")
-    kp = torch.from_numpy(np.ascontiguousarray(keypoints[..., :2]))[None]
-    vis = None if keypoints_visible is None else torch.from_numpy(np.asarray(keypoints_visible))[None]
-    return kp, vis
+    kp = np.ascontiguousarray(keypoints[None, ..., :2], dtype=np.float32)
+    return kp, None if keypoints_visible is None else np.asarray(keypoints_visible)[None]
 
 
-def _visibility(keypoints: Tensor, keypoints_visible: Optional[Tensor]) -> Tensor:
-    """(B, N, K) visibilities, ones when not given, checked against (B, N, K, 2) keypoints."""
-    if keypoints.dim() != 4 or keypoints.shape[-1] != 2:
+def _visibility(keypoints: Array, keypoints_visible: Optional[Array]) -> Array:
+    """(B, N, K) visibilities, ones when not given, checked against (B, N, K, 2) keypoints (NumPy or torch)."""
+    if keypoints.ndim != 4 or keypoints.shape[-1] != 2:
         raise ValueError(f"keypoints must have shape (B, N, K, 2), got {tuple(keypoints.shape)}")
     if keypoints_visible is None:
+        if isinstance(keypoints, np.ndarray):
+            return np.ones(keypoints.shape[:-1], np.float32)
         return keypoints.new_ones(keypoints.shape[:-1], dtype=torch.float32)
     if tuple(keypoints_visible.shape) != tuple(keypoints.shape[:-1]):
         raise ValueError(f"keypoints_visible must have shape (B, N, K) = {tuple(keypoints.shape[:-1])}, "
                          f"got {tuple(keypoints_visible.shape)}")
     return keypoints_visible
+
+
+def _float32(a: Array) -> Array:
+    return a.astype(np.float32, copy=False) if isinstance(a, np.ndarray) else a.to(torch.float32)
 
 
 def _numpy(t: Tensor) -> np.ndarray:
@@ -111,26 +122,30 @@ class _GaussianCodec:
         self.sigma = sigma
         self.blur_kernel_size = blur_kernel_size
 
-    def _scale(self, like: Tensor) -> Tensor:
+    def _scale(self, like: Array) -> Array:
+        if isinstance(like, np.ndarray):
+            return self.scale_factor
         return torch.as_tensor(self.scale_factor, device=like.device)
 
-    def _targets(self, keypoints: Tensor, keypoints_visible: Optional[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    def _targets(self, keypoints: Array, keypoints_visible: Optional[Array]) -> tuple[Array, Array, float]:
         """(heatmap keypoints with the instances left out of the target set to NaN, keypoint_weights, the
-        window radius in sigmas) for (B, N, K, 2) input-image keypoints."""
+        window radius in sigmas) for (B, N, K, 2) input-image keypoints, NumPy or torch (the same formulas:
+        NumPy for the per-sample calls, whose tiny arrays torch would spend more time on)."""
+        xp = np if isinstance(keypoints, np.ndarray) else torch
         vis = _visibility(keypoints, keypoints_visible)
-        kp = keypoints.to(torch.float32) / self._scale(keypoints)
+        kp = _float32(keypoints) / self._scale(keypoints)
         w, h = self.heatmap_size
         r = 3.0 * self.sigma
         if self._center == "continuous":  # mmpose: the whole map for every keypoint within 3 sigma + 1
             lo, hi, radius = kp - r, kp + r + 1, (max(w, h) + r + 2) / self.sigma
-        else:
-            mu = torch.trunc(kp + 0.5)
-            lo, hi, radius = torch.trunc(mu.double() - r), torch.trunc(mu.double() + r + 1), 3.0
+        else:  # mmpose: the patch [trunc(mu - r), trunc(mu + r + 1)) of mu = trunc(x + 0.5)
+            mu = xp.trunc(kp + 0.5)
+            lo, hi, radius = xp.trunc(mu - r), xp.trunc(mu + r + 1), 3.0
         inside = ((lo[..., 0] < w) & (lo[..., 1] < h) & (hi[..., 0] >= 0) & (hi[..., 1] >= 0)
-                  & torch.isfinite(kp).all(-1))
+                  & xp.isfinite(kp).all(-1))
         seen = vis >= 0.5
-        weights = torch.where(seen & ~inside, torch.zeros_like(vis), vis)
-        kp = torch.where((seen & inside)[..., None], kp, float("nan"))
+        weights = xp.where(seen & ~inside, xp.zeros_like(vis), vis)
+        kp = _float32(xp.where((seen & inside)[..., None], kp, float("nan")))
         return kp, weights, radius
 
     def encode_batch(self, keypoints: Tensor, keypoints_visible: Optional[Tensor] = None) -> dict[str, Tensor]:
@@ -142,10 +157,13 @@ class _GaussianCodec:
         return dict(heatmaps=heatmaps, keypoint_weights=weights)
 
     def encode(self, keypoints: np.ndarray, keypoints_visible: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
-        """mmpose's ``encode``: ``heatmaps`` (K, H, W) float32 and ``keypoint_weights`` (N, K)."""
-        kp, vis = _as_tensors(keypoints, keypoints_visible)
-        out = self.encode_batch(kp, vis)
-        return dict(heatmaps=_numpy(out["heatmaps"][0]), keypoint_weights=_numpy(out["keypoint_weights"][0]))
+        """mmpose's ``encode``: ``heatmaps`` (K, H, W) float32 and ``keypoint_weights`` (N, K). Runs the CPU
+        kernel directly (encode.render_cpu), without the torch dispatcher's cost per call."""
+        kp, weights, radius = self._targets(*_batched(keypoints, keypoints_visible))
+        w, h = self.heatmap_size
+        sigma = torch.full(kp.shape[:1] + kp.shape[2:3], float(self.sigma))
+        heatmaps = render_cpu("gaussian")(torch.from_numpy(kp), sigma, None, h, w, self._center, radius, torch.float32)
+        return dict(heatmaps=heatmaps[0].numpy(), keypoint_weights=weights[0])
 
     def loss(self, pred: Tensor, keypoints: Tensor, keypoints_visible: Optional[Tensor] = None,
              use_target_weight: bool = True) -> Tensor:
@@ -261,6 +279,13 @@ class UDPHeatmap(_GaussianCodec):
         maps = torch.stack([disc, torch.where(seen[..., None, None], ox, zero),
                             torch.where(seen[..., None, None], oy, zero)], 2)
         return dict(heatmaps=maps.reshape(b, 3 * k, h, w).to(torch.float32), keypoint_weights=vis)
+
+    def encode(self, keypoints: np.ndarray, keypoints_visible: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
+        if self.heatmap_type == "gaussian":
+            return super().encode(keypoints, keypoints_visible)
+        kp, vis = _batched(keypoints, keypoints_visible)
+        out = self.encode_batch(torch.from_numpy(kp), None if vis is None else torch.from_numpy(vis))
+        return {key: _numpy(value[0]) for key, value in out.items()}
 
     def loss(self, pred: Tensor, keypoints: Tensor, keypoints_visible: Optional[Tensor] = None,
              use_target_weight: bool = True) -> Tensor:
@@ -378,33 +403,50 @@ class SimCCLabel:
             raise ValueError(f"use_dark needs sigma >= 0.5 (a blur of at least one bin), got {sigma!r}")
         self._bins = tuple(int(np.around(n * simcc_split_ratio)) for n in input_size)
 
-    def encode_batch(self, keypoints: Tensor, keypoints_visible: Optional[Tensor] = None) -> dict[str, Tensor]:
-        """``keypoint_x_labels`` (B, N, K, Wx), ``keypoint_y_labels`` (B, N, K, Hy) float32 and
-        ``keypoint_weights`` (B, N, K) from keypoints (B, N, K, 2) in input-image pixels, one fused render."""
+    def _targets(self, keypoints: Array, keypoints_visible: Optional[Array]) -> tuple[Array, Array, Array]:
+        """(bins (B, N, K, 2), the render weights (1 where a label is drawn), keypoint_weights), NumPy or torch."""
+        xp = np if isinstance(keypoints, np.ndarray) else torch
         vis = _visibility(keypoints, keypoints_visible)
-        mu = torch.round(keypoints.to(torch.float32) * self.simcc_split_ratio)
+        mu = xp.round(_float32(keypoints) * self.simcc_split_ratio)
         wx, hy = self._bins
         if self.smoothing_type == "gaussian":
-            r = torch.as_tensor(3 * self.sigma, device=mu.device)
+            r = 3 * self.sigma if xp is np else torch.as_tensor(3 * self.sigma, device=mu.device)
             lo, hi = mu - r, mu + r + 1
         else:
             lo, hi = mu, mu
         inside = ((lo[..., 0] < wx) & (lo[..., 1] < hy) & (hi[..., 0] >= 0) & (hi[..., 1] >= 0)
-                  & torch.isfinite(mu).all(-1))
+                  & xp.isfinite(mu).all(-1))
         seen = vis >= 0.5
-        weights = torch.where(seen & ~inside, torch.zeros_like(vis), vis)
-        b, n, k = vis.shape
-        x, y = ops.render_simcc(mu.reshape(b * n, k, 2), (wx, hy), tuple(float(s) for s in self.sigma),
-                                kind=self.smoothing_type, smoothing=self.label_smooth_weight,
-                                normalize=self.normalize, weights=(seen & inside).reshape(b * n, k).to(torch.float32))
-        return dict(keypoint_x_labels=x.reshape(b, n, k, wx), keypoint_y_labels=y.reshape(b, n, k, hy),
-                    keypoint_weights=weights)
+        return mu, _float32(seen & inside), xp.where(seen & ~inside, xp.zeros_like(vis), vis)
+
+    def _render(self, bins: Tensor, drawn: Tensor, kernel=None) -> tuple[Tensor, Tensor]:
+        b, n, k = drawn.shape
+        wx, hy = self._bins
+        sigma = [float(v) for v in self.sigma]
+        if kernel is None:
+            x, y = ops.render_simcc(bins.reshape(b * n, k, 2), (wx, hy), tuple(sigma), kind=self.smoothing_type,
+                                    smoothing=self.label_smooth_weight, normalize=self.normalize,
+                                    weights=drawn.reshape(b * n, k))
+        else:  # the CPU kernel without the dispatcher (per-sample NumPy calls)
+            scale = [1.0 / (v * math.sqrt(2 * math.pi)) if self.normalize and self.smoothing_type == "gaussian"
+                     else 1.0 for v in sigma]
+            x, y = kernel(bins.reshape(b * n, k, 2), drawn.reshape(b * n, k), wx, hy, self.smoothing_type, sigma,
+                          scale, float(self.label_smooth_weight), torch.float32)
+        return x.reshape(b, n, k, wx), y.reshape(b, n, k, hy)
+
+    def encode_batch(self, keypoints: Tensor, keypoints_visible: Optional[Tensor] = None) -> dict[str, Tensor]:
+        """``keypoint_x_labels`` (B, N, K, Wx), ``keypoint_y_labels`` (B, N, K, Hy) float32 and
+        ``keypoint_weights`` (B, N, K) from keypoints (B, N, K, 2) in input-image pixels, one fused render."""
+        bins, drawn, weights = self._targets(keypoints, keypoints_visible)
+        x, y = self._render(bins, drawn)
+        return dict(keypoint_x_labels=x, keypoint_y_labels=y, keypoint_weights=weights)
 
     def encode(self, keypoints: np.ndarray, keypoints_visible: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
         """mmpose's ``encode``: ``keypoint_x_labels`` (N, K, Wx), ``keypoint_y_labels`` (N, K, Hy),
-        ``keypoint_weights`` (N, K)."""
-        kp, vis = _as_tensors(keypoints, keypoints_visible)
-        return {key: _numpy(value[0]) for key, value in self.encode_batch(kp, vis).items()}
+        ``keypoint_weights`` (N, K); the CPU kernel called directly (encode.render_simcc_cpu)."""
+        bins, drawn, weights = self._targets(*_batched(keypoints, keypoints_visible))
+        x, y = self._render(torch.from_numpy(bins), torch.from_numpy(drawn), render_simcc_cpu)
+        return dict(keypoint_x_labels=x[0].numpy(), keypoint_y_labels=y[0].numpy(), keypoint_weights=weights[0])
 
     def decode_batch(self, simcc_x: Tensor, simcc_y: Tensor) -> tuple[Tensor, Tensor, Optional[Tensor]]:
         """(keypoints (B, K, 2) in input-image pixels, scores (B, K), visibility (B, K) or None) from the

@@ -13,6 +13,8 @@ BENCH_ROWS = {
     "xnor": ("| binary_conv2d |", "| binary_conv2d packed out |", "| pack_bits |", "| binary_linear |",
              "| HPM block (eval) |"),
     "train": ("| FAN train step (fwd + bwd + Adam) |", "| targets + loss (fwd + bwd) |"),
+    "codecs": ("| MSRAHeatmap.encode K=17 |", "| MSRAHeatmap.encode K=98 |", "| generate_gaussian_heatmaps |",
+               "| MSRAHeatmap.decode (DARK) |", "| SimCCLabel.encode |"),
 }
 
 

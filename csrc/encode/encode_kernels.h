@@ -341,7 +341,9 @@ template <class S, class T>
 void simcc_vector(const SimccArgs& a, int axis, S c, S wt, int64_t n, T* out) {
   if (a.kind == kSimccGaussian) {
     const S k = S(-0.5) / (S(a.sigma[axis]) * S(a.sigma[axis])), peak = wt * S(a.scale[axis]);
-    for (int64_t j = 0; j < n; ++j) store(out[j], peak * std::exp((S(j) - c) * (S(j) - c) * k));
+    const int bins = int(n);  // 32-bit indices convert to float in SIMD registers
+#pragma omp simd
+    for (int j = 0; j < bins; ++j) store(out[j], peak * vexp((S(j) - c) * (S(j) - c) * k));
     return;
   }
   const S floor_value = n > 1 ? wt * S(a.smoothing) / S(n - 1) : S(0);

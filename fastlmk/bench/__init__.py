@@ -16,7 +16,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from . import decode, encode, splat, train, xnor
+from . import codecs, decode, encode, splat, train, xnor
 from .harness import (MIN_TIME, QUICK_MIN_TIME, ROLES, Case, Result, Suite, device_name, format_table, measure, run,
                       synchronized)
 
@@ -25,7 +25,7 @@ __all__ = ["FAMILIES", "MIN_TIME", "QUICK_MIN_TIME", "ROLES", "Case", "Result", 
 
 FAMILIES: dict[str, Callable[[torch.device, bool], list[Suite]]] = {
     "encode": encode.suites, "decode": decode.suites, "splat": splat.suites, "xnor": xnor.suites,
-    "train": train.suites}
+    "train": train.suites, "codecs": codecs.suites}
 
 
 def script(family: str, doc: str, argv: Optional[Sequence[str]] = None) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import math
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import torch
 from torch import Tensor
@@ -100,10 +100,20 @@ def _define_render_op(kind: str):
         return keypoints.new_empty(_render_shape(kind, keypoints.shape[0], keypoints.shape[-2], height, width),
                                    dtype=dtype)
 
-    return op
+    return op, cpu
 
 
-_RENDER_OPS = {kind: _define_render_op(kind) for kind in ("gaussian", "disc", "offsets")}
+_RENDER_OPS: dict = {}
+_RENDER_CPU: dict = {}
+for _kind in ("gaussian", "disc", "offsets"):
+    _RENDER_OPS[_kind], _RENDER_CPU[_kind] = _define_render_op(_kind)
+del _kind
+
+
+def render_cpu(kind: str) -> Callable[..., Tensor]:
+    """The CPU kernel of ``fastlmk::render_<kind>`` as a function of the raw op's arguments, without the torch
+    dispatcher (whose call costs tens of microseconds): for per-sample NumPy calls (fastlmk.codecs)."""
+    return _RENDER_CPU[kind]
 
 
 def _render(kind: str, backend: str, keypoints: Tensor, param: Tensor, weights: Optional[Tensor], size, dtype,
@@ -184,8 +194,8 @@ def _simcc_inputs(keypoints, weights, wx, hy, kind, sigma, scale, smoothing, dty
     op = "render_simcc"
     if dtype not in _checks.FLOATING:
         raise TypeError(f"{op}: dtype must be one of {_checks.FLOATING}, got {dtype}")
-    if wx < 1 or hy < 1:
-        raise ValueError(f"{op}: the bin counts must be positive, got {(wx, hy)}")
+    if not (1 <= wx < 2**31 and 1 <= hy < 2**31):
+        raise ValueError(f"{op}: the bin counts must be positive (and below 2^31), got {(wx, hy)}")
     _checks.raw_choice(op, "kind", kind, SIMCC_KINDS)
     if len(sigma) != 2 or len(scale) != 2:
         raise ValueError(f"{op}: sigma and scale hold one value per axis, got {sigma}, {scale}")
@@ -223,6 +233,7 @@ def _render_simcc_triton(keypoints, weights, wx, hy, kind, sigma, scale, smoothi
 
 
 _dispatch.register(_render_simcc_op, cpu=_render_simcc_cpu, cuda=_render_simcc_triton, triton=True)
+render_simcc_cpu = _render_simcc_cpu  # the CPU kernel without the dispatcher, as render_cpu
 
 
 @_render_simcc_op.register_fake
