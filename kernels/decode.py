@@ -346,7 +346,7 @@ def _vector_max(base, n, COMPUTE: tl.constexpr, BLOCK: tl.constexpr):
         idx = start + lane
         mask = idx < n
         v = tl.load(base + idx, mask=mask, other=float("-inf")).to(COMPUTE)
-        nans += (v != v).to(tl.int32)
+        nans = nans + (v != v).to(tl.int32)
         up = mask & _better(v, idx, v1, i1)
         v1 = tl.where(up, v, v1)
         i1 = tl.where(up, idx, i1)

@@ -81,7 +81,7 @@ def _gaussian(offs, W, kp_ptr, w_ptr, c, K, N, s, radius, CENTER: tl.constexpr, 
         if HAS_W:
             wt = tl.load(w_ptr + at)
             g = g * wt
-            inside = inside & ((dx * 0 + wt) != 0)
+            inside = inside & ((dy * 0 + wt) != 0)
         val = tl.where(inside, tl.where(covered, tl.maximum(val, g), g), val)
         covered = covered | inside
     return val

@@ -23,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DEC, ENC, REACH, FUZZ = "tests/test_decode.py", "tests/test_encode.py", "tests/test_reach.py", "tests/test_fuzz.py"
 XNOR, SPLAT, MODELS = "tests/test_xnor.py", "tests/test_splat.py", "tests/test_models.py"
+CODECS = "tests/test_codecs.py"
 TRITON = ["-k", "triton"]
 CPU = ["-k", "cpu"]
 
@@ -64,10 +65,10 @@ MUTANTS = [
     ("tri-awing-linear", "kernels/encode.py", "out = tl.where(d < theta, near, a * d - cc)",
      "out = tl.where(d < theta, near, a * d + cc)", [ENC, REACH, *TRITON]),
     # Python ops and reference
-    ("py-hih-centers-axes", "fastlmk/ops/encode.py", "scale = torch.tensor([wo, ho], dtype=keypoints.dtype",
-     "scale = torch.tensor([ho, wo], dtype=keypoints.dtype", [ENC, DEC, REACH, MODELS]),
-    ("py-decode-hih-axes", "fastlmk/ops/decode.py", "scale = torch.tensor([wo, ho], dtype=fine.dtype",
-     "scale = torch.tensor([ho, wo], dtype=fine.dtype", [DEC, REACH, MODELS]),
+    ("py-hih-centers-axes", "fastlmk/ops/encode.py", "scaled = torch.stack([frac[..., 0] * wo, frac[..., 1] * ho]",
+     "scaled = torch.stack([frac[..., 0] * ho, frac[..., 1] * wo]", [ENC, DEC, REACH, MODELS]),
+    ("py-decode-hih-axes", "fastlmk/ops/decode.py", "torch.stack([fine[..., 0] / wo, fine[..., 1] / ho], dim=-1)",
+     "torch.stack([fine[..., 0] / ho, fine[..., 1] / wo], dim=-1)", [DEC, REACH, MODELS]),
     ("py-raw-shape-check", "fastlmk/_checks.py",
      "if t.dim() != len(shape) or any(n is not None and n != m for n, m in zip(shape, t.shape)):",
      "if t.dim() != len(shape):", [FUZZ, "tests/test_errors.py"]),
@@ -90,8 +91,24 @@ MUTANTS = [
     # the window inside the map)
     ("cpp-window-hi", "csrc/encode/encode_kernels.h", "hi = b > S(n - 1) ? n - 1 : int64_t(b);",
      "hi = b > S(n - 1) ? n : int64_t(b);", [ENC, REACH, *CPU]),
-    ("cpp-disc-edge", "csrc/encode/encode_kernels.h", "if (dx * dx + dy * dy <= r * r) store(o[i * W + j], wt);",
-     "if (dx * dx + dy * dy < r * r) store(o[i * W + j], wt);", [ENC, REACH, *CPU]),
+    ("cpp-disc-edge", "csrc/encode/encode_kernels.h", "if (dx * dx + dy * dy <= p * p) store(o[i * W + j], wt);",
+     "if (dx * dx + dy * dy < p * p) store(o[i * W + j], wt);", [ENC, REACH, *CPU]),
+    # multi-instance targets, mmpose's patches and SimCC (issue 15)
+    ("cpp-render-instances-max", "csrc/encode/encode_kernels.h",
+     "store(o[i * W + j], q && inst.earlier(q, i, j) ? std::max(load<S>(o[i * W + j]), v) : v);",
+     "store(o[i * W + j], v);", [ENC, *CPU]),
+    ("cpp-loss-instances-max", "csrc/encode/encode_kernels.h",
+     "out[j] = any && earlier(q, i, j) ? std::max(out[j], v) : v;", "out[j] = v;", [ENC, *CPU]),
+    ("cpp-patch-end", "csrc/encode/encode_kernels.h", "last = std::trunc(double(mu) + double(r) + 1.0) - 1.0;",
+     "last = std::trunc(double(mu) + double(r) + 1.0);", [ENC, *CPU]),
+    ("cpp-simcc-score", "csrc/decode/decode_kernels.h", "std::min(px.value, py.value)",
+     "std::max(px.value, py.value)", [DEC, *CPU]),
+    ("tri-udp-shift", "kernels/encode.py", "            c = c + (x - mu)", "            c = c - (x - mu)",
+     [ENC, *TRITON]),
+    ("tri-simcc-onehot", "kernels/encode.py", "val = tl.where(j == tl.floor(c + 0.5), wt * (1 - smoothing), rest)",
+     "val = tl.where(j == tl.floor(c), wt * (1 - smoothing), rest)", [ENC, *TRITON]),
+    ("py-codec-patch-end", "fastlmk/codecs.py", "lo, hi, radius = xp.trunc(mu - r), xp.trunc(mu + r + 1), 3.0",
+     "lo, hi, radius = xp.trunc(mu - r), xp.trunc(mu + r), 3.0", [CODECS]),
     # C++ XNOR
     ("cpp-xnor-avx2-widen", "csrc/xnor/xnor_kernels.h", "if (++pending == 31) {", "if (++pending == 33) {",
      [XNOR, *CPU]),
