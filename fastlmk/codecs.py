@@ -179,6 +179,7 @@ class _GaussianCodec:
                                 center=self._center, radius=radius)
 
     def decode_batch(self, heatmaps: Tensor) -> tuple[Tensor, Tensor]:
+        """Keypoints (B, K, 2) in input-image pixels and scores (B, K): each codec's own decoding."""
         raise NotImplementedError
 
     def decode(self, encoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
