@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import ops
-from .ops.encode import render_cpu, render_simcc_cpu
+from .ops.encode import render_gaussian_cpu, render_simcc_cpu
 from .reference.decode import dark_kernel
 
 __all__ = ["MSRAHeatmap", "UDPHeatmap", "SimCCLabel"]
@@ -158,11 +158,11 @@ class _GaussianCodec:
 
     def encode(self, keypoints: np.ndarray, keypoints_visible: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
         """mmpose's ``encode``: ``heatmaps`` (K, H, W) float32 and ``keypoint_weights`` (N, K). Runs the CPU
-        kernel directly (encode.render_cpu), without the torch dispatcher's cost per call."""
+        kernel directly (encode.render_gaussian_cpu), without the torch dispatcher's cost per call."""
         kp, weights, radius = self._targets(*_batched(keypoints, keypoints_visible))
         w, h = self.heatmap_size
         sigma = torch.full(kp.shape[:1] + kp.shape[2:3], float(self.sigma))
-        heatmaps = render_cpu("gaussian")(torch.from_numpy(kp), sigma, None, h, w, self._center, radius, torch.float32)
+        heatmaps = render_gaussian_cpu(torch.from_numpy(kp), sigma, None, h, w, self._center, radius, torch.float32)
         return dict(heatmaps=heatmaps[0].numpy(), keypoint_weights=weights[0])
 
     def loss(self, pred: Tensor, keypoints: Tensor, keypoints_visible: Optional[Tensor] = None,

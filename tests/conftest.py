@@ -127,16 +127,18 @@ def assert_decoded(got, want, size):
     torch.testing.assert_close(s1, s2, rtol=0, atol=0, equal_nan=True)
 
 
-def away_from_targets(pred, kp, sigma, margin=1e-2):
-    """Move pred at least ``margin`` away from both targets (continuous and rounded centre). Adaptive Wing's
+def away_from_targets(pred, kp, sigma, margin=1e-2, *, weights=None, centers=("continuous", "rounded")):
+    """Move pred at least ``margin`` away from the targets of ``centers`` (by default both the continuous and
+    the rounded centre; ``weights`` as render_gaussian's, e.g. of instances). Adaptive Wing's
     gradient has the factor d^(alpha - t - 1), with an exponent as low as 0.1, so at d = |pred - t| -> 0 a
     float32 rounding e of the target (a few 1e-8) changes the gradient by about (alpha - t - 1) e / d
     relatively: no backend can match another there, and the comparison would test the input, not the kernels."""
     from fastlmk.reference import encode as ref_enc
 
     size, s = tuple(pred.shape[-2:]), sigma.double()
-    t = torch.stack([ref_enc.render_gaussian(kp.double(), size, s, center=c, dtype=torch.float64)
-                     for c in ("continuous", "rounded")])
+    w = None if weights is None else weights.double()
+    t = torch.stack([ref_enc.render_gaussian(kp.double(), size, s, weights=w, center=c, dtype=torch.float64)
+                     for c in centers])
     near = ((pred.double() - t).abs() < margin).any(0)
     return torch.where(near, (t.amax(0) + 2 * margin).float(), pred)
 

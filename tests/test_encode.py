@@ -114,20 +114,10 @@ def test_heatmap_loss_instances_match_reference(backend, gen, kind, reduction, c
     sigma = _sigma("per_batch", b, k, gen)
     pred = torch.rand(b, k, h, w, generator=gen) * 1.4 - 0.2
     if kind == "awing":
-        target = ref.render_gaussian(kp.double(), (h, w), sigma.double(), weights=weights.double(),
-                                     center=center, dtype=torch.float64)
-        pred = torch.where((pred.double() - target).abs() < 1e-2, (target + 2e-2).float(), pred)
+        pred = away_from_targets(pred, kp, sigma, weights=weights, centers=(center,))
     grad = torch.randn(pred.shape if reduction == "none" else (), generator=gen)
-    args = dict(kind=kind, weights=weights, center=center, reduction=reduction)
-    p = pred.clone().requires_grad_()
-    expected = ref.heatmap_loss(p, kp, sigma, **args)
-    (expected_grad,) = torch.autograd.grad(expected, p, grad)
-    p_d = pred.to(device).clone().requires_grad_()
-    kp_d, s_d, w_d = _on(device, kp, sigma, weights)
-    out = ops.heatmap_loss(p_d, kp_d, s_d, backend=name, **{**args, "weights": w_d})
-    out.backward(grad.to(device))
-    close(out, expected, torch.float32)
-    close(p_d.grad, expected_grad, torch.float32)
+    _assert_loss_matches(backend, pred, kp, sigma, grad, kind=kind, weights=weights, center=center,
+                         reduction=reduction)
 
 
 def test_heatmap_loss_instances_equal_the_loss_on_the_rendered_target(gen):
@@ -208,16 +198,22 @@ def test_heatmap_loss_matches_reference(backend, gen, kind, reduction, shape):
         pred = away_from_targets(pred, kp, sigma)
     grad = torch.randn(pred.shape if reduction == "none" else (), generator=gen)
     for center in ("continuous", "rounded"):
-        args = dict(kind=kind, weights=weights, center=center, reduction=reduction)
-        p = pred.clone().requires_grad_()
-        expected = ref.heatmap_loss(p, kp, sigma, **args)
-        (expected_grad,) = torch.autograd.grad(expected, p, grad)
-        p_d = pred.to(device).clone().requires_grad_()
-        kp_d, s_d, w_d = _on(device, kp, sigma, weights)
-        out = ops.heatmap_loss(p_d, kp_d, s_d, backend=name, **{**args, "weights": w_d})
-        out.backward(grad.to(device))
-        close(out, expected, torch.float32)
-        close(p_d.grad, expected_grad, torch.float32)
+        _assert_loss_matches(backend, pred, kp, sigma, grad, kind=kind, weights=weights, center=center,
+                             reduction=reduction)
+
+
+def _assert_loss_matches(backend, pred, kp, sigma, grad, **args):
+    """heatmap_loss on the backend equals the reference's, forward and backward (the gradient ``grad``)."""
+    name, device = backend
+    p = pred.clone().requires_grad_()
+    expected = ref.heatmap_loss(p, kp, sigma, **args)
+    (expected_grad,) = torch.autograd.grad(expected, p, grad)
+    p_d = pred.to(device).clone().requires_grad_()
+    kp_d, s_d, w_d = _on(device, kp, sigma, args.get("weights"))
+    out = ops.heatmap_loss(p_d, kp_d, s_d, backend=name, **{**args, "weights": w_d})
+    out.backward(grad.to(device))
+    close(out, expected, torch.float32)
+    close(p_d.grad, expected_grad, torch.float32)
 
 
 @pytest.mark.parametrize("kind", ["mse", "bce_logits", "awing"])

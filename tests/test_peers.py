@@ -13,6 +13,7 @@ import torch
 
 from fastlmk import codecs, compat
 from fastlmk.bench import mmpose_numpy
+from test_codecs import _keypoints, _to_decode  # the same inputs as the tests against mmpose's formulas
 
 try:
     import mmpose.codecs as mmpose_codecs
@@ -33,30 +34,9 @@ ENCODE_TOL = 2e-6
 DECODE_TOL = {"MSRAHeatmap": 1e-3, "UDPHeatmap": 1e-3}  # input pixels; DARK's float32 log and solve
 
 
-def _inputs(rng: np.random.Generator, input_size, k: int):
-    w, h = input_size
-    kp = (rng.random((1, k, 2)) * [w * 1.3, h * 1.3] - [w * 0.15, h * 0.15]).astype(np.float32)
-    vis = rng.choice([0.0, 1.0, 0.3, 1.0, 1.0], size=(1, k)).astype(np.float32)
-    return kp, vis
-
-
 def _pair(name: str, input_size, heatmap_size, options):
     return (getattr(mmpose_codecs, name)(input_size=input_size, heatmap_size=heatmap_size, **options),
             getattr(codecs, name)(input_size=input_size, heatmap_size=heatmap_size, **options))
-
-
-def _maps_to_decode(theirs, kp, vis, rng) -> tuple[np.ndarray, np.ndarray]:
-    """Heatmaps to decode and which channels hold a Gaussian peak. A channel without one (an invisible
-    keypoint: noise only) is ill-conditioned for DARK, whose Newton step there amplifies float32 rounding
-    into pixels: compared only for the argmax methods. Channel 0's maximum is <= 0 (decodes to -1)."""
-    encoded = theirs.encode(kp, vis)
-    maps = encoded["heatmaps"] + 0.01 * rng.random(encoded["heatmaps"].shape).astype(np.float32)  # no ties
-    maps[0] = -rng.random(maps.shape[1:])
-    peaked = maps.reshape(maps.shape[0], -1).max(1) > 0.5
-    if maps.shape[0] != kp.shape[1]:  # UDP combined: K classification maps of 3K channels
-        peaked = peaked[::3]
-    peaked[0] = True
-    return maps.astype(np.float32), peaked
 
 
 def differences(name: str, options: dict, input_size, heatmap_size, seed: int = 0, trials: int = 8) -> dict:
@@ -65,13 +45,13 @@ def differences(name: str, options: dict, input_size, heatmap_size, seed: int = 
     worst = dict(heatmaps=0.0, keypoint_weights=0.0, keypoints=0.0, scores=0.0, oracle=0.0)
     argmax_only = name == "MSRAHeatmap" and not options.get("unbiased") or options.get("heatmap_type") == "combined"
     for _ in range(trials):
-        kp, vis = _inputs(rng, input_size, 17)
+        kp, vis = _keypoints(rng, input_size)
         want, got = theirs.encode(kp, vis), ours.encode(kp, vis)
         assert set(want) == set(got)
         for key in ("heatmaps", "keypoint_weights"):
             assert want[key].shape == got[key].shape and want[key].dtype == got[key].dtype, key
             worst[key] = max(worst[key], float(np.abs(want[key] - got[key]).max()))
-        maps, peaked = _maps_to_decode(theirs, kp, vis, rng)
+        maps, peaked = _to_decode(want["heatmaps"], rng, kp.shape[1])
         if argmax_only:
             peaked[:] = True
         (wk, ws), (gk, gs) = theirs.decode(maps.copy()), ours.decode(maps)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import math
-from typing import Callable, Optional, Union
+from typing import Optional, Union
 
 import torch
 from torch import Tensor
@@ -108,12 +108,9 @@ _RENDER_CPU: dict = {}
 for _kind in ("gaussian", "disc", "offsets"):
     _RENDER_OPS[_kind], _RENDER_CPU[_kind] = _define_render_op(_kind)
 del _kind
-
-
-def render_cpu(kind: str) -> Callable[..., Tensor]:
-    """The CPU kernel of ``fastlmk::render_<kind>`` as a function of the raw op's arguments, without the torch
-    dispatcher (whose call costs tens of microseconds): for per-sample NumPy calls (fastlmk.codecs)."""
-    return _RENDER_CPU[kind]
+# The CPU kernels as functions of the raw ops' arguments, without the torch dispatcher (whose call costs tens
+# of microseconds): for the per-sample NumPy calls of fastlmk.codecs.
+render_gaussian_cpu = _RENDER_CPU["gaussian"]
 
 
 def _render(kind: str, backend: str, keypoints: Tensor, param: Tensor, weights: Optional[Tensor], size, dtype,
@@ -233,7 +230,7 @@ def _render_simcc_triton(keypoints, weights, wx, hy, kind, sigma, scale, smoothi
 
 
 _dispatch.register(_render_simcc_op, cpu=_render_simcc_cpu, cuda=_render_simcc_triton, triton=True)
-render_simcc_cpu = _render_simcc_cpu  # the CPU kernel without the dispatcher, as render_cpu
+render_simcc_cpu = _render_simcc_cpu  # without the dispatcher, as render_gaussian_cpu
 
 
 @_render_simcc_op.register_fake
