@@ -266,19 +266,19 @@ class UDPHeatmap(_GaussianCodec):
         vis = _visibility(keypoints, keypoints_visible)
         if keypoints.shape[1] != 1:
             raise ValueError(f"heatmap_type='combined' takes one instance per image, got {keypoints.shape[1]}")
-        kp = keypoints[:, 0].to(torch.float64) / self._scale(keypoints).to(torch.float64)
+        # as mmpose: the keypoints scaled in float32, the offsets and the disc test in float64
+        kp = (_float32(keypoints[:, 0]) / self._scale(keypoints)).to(torch.float64)
         seen = vis[:, 0] >= 0.5
         w, h = self.heatmap_size
         radius = self.radius_factor * max(w, h)
         b, k = kp.shape[:2]
-        disc = ops.render_disc(kp, (h, w), radius, weights=seen.to(torch.float64), dtype=torch.float64)
         j = torch.arange(w, dtype=torch.float64, device=kp.device)
         i = torch.arange(h, dtype=torch.float64, device=kp.device)
         ox = ((kp[..., 0, None] - j) / radius)[..., None, :].expand(b, k, h, w)
         oy = ((kp[..., 1, None] - i) / radius)[..., :, None].expand(b, k, h, w)
+        disc = (ox * ox + oy * oy <= 1).to(torch.float64)
         zero = torch.zeros((), dtype=torch.float64, device=kp.device)
-        maps = torch.stack([disc, torch.where(seen[..., None, None], ox, zero),
-                            torch.where(seen[..., None, None], oy, zero)], 2)
+        maps = torch.stack([torch.where(seen[..., None, None], m, zero) for m in (disc, ox, oy)], 2)
         return dict(heatmaps=maps.reshape(b, 3 * k, h, w).to(torch.float32), keypoint_weights=vis)
 
     def encode(self, keypoints: np.ndarray, keypoints_visible: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:

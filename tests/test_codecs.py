@@ -61,6 +61,8 @@ def _to_decode(encoded, rng, k):
     """Maps to decode (noise against ties; channel 0 all negative, decoding to -1) and the channels whose
     peak makes DARK well conditioned (noise-only channels amplify rounding into pixels)."""
     maps = encoded + np.float32(0.01) * rng.random(encoded.shape, dtype=np.float32)
+    if maps.shape[0] == 3 * k:  # UDP combined: exact offsets, so that any of the near-tied maxima of the
+        maps[1::3], maps[2::3] = encoded[1::3], encoded[2::3]  # blurred disc decodes to the same keypoint
     maps[0] = -rng.random(maps.shape[1:], dtype=np.float32)
     peaked = maps.reshape(maps.shape[0], -1).max(1) > 0.5
     peaked = peaked[::3] if maps.shape[0] == 3 * k else peaked
