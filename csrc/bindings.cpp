@@ -101,6 +101,8 @@ PYBIND11_MODULE(_C, m) {
               FASTLMK_FIELD(DecodeArgs, k_per_batch), FASTLMK_FIELD(DecodeArgs, h), FASTLMK_FIELD(DecodeArgs, w),
               FASTLMK_FIELD(DecodeArgs, blur), FASTLMK_FIELD(DecodeArgs, window), FASTLMK_FIELD(DecodeArgs, topk),
               FASTLMK_FIELD(DecodeArgs, coords), FASTLMK_FIELD(DecodeArgs, scores),
+              FASTLMK_FIELD(DecodeArgs, flipped), FASTLMK_FIELD(DecodeArgs, flipped_offsets),
+              FASTLMK_FIELD(DecodeArgs, flip_index), FASTLMK_FIELD(DecodeArgs, flip_shift),
               FASTLMK_FIELD(DecodeArgs, nthreads)});
 
   using fastlmk::SoftArgmaxArgs;
@@ -111,7 +113,10 @@ PYBIND11_MODULE(_C, m) {
       FASTLMK_FIELD(SoftArgmaxArgs, beta),   FASTLMK_FIELD(SoftArgmaxArgs, relu),
       FASTLMK_FIELD(SoftArgmaxArgs, coords), FASTLMK_FIELD(SoftArgmaxArgs, stat),
       FASTLMK_FIELD(SoftArgmaxArgs, nthreads)};
-  def_kernel(m, "soft_argmax_forward", &fastlmk::soft_argmax_forward, soft);
+  def_kernel(m, "soft_argmax_forward", &fastlmk::soft_argmax_forward,
+             soft + std::vector{FASTLMK_FIELD(SoftArgmaxArgs, k_per_batch), FASTLMK_FIELD(SoftArgmaxArgs, flipped),
+                                FASTLMK_FIELD(SoftArgmaxArgs, flip_index),
+                                FASTLMK_FIELD(SoftArgmaxArgs, flip_shift)});
   def_kernel(m, "soft_argmax_backward", &fastlmk::soft_argmax_backward,
              soft + std::vector{FASTLMK_FIELD(SoftArgmaxArgs, grad_coords), FASTLMK_FIELD(SoftArgmaxArgs, grad_stat),
                                 FASTLMK_FIELD(SoftArgmaxArgs, grad_maps)});

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from . import ops
 from .ops.encode import render_gaussian_cpu, render_simcc_cpu
-from .reference.decode import dark_kernel
+from .reference.decode import dark_kernel, flip_back
 
 __all__ = ["MSRAHeatmap", "UDPHeatmap", "SimCCLabel"]
 
@@ -178,8 +178,12 @@ class _GaussianCodec:
         return ops.heatmap_loss(pred, kp, self.sigma, weights=weights if use_target_weight else None,
                                 center=self._center, radius=radius)
 
-    def decode_batch(self, heatmaps: Tensor) -> tuple[Tensor, Tensor]:
-        """Keypoints (B, K, 2) in input-image pixels and scores (B, K): each codec's own decoding."""
+    def decode_batch(self, heatmaps: Tensor, flipped: Optional[Tensor] = None, *,
+                     flip_indices: Optional[Sequence[int]] = None,
+                     shift_heatmap: bool = False) -> tuple[Tensor, Tensor]:
+        """Keypoints (B, K, 2) in input-image pixels and scores (B, K): each codec's own decoding. With
+        ``flipped`` (the maps of the horizontally flipped image), of the flip test's average, as mmpose's
+        heads compute it from ``test_cfg`` (``flip_heatmaps`` with the codec's flip mode, then the mean)."""
         raise NotImplementedError
 
     def decode(self, encoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -220,13 +224,17 @@ class MSRAHeatmap(_GaussianCodec):
         self._center = "continuous" if unbiased else "mmpose"
         self.scale_factor = (np.array(input_size) / heatmap_size).astype(np.float32)
 
-    def decode_batch(self, heatmaps: Tensor) -> tuple[Tensor, Tensor]:
+    def decode_batch(self, heatmaps: Tensor, flipped: Optional[Tensor] = None, *,
+                     flip_indices: Optional[Sequence[int]] = None,
+                     shift_heatmap: bool = False) -> tuple[Tensor, Tensor]:
         """Keypoints (B, K, 2) in input-image pixels and scores (B, K) from heatmaps (B, K, H, W), one fused
-        decode on their device (float32; float64 maps decode in float64)."""
+        decode on their device (float32; float64 maps decode in float64). The flip test (``flipped``,
+        ``flip_indices``, ``shift_heatmap``, mmpose's ``flip_mode="heatmap"``) is fused into that decode."""
+        flip = dict(flipped=flipped, flip_indices=flip_indices, shift_heatmap=shift_heatmap)
         if self.unbiased:
-            coords, scores = ops.decode(heatmaps, "dark", blur=self.blur_kernel_size)
+            coords, scores = ops.decode(heatmaps, "dark", blur=self.blur_kernel_size, **flip)
         else:  # the fused quarter offset, without it where mmpose's refine_keypoints skips a pixel
-            coords, scores = ops.decode(heatmaps, "quarter")
+            coords, scores = ops.decode(heatmaps, "quarter", **flip)
             xy = torch.floor(coords + 0.5)
             x, y = xy[..., 0], xy[..., 1]
             keep_x = (x >= 2) & (y >= 1)  # mmpose: 1 < x < W - 1 and 0 < y < H
@@ -294,10 +302,19 @@ class UDPHeatmap(_GaussianCodec):
             raise ValueError("UDPHeatmap.loss renders the Gaussian target; heatmap_type='combined' has none")
         return super().loss(pred, keypoints, keypoints_visible, use_target_weight)
 
-    def decode_batch(self, heatmaps: Tensor) -> tuple[Tensor, Tensor]:
-        """Keypoints (B, K, 2) in input-image pixels (float64, as mmpose's) and scores (B, K)."""
+    def decode_batch(self, heatmaps: Tensor, flipped: Optional[Tensor] = None, *,
+                     flip_indices: Optional[Sequence[int]] = None,
+                     shift_heatmap: bool = False) -> tuple[Tensor, Tensor]:
+        """Keypoints (B, K, 2) in input-image pixels (float64, as mmpose's) and scores (B, K). The flip test
+        (``flipped``, ``flip_indices``, ``shift_heatmap``; ``flip_mode`` "heatmap" for the Gaussian type,
+        "udp_combined" for the combined one) builds the average here: both decodings blur the whole map."""
         w, h = self.heatmap_size
         maps = heatmaps.detach().to(torch.float32)
+        if flipped is not None:
+            if flipped.shape != heatmaps.shape:
+                raise ValueError(f"flipped must have the heatmaps' shape {tuple(heatmaps.shape)}, "
+                                 f"got {tuple(flipped.shape)}")
+            maps = (maps + self._flip_back(flipped.detach().to(torch.float32), flip_indices, shift_heatmap)) * 0.5
         if self.heatmap_type == "gaussian":
             x, y, scores = _maxima(maps)
             coords = self._refine_dark_udp(maps, x, y, scores)
@@ -305,6 +322,21 @@ class UDPHeatmap(_GaussianCodec):
             coords, scores = self._decode_combined(maps)
         size = torch.tensor(self.input_size, dtype=torch.float64, device=coords.device)
         return coords / torch.tensor([w - 1, h - 1], dtype=torch.float64, device=coords.device) * size, scores
+
+    def _flip_back(self, flipped: Tensor, flip_indices: Optional[Sequence[int]], shift: bool) -> Tensor:
+        """mmpose's ``flip_heatmaps`` in this codec's flip mode: ``"udp_combined"`` flips the (disc, x offset,
+        y offset) groups of the combined maps together and negates the x offsets."""
+        b, c, h, w = flipped.shape
+        groups = 1 if self.heatmap_type == "gaussian" else 3
+        if c % groups:
+            raise ValueError(f"heatmap_type='combined' needs 3K channels, got {c}")
+        if flip_indices is not None and sorted(flip_indices) != list(range(c // groups)):
+            raise ValueError(f"flip_indices must be a permutation of 0..K-1 with K = {c // groups}, "
+                             f"got {list(flip_indices)}")
+        back = flip_back(flipped.reshape(b, c // groups, groups, h, w), flip_indices, shift)
+        if groups == 3:
+            back = back * torch.tensor([1.0, -1.0, 1.0], device=back.device).view(1, 1, 3, 1, 1)
+        return back.reshape(b, c, h, w)
 
     def _refine_dark_udp(self, maps: Tensor, x: Tensor, y: Tensor, scores: Tensor) -> Tensor:
         """mmpose's ``refine_keypoints_dark_udp`` at the maxima (x, y) (-1 where the score is <= 0)."""

@@ -65,14 +65,17 @@ def _decode_simcc(simcc_x, simcc_y):
     return ref_decode.decode_simcc(simcc_x, cast(simcc_y, simcc_x.dtype))
 
 
-def _decode(heatmaps, offsets, affine, method, blur, window, k):
-    offsets, affine = _cast(compute_dtype(heatmaps.dtype), offsets, affine)
+def _decode(heatmaps, offsets, affine, method, blur, window, k, flipped=None, flipped_offsets=None, flip_indices=None,
+            shift_heatmap=False):
+    offsets, affine, flipped_offsets = _cast(compute_dtype(heatmaps.dtype), offsets, affine, flipped_offsets)
     window = min(window, max(heatmaps.shape[2:]) - 1)  # as the kernels: a larger window adds only pixels off the map
-    return ref_decode.decode(heatmaps, method, blur=blur, window=window, k=k, offsets=offsets, affine=affine)
+    return ref_decode.decode(heatmaps, method, blur=blur, window=window, k=k, offsets=offsets, affine=affine,
+                             flipped=flipped, flipped_offsets=flipped_offsets, flip_indices=flip_indices,
+                             shift=shift_heatmap)
 
 
-def _soft_argmax(heatmaps, beta, relu):
-    return ref_decode.soft_argmax(heatmaps, beta, _normalize(relu))
+def _soft_argmax(heatmaps, beta, relu, flipped=None, flip_indices=None, shift_heatmap=False):
+    return ref_decode.soft_argmax(heatmaps, beta, _normalize(relu), flipped, flip_indices, shift_heatmap)
 
 
 def _soft_argmax_backward(grad_coords, grad_stat, heatmaps, coords, stat, beta, relu):

@@ -53,9 +53,22 @@ def _inside(y, x, H, W):
 
 
 @triton.jit
-def _at(base, y, x, H, W, COMPUTE: tl.constexpr):
+def _load(base, fbase, idx, W, mask, other, COMPUTE: tl.constexpr, FLIP: tl.constexpr, SHIFT: tl.constexpr):
+    """The map at flat index ``idx`` = y W + x in COMPUTE where ``mask`` (else ``other``); in the flip test
+    (FLIP) the average of the map and the flipped map ``fbase`` at the mirrored column, W - 1 - x or, with
+    SHIFT, W - max(x, 1)."""
+    v = tl.load(base + idx, mask=mask, other=other).to(COMPUTE)
+    if FLIP:
+        x = idx % W
+        fx = W - tl.maximum(x, 1) if SHIFT else W - 1 - x
+        v = (v + tl.load(fbase + idx - x + fx, mask=mask, other=other).to(COMPUTE)) * 0.5
+    return v
+
+
+@triton.jit
+def _at(base, fbase, y, x, H, W, COMPUTE: tl.constexpr, FLIP: tl.constexpr, SHIFT: tl.constexpr):
     """map[y, x], 0 outside the map."""
-    return tl.load(base + y * W + x, mask=_inside(y, x, H, W), other=0.0).to(COMPUTE)
+    return _load(base, fbase, y * W + x, W, _inside(y, x, H, W), 0.0, COMPUTE, FLIP, SHIFT)
 
 
 @triton.jit
@@ -119,7 +132,8 @@ def _tap(L, di, dj):
 
 
 @triton.jit
-def _dark(base, x, y, H, W, peak, ker_ptr, blur, TILE: tl.constexpr):
+def _dark(base, fbase, x, y, H, W, peak, ker_ptr, blur, COMPUTE: tl.constexpr, FLIP: tl.constexpr,
+          SHIFT: tl.constexpr, TILE: tl.constexpr):
     """DARK offset in float64. The blurred 5x5 patch around the argmax is B = G R G^T, R the map on rows/cols
     argmax +- (2 + r) (zero outside), G[p, a] = g[a - p] the banded blur; L = log(max(B s, 1e-10)) with
     s = peak / max(B) when max(B) > 0, else 1; offset = -Hess^-1 grad by the reference's differences.
@@ -138,7 +152,7 @@ def _dark(base, x, y, H, W, peak, ker_ptr, blur, TILE: tl.constexpr):
             rows = y - 2 - r + ca[:, None]
             cols = x - 2 - r + cb[None, :]
             inside = _inside(rows, cols, H, W) & (ca[:, None] < n) & (cb[None, :] < n)
-            R = tl.load(base + rows * W + cols, mask=inside, other=0.0).to(tl.float64)
+            R = _load(base, fbase, rows * W + cols, W, inside, 0.0, COMPUTE, FLIP, SHIFT).to(tl.float64)
             ta = ca[None, :] - p[:, None]
             band = (p[:, None] < 5) & (ta >= 0) & (ta < blur)
             G = tl.load(ker_ptr + ta, mask=band, other=0.0)
@@ -164,7 +178,8 @@ def _dark(base, x, y, H, W, peak, ker_ptr, blur, TILE: tl.constexpr):
 
 
 @triton.jit
-def _local_softargmax(base, x, y, H, W, r, COMPUTE: tl.constexpr, TILE: tl.constexpr):
+def _local_softargmax(base, fbase, x, y, H, W, r, COMPUTE: tl.constexpr, FLIP: tl.constexpr, SHIFT: tl.constexpr,
+                      TILE: tl.constexpr):
     """Mean offset in the (2r+1)^2 window around the argmax weighted by max(h, 0); 0 when the weights are 0.
     The window is visited in TILE x TILE tiles, so the kernel's size does not depend on ``r``."""
     t = tl.arange(0, TILE)
@@ -176,7 +191,7 @@ def _local_softargmax(base, x, y, H, W, r, COMPUTE: tl.constexpr, TILE: tl.const
             di = i0 + t[:, None]
             dj = j0 + t[None, :]
             inside = _inside(y + di, x + dj, H, W) & (di <= r) & (dj <= r)
-            v = tl.maximum(tl.load(base + (y + di) * W + x + dj, mask=inside, other=0.0).to(COMPUTE), 0.0)
+            v = tl.maximum(_load(base, fbase, (y + di) * W + x + dj, W, inside, 0.0, COMPUTE, FLIP, SHIFT), 0.0)
             sw += v
             sx += v * dj.to(COMPUTE)
             sy += v * di.to(COMPUTE)
@@ -197,7 +212,8 @@ def _key(v, KEY: tl.constexpr):
 
 
 @triton.jit
-def _topk_select(base, HW, W, k, score, COMPUTE: tl.constexpr, KEY: tl.constexpr, BLOCK: tl.constexpr):
+def _topk_select(base, fbase, HW, W, k, score, COMPUTE: tl.constexpr, FLIP: tl.constexpr, SHIFT: tl.constexpr,
+                 KEY: tl.constexpr, BLOCK: tl.constexpr):
     """Softmax-weighted mean of the centres of the k first pixels (value descending, then index) for any k,
     in passes over the map: the k-th key bit by bit from the top (a count per bit), then one pass that takes
     every pixel above it and the first (k - above) equal to it."""
@@ -210,13 +226,13 @@ def _topk_select(base, HW, W, k, score, COMPUTE: tl.constexpr, KEY: tl.constexpr
         n = tl.zeros([BLOCK], tl.int32)
         for start in range(0, HW, BLOCK):
             idx = start + lane
-            v = tl.load(base + idx, mask=idx < HW).to(COMPUTE)
+            v = _load(base, fbase, idx, W, idx < HW, 0.0, COMPUTE, FLIP, SHIFT)
             n += ((idx < HW) & (_key(v, KEY) >= cand)).to(tl.int32)
         kth = tl.where(tl.sum(n, 0) >= k, cand, kth)
     above = tl.zeros([BLOCK], tl.int32)
     for start in range(0, HW, BLOCK):
         idx = start + lane
-        v = tl.load(base + idx, mask=idx < HW).to(COMPUTE)
+        v = _load(base, fbase, idx, W, idx < HW, 0.0, COMPUTE, FLIP, SHIFT)
         above += ((idx < HW) & (_key(v, KEY) > kth)).to(tl.int32)
     ties = k - tl.sum(above, 0)  # pixels equal to the k-th to take, first in row-major order
     seen = 0
@@ -225,7 +241,7 @@ def _topk_select(base, HW, W, k, score, COMPUTE: tl.constexpr, KEY: tl.constexpr
     sy = se
     for start in range(0, HW, BLOCK):
         idx = start + lane
-        v = tl.load(base + idx, mask=idx < HW).to(COMPUTE)
+        v = _load(base, fbase, idx, W, idx < HW, 0.0, COMPUTE, FLIP, SHIFT)
         key = _key(v, KEY)
         eq = (idx < HW) & (key == kth)
         rank = seen + tl.cumsum(eq.to(tl.int32), 0)  # 1-based among the equal pixels
@@ -241,13 +257,17 @@ def _topk_select(base, HW, W, k, score, COMPUTE: tl.constexpr, KEY: tl.constexpr
 
 
 @triton.jit
-def _decode_kernel(maps_ptr, off_ptr, aff_ptr, ker_ptr, coords_ptr, score_ptr, HW, H, W, KB, blur, window, k,
-                   METHOD: tl.constexpr, HAS_AFFINE: tl.constexpr, COMPUTE: tl.constexpr, BLOCK: tl.constexpr,
-                   KPAD: tl.constexpr, SELECT: tl.constexpr, KEY: tl.constexpr, TILE: tl.constexpr):
+def _decode_kernel(maps_ptr, off_ptr, aff_ptr, ker_ptr, flip_ptr, foff_ptr, fidx_ptr, coords_ptr, score_ptr, HW, H,
+                   W, KB, blur, window, k, METHOD: tl.constexpr, HAS_AFFINE: tl.constexpr, FLIP: tl.constexpr,
+                   SHIFT: tl.constexpr, COMPUTE: tl.constexpr, BLOCK: tl.constexpr, KPAD: tl.constexpr,
+                   SELECT: tl.constexpr, KEY: tl.constexpr, TILE: tl.constexpr):
     """coords[c] = argmax + the METHOD offset (then A[c // KB] @ (x, y, 1)), score[c] = max; NaN for a
-    channel holding a NaN."""
+    channel holding a NaN. FLIP: of the average of the map and flipped channel c - c % KB + fidx[c % KB]
+    flipped back (_load), the offsets too (their x negated)."""
     c = tl.program_id(0).to(tl.int64)
     base = maps_ptr + c * HW
+    fc = c - c % KB + tl.load(fidx_ptr + c % KB) if FLIP else c
+    fbase = flip_ptr + fc * HW
     lane = tl.arange(0, BLOCK)
     v1 = tl.full([BLOCK], float("-inf"), COMPUTE)  # per lane: first maximum (v1, i1), runner-up (v2, i2)
     i1 = tl.full([BLOCK], _BIG, tl.int32)
@@ -260,7 +280,7 @@ def _decode_kernel(maps_ptr, off_ptr, aff_ptr, ker_ptr, coords_ptr, score_ptr, H
     for start in range(0, HW, BLOCK):
         idx = start + lane
         mask = idx < HW
-        v = tl.load(base + idx, mask=mask, other=float("-inf")).to(COMPUTE)
+        v = _load(base, fbase, idx, W, mask, float("-inf"), COMPUTE, FLIP, SHIFT)
         nans += (v != v).to(tl.int32)
         up1 = mask & _better(v, idx, v1, i1)
         if METHOD == WSM:
@@ -280,10 +300,10 @@ def _decode_kernel(maps_ptr, off_ptr, aff_ptr, ker_ptr, coords_ptr, score_ptr, H
         dx = 0.0
         dy = 0.0
     elif METHOD == QUARTER or METHOD == PARABOLA:  # quarter, parabola: per axis from the 4-neighbours
-        lx = _at(base, y, x - 1, H, W, COMPUTE)
-        hx = _at(base, y, x + 1, H, W, COMPUTE)
-        ly = _at(base, y - 1, x, H, W, COMPUTE)
-        hy = _at(base, y + 1, x, H, W, COMPUTE)
+        lx = _at(base, fbase, y, x - 1, H, W, COMPUTE, FLIP, SHIFT)
+        hx = _at(base, fbase, y, x + 1, H, W, COMPUTE, FLIP, SHIFT)
+        ly = _at(base, fbase, y - 1, x, H, W, COMPUTE, FLIP, SHIFT)
+        hy = _at(base, fbase, y + 1, x, H, W, COMPUTE, FLIP, SHIFT)
         inx = (x >= 1) & (x <= W - 2)
         iny = (y >= 1) & (y <= H - 2)
         if METHOD == QUARTER:
@@ -303,13 +323,13 @@ def _decode_kernel(maps_ptr, off_ptr, aff_ptr, ker_ptr, coords_ptr, score_ptr, H
         dx = tl.where(HW > 1, 0.25 * ux / norm, 0.0)
         dy = tl.where(HW > 1, 0.25 * uy / norm, 0.0)
     elif METHOD == DARK:  # dark
-        dx, dy = _dark(base, x, y, H, W, score.to(tl.float64), ker_ptr, blur, TILE)
+        dx, dy = _dark(base, fbase, x, y, H, W, score.to(tl.float64), ker_ptr, blur, COMPUTE, FLIP, SHIFT, TILE)
         dx = dx.to(COMPUTE)
         dy = dy.to(COMPUTE)
     elif METHOD == LOCAL_SOFTARGMAX:  # local_softargmax
-        dx, dy = _local_softargmax(base, x, y, H, W, window, COMPUTE, TILE)
+        dx, dy = _local_softargmax(base, fbase, x, y, H, W, window, COMPUTE, FLIP, SHIFT, TILE)
     elif METHOD == TOPK and SELECT:  # topk for k > KMAX: a few passes over the map
-        tx, ty = _topk_select(base, HW, W, k, score, COMPUTE, KEY, BLOCK)
+        tx, ty = _topk_select(base, fbase, HW, W, k, score, COMPUTE, FLIP, SHIFT, KEY, BLOCK)
         dx = tx - xf
         dy = ty - yf
     elif METHOD == TOPK:  # topk: softmax-weighted mean of the k first pixels' centres
@@ -321,6 +341,10 @@ def _decode_kernel(maps_ptr, off_ptr, aff_ptr, ker_ptr, coords_ptr, score_ptr, H
     else:  # offset
         dx = tl.load(off_ptr + 2 * c * HW + i)
         dy = tl.load(off_ptr + (2 * c + 1) * HW + i)
+        if FLIP:  # the flipped image's offset at the mirrored pixel, its x negated
+            q = y * W + (W - tl.maximum(x, 1) if SHIFT else W - 1 - x)
+            dx = (dx - tl.load(foff_ptr + 2 * fc * HW + q)) * 0.5
+            dy = (dy + tl.load(foff_ptr + (2 * fc + 1) * HW + q)) * 0.5
     cx = xf + dx
     cy = yf + dy
     bad = tl.sum(nans, 0) > 0
@@ -367,11 +391,14 @@ def _decode_simcc_kernel(x_ptr, y_ptr, locs_ptr, score_ptr, WX, HY, COMPUTE: tl.
 
 
 @triton.jit
-def _soft_argmax_fwd_kernel(maps_ptr, coords_ptr, stat_ptr, HW, H, W, beta: tl.float64, RELU: tl.constexpr,
-                            COMPUTE: tl.constexpr, BLOCK: tl.constexpr):
+def _soft_argmax_fwd_kernel(maps_ptr, flip_ptr, fidx_ptr, coords_ptr, stat_ptr, HW, H, W, KB, beta: tl.float64,
+                            RELU: tl.constexpr, FLIP: tl.constexpr, SHIFT: tl.constexpr, COMPUTE: tl.constexpr,
+                            BLOCK: tl.constexpr):
     """softmax: stat = logsumexp(beta h), coords = sum e (j, i) / sum e with e = exp(beta h - max);
-    relu: stat = S = sum relu(h), coords = sum relu(h) (j, i) / S, the map centre when S = 0."""
+    relu: stat = S = sum relu(h), coords = sum relu(h) (j, i) / S, the map centre when S = 0. FLIP: h is the
+    flip average, as in _decode_kernel."""
     c = tl.program_id(0).to(tl.int64)
+    fc = c - c % KB + tl.load(fidx_ptr + c % KB) if FLIP else c
     lane = tl.arange(0, BLOCK)
     m = tl.full([BLOCK], float("-inf"), COMPUTE)
     s = tl.zeros([BLOCK], COMPUTE)
@@ -380,7 +407,7 @@ def _soft_argmax_fwd_kernel(maps_ptr, coords_ptr, stat_ptr, HW, H, W, beta: tl.f
     for start in range(0, HW, BLOCK):
         idx = start + lane
         mask = idx < HW
-        h = tl.load(maps_ptr + c * HW + idx, mask=mask, other=0.0).to(COMPUTE)
+        h = _load(maps_ptr + c * HW, flip_ptr + fc * HW, idx, W, mask, 0.0, COMPUTE, FLIP, SHIFT)
         j, i = _pos(idx, W, COMPUTE)
         if RELU:
             e = tl.where(h < 0, 0.0, h)  # relu that keeps NaN
@@ -455,13 +482,17 @@ def _block(hw: int) -> int:
 
 
 def decode(method: int, maps: Tensor, offsets: Optional[Tensor], affine: Optional[Tensor], k_per_batch: int,
-           blur: int, window: int, topk: int, coords: Tensor, scores: Tensor) -> None:
-    """Writes ``coords (N, 2)`` and ``scores (N,)`` of ``maps (N, H, W)`` decoded by METHODS[method]."""
+           blur: int, window: int, topk: int, flipped: Optional[Tensor], flipped_offsets: Optional[Tensor],
+           flip_index: Optional[Tensor], shift: bool, coords: Tensor, scores: Tensor) -> None:
+    """Writes ``coords (N, 2)`` and ``scores (N,)`` of ``maps (N, H, W)`` decoded by METHODS[method]; with
+    ``flipped`` (N, H, W), ``flip_index`` (K,) and ``flipped_offsets``, of the flip average."""
     n, h, w = maps.shape
     ker = _dark_kernel(blur, maps.device) if method == DARK else coords
     _decode_kernel[(n,)](maps, maps if offsets is None else offsets, coords if affine is None else affine, ker,
-                         coords, scores, h * w, h, w, k_per_batch, blur, window, topk, METHOD=method,
-                         HAS_AFFINE=affine is not None, COMPUTE=_COMPUTE[coords.dtype], BLOCK=_block(h * w),
+                         maps if flipped is None else flipped, maps if flipped_offsets is None else flipped_offsets,
+                         scores if flip_index is None else flip_index, coords, scores, h * w, h, w, k_per_batch, blur,
+                         window, topk, METHOD=method, HAS_AFFINE=affine is not None, FLIP=flipped is not None,
+                         SHIFT=shift, COMPUTE=_COMPUTE[coords.dtype], BLOCK=_block(h * w),
                          KPAD=triton.next_power_of_2(topk) if method == TOPK and topk <= KMAX else 1,
                          SELECT=method == TOPK and topk > KMAX, KEY=_KEYS[coords.dtype], TILE=_tile(method, blur, window))
 
@@ -473,11 +504,14 @@ def decode_simcc(x: Tensor, y: Tensor, locs: Tensor, scores: Tensor) -> None:
     _decode_simcc_kernel[(n,)](x, y, locs, scores, wx, hy, COMPUTE=_COMPUTE[locs.dtype], BLOCK=_block(max(wx, hy)))
 
 
-def soft_argmax_forward(maps: Tensor, beta: float, relu: bool, coords: Tensor, stat: Tensor) -> None:
-    """Writes ``coords (N, 2)`` and ``stat (N,)`` of ``soft_argmax`` over ``maps (N, H, W)``."""
+def soft_argmax_forward(maps: Tensor, beta: float, relu: bool, flipped: Optional[Tensor], flip_index: Optional[Tensor],
+                        k_per_batch: int, shift: bool, coords: Tensor, stat: Tensor) -> None:
+    """Writes ``coords (N, 2)`` and ``stat (N,)`` of ``soft_argmax`` over ``maps (N, H, W)`` (with
+    ``flipped``, of the flip average)."""
     n, h, w = maps.shape
-    _soft_argmax_fwd_kernel[(n,)](maps, coords, stat, h * w, h, w, beta, RELU=relu,
-                                  COMPUTE=_COMPUTE[coords.dtype], BLOCK=_block(h * w))
+    _soft_argmax_fwd_kernel[(n,)](maps, maps if flipped is None else flipped, stat if flip_index is None else flip_index,
+                                  coords, stat, h * w, h, w, k_per_batch, beta, RELU=relu, FLIP=flipped is not None,
+                                  SHIFT=shift, COMPUTE=_COMPUTE[coords.dtype], BLOCK=_block(h * w))
 
 
 def soft_argmax_backward(maps: Tensor, coords: Tensor, stat: Tensor, grad_coords: Tensor, grad_stat: Tensor,

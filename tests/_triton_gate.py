@@ -2,8 +2,9 @@
 
 1. Record: with ``JITFunction.run`` patched to record instead of launch, the launch wrappers of
    ``fastlmk.kernels.encode`` / ``.decode`` are called with small CPU tensors over every case of ``_cases``
-   (each dtype, render kind, loss kind and reduction, decode method with and without affine, flag, and the
-   size parameters: dark blur up to MAX_BLUR, local_softargmax window up to 63, top-k k from 1 to H*W). Each
+   (each dtype, render kind, loss kind and reduction, decode method with and without affine and the flip
+   test, flag, and the size parameters: dark blur up to MAX_BLUR, local_softargmax window up to 63, top-k k
+   from 1 to H*W). Each
    launch is specialised by Triton's own binder for the target, so pointer dtypes, ``i32`` / ``i64`` /
    ``fp32`` / ``fp64`` scalars (annotations included), the ``== 1`` and divisible-by-16 integer
    specialisations and every constexpr are what a GPU launch compiles; then deduplicated. The kernels' own
@@ -72,7 +73,7 @@ def _cases(subset: str) -> Iterator[tuple[str, Callable[[], None]]]:
     ``subset="default"`` (the gate) keeps every value of every axis but crosses less: MAIN x {float32,
     float64} x everything; MAIN x {float16, bfloat16} x everything, except the loss flags (center, weights,
     reduce) only all off / all on; the edge shapes x {float32, float64} x every kind / method / size
-    parameter with the flags all off / all on (decode: affine both ways).
+    parameter with the flags all off / all on (decode: affine and the flip test both ways).
     """
     import torch
 
@@ -175,10 +176,14 @@ def _cases(subset: str) -> Iterator[tuple[str, Callable[[], None]]]:
                 maps = torch.rand(b * k, h, w, dtype=dt)
                 off = torch.rand(b * k, 2, h, w, dtype=c) if METHODS[method] == "offset" else None
                 aff = torch.rand(b, 2, 3, dtype=c) if has_aff else None
-                kd.decode(method, maps, off, aff, k, p["blur"], p["window"], p["topk"],
+                # the flags all on: the affine map and the flip test (shifted, channels reversed)
+                flipped = torch.rand(b * k, h, w, dtype=dt) if has_aff else None
+                foff = torch.rand(b * k, 2, h, w, dtype=c) if has_aff and off is not None else None
+                index = torch.arange(k - 1, -1, -1) if has_aff else None
+                kd.decode(method, maps, off, aff, k, p["blur"], p["window"], p["topk"], flipped, foff, index, has_aff,
                           torch.empty(b * k, 2, dtype=c), torch.empty(b * k, dtype=c))
 
-            yield (f"decode {name} {dt} affine={has_aff} blur={p['blur']} window={p['window']} k={p['topk']} "
+            yield (f"decode {name} {dt} affine+flip={has_aff} blur={p['blur']} window={p['window']} k={p['topk']} "
                    f"{dims(shape)}"), call
 
     # -- soft_argmax forward / backward
@@ -187,9 +192,10 @@ def _cases(subset: str) -> Iterator[tuple[str, Callable[[], None]]]:
             continue
         c = cd(dt)
 
-        def fwd(shape=shape, dt=dt, relu=relu, c=c):
+        def fwd(shape=shape, dt=dt, relu=relu, c=c):  # relu with the flip test (shifted, channels reversed)
             b, k, h, w = shape
-            kd.soft_argmax_forward(torch.rand(b * k, h, w, dtype=dt), 2.0, relu,
+            flipped, index = (torch.rand(b * k, h, w, dtype=dt), torch.arange(k - 1, -1, -1)) if relu else (None, None)
+            kd.soft_argmax_forward(torch.rand(b * k, h, w, dtype=dt), 2.0, relu, flipped, index, k, relu,
                                    torch.empty(b * k, 2, dtype=c), torch.empty(b * k, dtype=c))
 
         def bwd(shape=shape, dt=dt, relu=relu, c=c):
@@ -200,7 +206,7 @@ def _cases(subset: str) -> Iterator[tuple[str, Callable[[], None]]]:
                                     torch.rand(n, 2, dtype=c), torch.rand(n, dtype=c), 2.0, relu,
                                     torch.empty_like(maps))
 
-        tag = f"{'relu' if relu else 'softmax'} {dt} {dims(shape)}"
+        tag = f"{'relu+flip' if relu else 'softmax'} {dt} {dims(shape)}"
         yield f"soft_argmax_fwd {tag}", fwd
         yield f"soft_argmax_bwd {tag}", bwd
 

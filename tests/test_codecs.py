@@ -137,6 +137,45 @@ def test_batch_methods_equal_the_per_sample_ones(env_backend, test_seed, name, o
         np.testing.assert_array_equal(listed[1][i], scores[i:i + 1].cpu().numpy())
 
 
+@pytest.mark.parametrize("shift", [False, True])
+@pytest.mark.parametrize("name,options", CASES, ids=IDS)
+def test_flip_test_is_mmposes(env_backend, test_seed, name, options, shift):
+    """decode_batch(maps, flipped, flip_indices, shift_heatmap) = mmpose's flip_heatmaps in the codec's flip
+    mode, the mean, and mmpose's decode; a bad flip_indices or flipped shape is refused."""
+    from test_decode import _mmpose_flip
+
+    _, device = env_backend
+    rng = np.random.default_rng(test_seed)
+    sizes = SIZES[2]
+    codec = _codec(name, options, sizes)
+    k = 17
+    pairs = [min(i + 1, k - 1) if i % 2 else max(i - 1, 0) for i in range(k)]  # neighbours swapped, as COCO's
+    maps, flipped = [], []
+    for _ in range(2):
+        kp, vis = _keypoints(rng, sizes[0])
+        maps.append(_to_decode(codec.encode(kp, vis)["heatmaps"], rng, k)[0])
+        kp[..., 0] = sizes[0][0] - 1 - kp[..., 0]
+        flipped.append(_to_decode(codec.encode(kp[:, pairs], vis[:, pairs])["heatmaps"], rng, k)[0])
+    maps, flipped = torch.from_numpy(np.stack(maps)), torch.from_numpy(np.stack(flipped))
+    combined = options.get("heatmap_type") == "combined"
+    mode = "udp_combined" if combined else "heatmap"
+    average = ((maps + _mmpose_flip(flipped, mode, pairs, shift)) * 0.5).numpy()
+    keypoints, scores = codec.decode_batch(maps.to(device), flipped.to(device), flip_indices=pairs,
+                                           shift_heatmap=shift)
+    for i in range(2):
+        want_k, want_s = _oracle_decode(name, options, *sizes, average[i])
+        argmax_only = combined or (name == "MSRAHeatmap" and not options.get("unbiased"))
+        grid = average[i][::3] if combined else average[i]
+        rows = slice(None) if argmax_only else grid.reshape(k, -1).max(1) > 0.5  # DARK: where a peak is
+        np.testing.assert_allclose(keypoints[i].cpu().numpy()[rows], want_k[0][rows], rtol=0,
+                                   atol=1e-4 if argmax_only else 1e-3)
+        np.testing.assert_allclose(scores[i].cpu().numpy(), want_s[0], rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="flip_indices must be a permutation"):
+        codec.decode_batch(maps.to(device), flipped.to(device), flip_indices=pairs[:-1])
+    with pytest.raises(ValueError, match="flipped must have the heatmaps' shape"):
+        codec.decode_batch(maps.to(device), flipped[:1].to(device))
+
+
 @pytest.mark.parametrize("name,options", [c for c in CASES if c[1].get("heatmap_type") != "combined"],
                          ids=[i for c, i in zip(CASES, IDS) if c[1].get("heatmap_type") != "combined"])
 def test_loss_is_keypoint_mse_on_the_target(env_backend, test_seed, name, options):

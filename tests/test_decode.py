@@ -294,6 +294,173 @@ def test_soft_argmax_nan_channel():
         assert coords[0, 1].isnan().all() and not coords[0, 0].isnan().any()
 
 
+# ------------------------------------------------------------------------------------------- the flip test
+
+def _mmpose_flip(flipped, mode, indices, shift):
+    """mmpose 1.3's ``flip_heatmaps`` written out: flip W, permute the channels (in groups of 3 for
+    ``"udp_combined"``, whose x offsets change sign), then with ``shift`` move the map one pixel right."""
+    b, c, h, w = flipped.shape
+    out = flipped.flip(-1)
+    if mode == "udp_combined":
+        out = out.view(b, c // 3, 3, h, w)
+    if indices is not None:
+        out = out[:, indices]
+    out = out.clone()
+    if mode == "udp_combined":
+        out[:, :, 1] = -out[:, :, 1]
+        out = out.reshape(b, c, h, w)
+    if shift:
+        out[..., 1:] = out[..., :-1].clone()
+    return out
+
+
+def _flip_pair(shape, gen, dtype=torch.float32):
+    """Maps and the maps of the flipped image (its keypoints mirrored, channels permuted, other noise)."""
+    b, k, h, w = shape
+    maps = _maps(shape, gen, dtype)
+    flipped = _maps(shape, gen, dtype)
+    indices = torch.randperm(k, generator=gen).tolist()
+    return maps, flipped, indices
+
+
+FLIP_SHAPES = [(2, 3, 17, 23), (1, 1, 1, 1), (3, 2, 1, 7), (2, 2, 5, 1), (1, 2, 40, 37)]  # 40x37: many blocks
+
+
+@pytest.mark.parametrize("shift", [False, True])
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("shape", FLIP_SHAPES)
+def test_flip_decode_is_mmpose_flip_average_decode(backend, gen, method, shape, shift):
+    """decode(maps, flipped=...) equals mmpose's flip_heatmaps, the average and a plain decode; offsets flip
+    back as flip_mode='udp_combined' (the 3K-channel maps of mmpose's UDP codec) does."""
+    name, device = backend
+    maps, flipped, indices = _flip_pair(shape, gen)
+    b, k, h, w = shape
+    kw, want_kw = {}, {}
+    if method == "offset":
+        off, foff = torch.randn(2, b, k, 2, h, w, generator=gen)
+        combined = torch.cat([flipped[:, :, None], foff], 2).reshape(b, 3 * k, h, w)
+        back = _mmpose_flip(combined, "udp_combined", indices, shift).view(b, k, 3, h, w)
+        average = (maps + back[:, :, 0]) * 0.5
+        want_kw = {"offsets": (off + back[:, :, 1:]) * 0.5}
+        kw = {"offsets": off.to(device), "flipped_offsets": foff.to(device)}
+    else:
+        average = (maps + _mmpose_flip(flipped, "heatmap", indices, shift)) * 0.5
+    for k_top in (1, 9, h * w) if method == "topk" else (9,):
+        if k_top > h * w:
+            continue
+        want = ref.decode(average, method, k=k_top, **want_kw)
+        got = ops.decode(maps.to(device), method, k=k_top, flipped=flipped.to(device), flip_indices=indices,
+                         shift_heatmap=shift, backend=name, **kw)
+        assert_decoded(tuple(t.cpu() for t in got), want, shape[2:])
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("dtype", [torch.float64, *HALF])
+def test_flip_decode_dtypes_borders_and_nan(backend, gen, method, dtype):
+    """The flip average in the compute dtype of half and float64 maps; maxima on borders and ties, where
+    the shifted column 0 reads the flipped map's last column; NaN in either map gives NaN."""
+    name, device = backend
+    maps = _special_maps().to(dtype)
+    flipped = _special_maps().flip(-1).to(dtype)  # the same maps mirrored: the average is the maps
+    flipped[0, 0] = torch.rand(9, 8, generator=gen).to(dtype)
+    b, k, h, w = maps.shape
+    kw, want_kw = {}, {}
+    if method == "offset":
+        off, foff = torch.randn(2, b, k, 2, h, w, generator=gen, dtype=ref.compute_dtype(dtype))
+        kw = {"offsets": off.to(device), "flipped_offsets": foff.to(device)}
+        sign = torch.tensor([-1.0, 1.0], dtype=off.dtype).view(1, 1, 2, 1, 1)
+        want_kw = {"offsets": (off + foff.flip(-1) * sign) * 0.5}
+    for shift in (False, True):
+        average = (maps.to(ref.compute_dtype(dtype)) + _mmpose_flip(flipped, "heatmap", None, shift).to(
+            ref.compute_dtype(dtype))) * 0.5
+        if method == "offset" and shift:
+            back = foff.flip(-1)
+            back[..., 1:] = back[..., :-1].clone()
+            want_kw = {"offsets": (off + back * sign) * 0.5}
+        want = ref.decode(average, method, **want_kw)
+        got = ops.decode(maps.to(device), method, flipped=flipped.to(device), shift_heatmap=shift, backend=name,
+                         **kw)
+        assert_decoded(tuple(t.cpu() for t in got), want, (9, 8))
+        assert got[0][0, -1].isnan().all() and not got[0][0, :-1].isnan().any()
+
+
+@pytest.mark.parametrize("normalize", ["softmax", "relu"])
+@pytest.mark.parametrize("shift", [False, True])
+def test_flip_soft_argmax(backend, gen, normalize, shift):
+    """Forward against soft_argmax of mmpose's average (many blocks: 40x37); float64 gradcheck and
+    gradgradcheck with respect to both the maps and the flipped maps."""
+    name, device = backend
+    maps, flipped, indices = _flip_pair((2, 3, 40, 37), gen)
+    average = (maps + _mmpose_flip(flipped, "heatmap", indices, shift)) * 0.5
+    got = ops.soft_argmax(maps.to(device), normalize=normalize, beta=2.0, flipped=flipped.to(device),
+                          flip_indices=indices, shift_heatmap=shift, backend=name)
+    want = ref.soft_argmax(average, 2.0, normalize)[0]
+    torch.testing.assert_close(got.cpu(), want, rtol=0, atol=2e-5 * 40)
+    x = torch.randn(1, 3, 3, 4, generator=gen, dtype=torch.float64)
+    xf = torch.randn(1, 3, 3, 4, generator=gen, dtype=torch.float64)
+    x[..., 0, 0] = xf[..., 0, 0] = 0.3  # every relu channel positive somewhere, away from the kink at 0
+    x, xf = x.to(device).requires_grad_(), xf.to(device).requires_grad_()
+
+    def f(a, b):
+        return ops.soft_argmax(a, beta=1.7, normalize=normalize, flipped=b, flip_indices=[2, 0, 1],
+                               shift_heatmap=shift, backend=name)
+
+    assert torch.autograd.gradcheck(f, (x, xf))
+    if name != "triton" or device == "cuda":  # the interpreter's calls take seconds each
+        assert torch.autograd.gradgradcheck(f, (x, xf))
+
+
+def test_flip_back_adjoint_is_the_transpose(gen):
+    """<flip_back(f), g> = <f, flip_back_adjoint(g)> for every shift and permutation (W = 1 included)."""
+    for w in (1, 2, 7):
+        f = torch.randn(2, 4, 3, w, generator=gen, dtype=torch.float64)
+        g = torch.randn(2, 4, 3, w, generator=gen, dtype=torch.float64)
+        for shift in (False, True):
+            for indices in (None, [3, 2, 0, 1]):
+                lhs = (ref.flip_back(f, indices, shift) * g).sum()
+                rhs = (f * ref.flip_back_adjoint(g, indices, shift)).sum()
+                torch.testing.assert_close(lhs, rhs)
+
+
+def test_flip_test_bad_input(gen):
+    maps = torch.rand(1, 3, 6, 5)
+    before = maps.clone()
+    flipped = torch.rand(1, 3, 6, 5)
+    cases = [
+        (dict(flipped=flipped, flip_indices=[0, 1]), ValueError, "flip_indices must be a permutation"),
+        (dict(flipped=flipped, flip_indices=[0, 1, 1]), ValueError, "flip_indices must be a permutation"),
+        (dict(flipped=flipped, flip_indices=[0, 1, 3]), ValueError, "flip_indices must be a permutation"),
+        (dict(flipped=flipped, flip_indices=[0, 1, 2.0]), ValueError, "flip_indices must be a permutation"),
+        (dict(flip_indices=[0, 1, 2]), ValueError, "need the flipped image's maps"),
+        (dict(shift_heatmap=True), ValueError, "need the flipped image's maps"),
+        (dict(flipped=flipped, shift_heatmap=1), TypeError, "shift_heatmap must be a bool"),
+        (dict(flipped=flipped[:, :2]), ValueError, "flipped must have the heatmaps' shape"),
+        (dict(flipped=flipped.double()), TypeError, "flipped must have the heatmaps' dtype"),
+        (dict(flipped=flipped.int()), TypeError, "flipped"),
+    ]
+    for kw, exc, text in cases:
+        for call in (lambda: ops.decode(maps, "quarter", **kw), lambda: ops.soft_argmax(maps, **kw)):
+            with pytest.raises(exc, match=text):
+                call()
+    offsets = torch.rand(1, 3, 2, 6, 5)
+    with pytest.raises(ValueError, match="needs flipped_offsets"):
+        ops.decode(maps, "offset", offsets=offsets, flipped=flipped)
+    with pytest.raises(ValueError, match="flipped_offsets must have the offsets' shape"):
+        ops.decode(maps, "offset", offsets=offsets, flipped=flipped, flipped_offsets=offsets[:, :, :1])
+    with pytest.raises(ValueError, match="flipped_offsets is only used"):
+        ops.decode(maps, "dark", flipped=flipped, flipped_offsets=offsets)
+    f = torch.ops.fastlmk
+    for call in (lambda: f.decode(maps, None, None, "argmax", 11, 1, 9, flipped, None, [0, 1, 5]),
+                 lambda: f.decode(maps, None, None, "argmax", 11, 1, 9, flipped, None, [-1, 0, 1]),
+                 lambda: f.decode(maps, None, None, "argmax", 11, 1, 9, None, None, [0, 1, 2]),
+                 lambda: f.decode(maps, offsets, None, "offset", 11, 1, 9, flipped),
+                 lambda: f.decode(maps, None, None, "argmax", 11, 1, 9, flipped[:, :, :5]),
+                 lambda: f.soft_argmax(maps, 1.0, False, flipped, [2, 2, 0])):
+        with pytest.raises(ValueError, match="flip|flipped"):
+            call()
+    assert torch.equal(maps, before)
+
+
 # ---------------------------------------------------------------------------------- opcheck and compile
 
 def test_opcheck(backend, gen):
@@ -305,11 +472,16 @@ def test_opcheck(backend, gen):
     offsets = torch.randn(2, 3, 2, 9, 8, generator=gen).to(device)
     f = torch.ops.fastlmk
     with _dispatch.kernel(name):
+        flipped = torch.randn_like(maps)
         for method in METHODS:
-            torch.library.opcheck(f.decode, (maps, offsets if method == "offset" else None, affine, method, 5, 1, 4))
+            off = offsets if method == "offset" else None
+            torch.library.opcheck(f.decode, (maps, off, affine, method, 5, 1, 4))
+            torch.library.opcheck(f.decode, (maps, off, affine, method, 5, 1, 4, flipped, off, [1, 2, 0], True))
         for relu in (False, True):
             x = maps.clone().double().requires_grad_()
             torch.library.opcheck(f.soft_argmax, (x, 1.5, relu))
+            xf = flipped.clone().double().requires_grad_()
+            torch.library.opcheck(f.soft_argmax, (x, 1.5, relu, xf, [2, 0, 1], True))
             coords, stat = f.soft_argmax(x.detach(), 1.5, relu)
             args = (torch.randn_like(coords), torch.randn_like(stat), x, coords, stat, 1.5, relu)
             torch.library.opcheck(f.soft_argmax_backward, args)

@@ -9,6 +9,7 @@ range the public API checks (sigma > 0, radius >= 0, beta > 0) are drawn inside 
 """
 
 import os
+from typing import Optional
 
 import pytest
 import torch
@@ -165,6 +166,31 @@ def test_fuzz_heatmap_loss(data):
         _close(*result, rtol=1e-4, atol=1e-4 * max(1, pred.numel()))
 
 
+def _flip(d: Draw, data, maps, method: Optional[str]) -> tuple:
+    """The flip test's arguments of decode (flipped, flipped_offsets, flip_indices, shift_heatmap) or, with
+    ``method=None``, of soft_argmax (no flipped_offsets), or none: the flipped maps of any dtype and a
+    (sometimes wrong) shape, indices a permutation or not."""
+    if not data.draw(st.booleans(), label="flip"):
+        return ()
+    b, k, h, w = maps.shape if maps.dim() == 4 else (1, 1, 1, 1)
+    flipped = d.tensor((b, k, h, w), "flipped")
+    if flipped.dtype != maps.dtype and flipped.dtype.is_floating_point:
+        d.bad = d.bad or TypeError
+    offsets = None
+    if method is not None and (method == "offset" or data.draw(st.booleans(), label="flipped_offsets")):
+        offsets = d.tensor((b, k, 2, h, w), "flipped_offsets")
+    if method is not None and (method == "offset") != (offsets is not None):
+        d.bad = d.bad or ValueError
+    kind = data.draw(st.sampled_from(["identity", "permutation", "short", "out of range", "repeated"]),
+                     label="flip_indices")
+    indices = {"identity": None, "permutation": list(range(k))[::-1], "short": list(range(k - 1)),
+               "out of range": [*range(k - 1), k], "repeated": [0] * k}[kind]
+    if kind == "out of range" or (kind == "short" and k > 0) or (kind == "repeated" and k > 1):
+        d.bad = d.bad or ValueError
+    shift = data.draw(st.booleans(), label="shift_heatmap")
+    return (flipped, indices, shift) if method is None else (flipped, offsets, indices, shift)
+
+
 @_settings(150)
 @given(st.data())
 def test_fuzz_decode(data):
@@ -180,7 +206,8 @@ def test_fuzz_decode(data):
     if (method == "offset" and offsets is None) or not (blur % 2 and 1 <= blur <= ref_decode.MAX_BLUR) or window < 0 \
             or (method == "topk" and not 1 <= topk <= h * w):
         d.bad = d.bad or ValueError
-    result = d.call("decode", maps, offsets, affine, method, blur, window, topk)
+    flip = _flip(d, data, maps, method)
+    result = d.call("decode", maps, offsets, affine, method, blur, window, topk, *flip)
     if result:
         (c1, s1), (c2, s2) = result
         torch.testing.assert_close(s1, s2, rtol=0, atol=0, equal_nan=True)
@@ -236,7 +263,7 @@ def test_fuzz_soft_argmax(data):
             ("stat", (b, k), 0.5, 3)))
         result = d.call("soft_argmax_backward", grad_coords, grad_stat, maps, coords, stat, beta, relu)
     else:
-        result = d.call("soft_argmax", maps, beta, relu)
+        result = d.call("soft_argmax", maps, beta, relu, *_flip(d, data, maps, None))
     if result:
         _close(*result, rtol=1e-4, atol=1e-4 * max(h, w))
 

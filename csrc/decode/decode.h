@@ -18,10 +18,21 @@ inline constexpr const char* kDecodeMethodNames[] = {"argmax", "quarter",       
                                                      "dark",   "local_softargmax", "topk", "offset"};
 static_assert(sizeof(kDecodeMethodNames) / sizeof(*kDecodeMethodNames) == kOffset + 1, "one name per method");
 
-struct DecodeArgs {
+// The flip test: the maps of the horizontally flipped image, flipped back and averaged with the maps before
+// decoding, without building the average in memory. Channel c = b K + k reads flipped channel
+// b K + flip_index[k] (k itself when flip_index is null) at column W - 1 - j, or W - max(j, 1) with
+// flip_shift (mmpose's shift_heatmap); the average is (maps + flipped back) / 2 in the compute dtype.
+struct FlipArgs {
+  const void* flipped;         // (BK, H, W) in the maps' dtype, or null: no flip test
+  const int64_t* flip_index;   // (K,) a permutation of 0..K-1, or null
+  bool flip_shift;
+};
+
+struct DecodeArgs : FlipArgs {
   int method;
   const void* maps;     // (BK, H, W)
   const void* offsets;  // (BK, 2, H, W) for kOffset, else null
+  const void* flipped_offsets;  // (BK, 2, H, W) with flipped for kOffset: x negated when flipped back
   const void* affine;   // (B, 2, 3) or null; channel c belongs to batch c / k_per_batch
   int compute_dtype;
   int map_dtype;
@@ -34,16 +45,16 @@ struct DecodeArgs {
   int nthreads;
 };
 
-struct SoftArgmaxArgs {
+struct SoftArgmaxArgs : FlipArgs {
   const void* maps;  // (BK, H, W)
   int compute_dtype;
   int map_dtype;
-  int64_t bk, h, w;
+  int64_t bk, k_per_batch, h, w;
   double beta;
   bool relu;
   void* coords;             // (BK, 2): written by the forward, read by the backward
   void* stat;               // (BK,): logsumexp(beta h) (softmax) or sum relu(h) (relu)
-  const void* grad_coords;  // backward: (BK, 2)
+  const void* grad_coords;  // backward (no flip test): (BK, 2)
   const void* grad_stat;    // backward: (BK,)
   void* grad_maps;          // backward: (BK, H, W) in the maps' dtype
   int nthreads;

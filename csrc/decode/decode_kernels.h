@@ -94,13 +94,102 @@ Peak<float> scan<float, float>(const float* m, int64_t n) {
 }
 #endif
 
-// The channel being decoded: its map, size and first maximum at (x, y).
+// The flip test (FlipArgs): the column of the flipped map that lands on column j, and the flipped channel of
+// channel ch.
+inline int64_t flip_column(int64_t j, int64_t W, bool shift) { return shift ? W - std::max<int64_t>(j, 1) : W - 1 - j; }
+inline int64_t flip_channel(const FlipArgs& f, int64_t ch, int64_t k_per_batch) {
+  const int64_t k = ch % k_per_batch;
+  return ch - k + (f.flip_index ? f.flip_index[k] : k);
+}
+
+// The channel being decoded: its map, size and first maximum at (x, y). In the flip test (f, the flipped
+// channel) the map read is the average of m and f at the mirrored column (flip_column), in registers.
 template <class S, class T>
 struct Map {
   const T* m;
   int64_t H, W, x, y;
-  S at(int64_t i, int64_t j) const { return load<S>(m[i * W + j]); }
+  const T* f = nullptr;
+  bool shift = false;
+  S at(int64_t i, int64_t j) const {
+    const S v = load<S>(m[i * W + j]);
+    return f ? (v + load<S>(f[i * W + flip_column(j, W, shift)])) * S(0.5) : v;
+  }
 };
+
+// scan() of a flip-test map: the first maximum of the average, computed as it is read.
+template <class S, class T>
+Peak<S> scan_average_any(const Map<S, T>& c) {
+  Peak<S> p{c.at(0, 0), 0, false};
+  p.nan = p.value != p.value;
+  for (int64_t i = 0; i < c.H; ++i)
+    for (int64_t j = 0; j < c.W; ++j) {
+      const S v = c.at(i, j);
+      p.nan |= v != v;
+      if (v > p.value) p.value = v, p.index = i * c.W + j;
+    }
+  return p;
+}
+
+template <class S, class T>
+Peak<S> scan_average(const Map<S, T>& c) { return scan_average_any(c); }
+
+#ifdef FASTLMK_AVX2
+// float32, rows of at least 8: one pass, 8 columns at a time; the 8 mirrored columns are one load reversed
+// in the register (with the shift, the first 8 read W-1, W-1, W-2, .., W-7). Each lane keeps its first
+// maximum and its index, the row tails (W mod 8) are scalar, and the lanes are reduced at the end.
+template <>
+Peak<float> scan_average<float, float>(const Map<float, float>& c) {
+  const int64_t H = c.H, W = c.W;
+  if (W < 8 || H * W >= (int64_t(1) << 31)) return scan_average_any(c);
+  const __m256 half = _mm256_set1_ps(0.5f);
+  const __m256i reverse = _mm256_setr_epi32(7, 6, 5, 4, 3, 2, 1, 0);
+  const __m256i first = _mm256_setr_epi32(7, 7, 6, 5, 4, 3, 2, 1);
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  // two independent (best, where) chains, so that the compare-and-blend latency overlaps
+  __m256 best[2], nan8 = _mm256_setzero_ps();
+  __m256i where[2];
+  for (int s = 0; s < 2; ++s) {
+    best[s] = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+    where[s] = _mm256_set1_epi32(std::numeric_limits<int32_t>::max());
+  }
+  Peak<float> tail{-std::numeric_limits<float>::infinity(), std::numeric_limits<int32_t>::max(), false};
+  for (int64_t i = 0; i < H; ++i) {
+    const float* row = c.m + i * W;
+    const float* mirror = c.f + i * W;
+    auto step = [&](int64_t j, int s) {
+      const __m256 back = !c.shift ? _mm256_permutevar8x32_ps(_mm256_loadu_ps(mirror + W - 8 - j), reverse)
+                          : j == 0 ? _mm256_permutevar8x32_ps(_mm256_loadu_ps(mirror + W - 8), first)
+                                   : _mm256_permutevar8x32_ps(_mm256_loadu_ps(mirror + W - 7 - j), reverse);
+      const __m256 v = _mm256_mul_ps(_mm256_add_ps(_mm256_loadu_ps(row + j), back), half);
+      nan8 = _mm256_or_ps(nan8, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+      const __m256 up = _mm256_cmp_ps(v, best[s], _CMP_GT_OQ);
+      best[s] = _mm256_blendv_ps(best[s], v, up);
+      const __m256i at = _mm256_add_epi32(_mm256_set1_epi32(int32_t(i * W + j)), lane);
+      where[s] = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(where[s]), _mm256_castsi256_ps(at), up));
+    };
+    int64_t j = 0;
+    for (; j + 16 <= W; j += 16) step(j, 0), step(j + 8, 1);
+    if (j + 8 <= W) step(j, 0), j += 8;
+    for (; j < W; ++j) {
+      const float v = c.at(i, j);
+      tail.nan |= v != v;
+      if (v > tail.value) tail.value = v, tail.index = i * W + j;
+    }
+  }
+  if (tail.nan || _mm256_movemask_ps(nan8)) return {0.0f, 0, true};
+  alignas(32) float values[16];
+  alignas(32) int32_t index[16];
+  for (int s = 0; s < 2; ++s) {
+    _mm256_store_ps(values + 8 * s, best[s]);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(index + 8 * s), where[s]);
+  }
+  Peak<float> p = tail;  // the first of the lanes' and the tails' maxima
+  for (int l = 0; l < 16; ++l)
+    if (values[l] > p.value || (values[l] == p.value && index[l] < p.index)) p.value = values[l], p.index = index[l];
+  if (p.index == std::numeric_limits<int32_t>::max()) p.index = 0;  // every value is -inf: the first
+  return p;
+}
+#endif
 
 // 0.25 * sign(right - left) per axis, interior pixels only.
 template <class S, class T>
@@ -267,14 +356,107 @@ void topk(const Map<S, T>& c, int k, std::vector<std::pair<S, int64_t>>& top, S&
   y = sy / sw;
 }
 
+// out = (channel ch of maps + its flipped channel flipped back) / 2, in the compute dtype.
+template <class S, class T>
+void flip_average(const FlipArgs& f, const T* maps, int64_t ch, int64_t k_per_batch, int64_t H, int64_t W, S* out) {
+  const T* m = maps + ch * H * W;
+  const T* fm = static_cast<const T*>(f.flipped) + flip_channel(f, ch, k_per_batch) * H * W;
+  const int64_t o = f.flip_shift ? 0 : 1;  // column j >= 1 reads W - o - j (flip_column); j = 0 reads W - 1
+  for (int64_t i = 0; i < H; ++i) {
+    const T* row = m + i * W;
+    const T* mirror = fm + i * W + W - o;
+    S* dst = out + i * W;
+    dst[0] = (load<S>(row[0]) + load<S>(fm[i * W + W - 1])) * S(0.5);
+#pragma omp simd
+    for (int64_t j = 1; j < W; ++j) dst[j] = (load<S>(row[j]) + load<S>(mirror[-j])) * S(0.5);
+  }
+}
+
+#ifdef FASTLMK_AVX2
+// float32 maps: 8 columns at a time, the mirrored 8 loaded as one vector and reversed in the register.
+template <>
+void flip_average<float, float>(const FlipArgs& f, const float* maps, int64_t ch, int64_t k_per_batch, int64_t H,
+                                int64_t W, float* out) {
+  const float* m = maps + ch * H * W;
+  const float* fm = static_cast<const float*>(f.flipped) + flip_channel(f, ch, k_per_batch) * H * W;
+  const int64_t o = f.flip_shift ? 0 : 1;
+  const __m256 half = _mm256_set1_ps(0.5f);
+  const __m256i reverse = _mm256_setr_epi32(7, 6, 5, 4, 3, 2, 1, 0);
+  for (int64_t i = 0; i < H; ++i) {
+    const float* row = m + i * W;
+    const float* mirror = fm + i * W + W - o;
+    float* dst = out + i * W;
+    dst[0] = (row[0] + fm[i * W + W - 1]) * 0.5f;
+    int64_t j = 1;
+    for (; j + 8 <= W; j += 8) {  // mirror[-j - 7 .. -j]: columns W - o - j - 7 >= 0 .. W - o - j <= W - 1
+      const __m256 back = _mm256_permutevar8x32_ps(_mm256_loadu_ps(mirror - j - 7), reverse);
+      _mm256_storeu_ps(dst + j, _mm256_mul_ps(_mm256_add_ps(_mm256_loadu_ps(row + j), back), half));
+    }
+    for (; j < W; ++j) dst[j] = (row[j] + mirror[-j]) * 0.5f;
+  }
+}
+#endif
+
+// The scratch a thread decodes with: DARK's blurred rows, the top-k set and, in the flip test, the average.
+template <class S>
+struct Scratch {
+  std::vector<double> rows;
+  std::vector<std::pair<S, int64_t>> top;
+  std::vector<S> average;
+};
+
+// Decodes channel ch of map m (the channel itself, or the flip average) into coords and scores; with
+// `flipped` (the flipped channel, or null), of the average of the two, computed as they are read.
+template <class S, class T>
+void decode_channel(const DecodeArgs& a, const T* m, const T* flipped, int64_t ch, const double* g, int r,
+                    Scratch<S>& s) {
+  const int64_t H = a.h, W = a.w, n = H * W;
+  const Map<S, T> c0{m, H, W, 0, 0, flipped, a.flip_shift};
+  const Peak<S> p = flipped ? scan_average(c0) : scan<S, T>(m, n);
+  const Map<S, T> c{m, H, W, p.index % W, p.index / W, flipped, a.flip_shift};
+  S x = S(c.x), y = S(c.y), dx = 0, dy = 0;
+  if (p.nan) {
+    x = y = std::numeric_limits<S>::quiet_NaN();
+  } else {
+    switch (a.method) {
+      case kQuarter: quarter(c, dx, dy); break;
+      case kWsm: wsm(c, dx, dy); break;
+      case kParabola: parabola(c, dx, dy); break;
+      case kDark: dark(c, g, r, s.rows.data(), dx, dy); break;
+      case kLocalSoftargmax: local_softargmax(c, a.window, dx, dy); break;
+      case kTopk: topk(c, a.topk, s.top, x, y); break;
+      case kOffset: {
+        const S* off = static_cast<const S*>(a.offsets) + 2 * ch * n;
+        dx = off[p.index];
+        dy = off[n + p.index];
+        if (a.flipped) {  // the flipped image's offset at the mirrored pixel, its x negated
+          const S* f = static_cast<const S*>(a.flipped_offsets) + 2 * flip_channel(a, ch, a.k_per_batch) * n;
+          const int64_t q = c.y * W + flip_column(c.x, W, a.flip_shift);
+          dx = (dx - f[q]) * S(0.5);
+          dy = (dy + f[n + q]) * S(0.5);
+        }
+        break;
+      }
+      default: break;
+    }
+    x += dx;
+    y += dy;
+  }
+  if (a.affine) {
+    const S* A = static_cast<const S*>(a.affine) + 6 * (ch / a.k_per_batch);
+    const S ax = A[0] * x + A[1] * y + A[2], ay = A[3] * x + A[4] * y + A[5];
+    x = ax, y = ay;
+  }
+  S* coords = static_cast<S*>(a.coords);
+  coords[2 * ch] = x;
+  coords[2 * ch + 1] = y;
+  static_cast<S*>(a.scores)[ch] = p.nan ? std::numeric_limits<S>::quiet_NaN() : p.value;
+}
+
 template <class S, class T>
 void decode_impl(const DecodeArgs& a) {
   const T* maps = static_cast<const T*>(a.maps);
-  const S* offsets = static_cast<const S*>(a.offsets);
-  const S* affine = static_cast<const S*>(a.affine);
-  S* coords = static_cast<S*>(a.coords);
-  S* scores = static_cast<S*>(a.scores);
-  const int64_t H = a.h, W = a.w, n = H * W;
+  const int64_t n = a.h * a.w;
   const int r = a.method == kDark ? (a.blur - 1) / 2 : 0;  // blur <= MAX_BLUR (checked in Python)
   std::vector<double> g(size_t(2 * r + 1));
   if (a.method == kDark && r <= 3) {  // DARK's kernel: OpenCV's for sigma = 0, a fixed table up to size 7
@@ -291,41 +473,19 @@ void decode_impl(const DecodeArgs& a) {
   }
 #pragma omp parallel num_threads(a.nthreads)
   {
-    std::vector<double> rows(size_t(5 * (5 + 2 * r)));
-    std::vector<std::pair<S, int64_t>> top;
+    Scratch<S> s;
+    s.rows.resize(size_t(5 * (5 + 2 * r)));
+    if (a.flipped && (a.method == kWsm || a.method == kTopk)) s.average.resize(size_t(n));
 #pragma omp for schedule(static)
     for (int64_t ch = 0; ch < a.bk; ++ch) {
-      const Map<S, T> c0{maps + ch * n, H, W, 0, 0};
-      const Peak<S> p = scan<S, T>(c0.m, n);
-      const Map<S, T> c{c0.m, H, W, p.index % W, p.index / W};
-      S x = S(c.x), y = S(c.y), dx = 0, dy = 0;
-      if (p.nan) {
-        x = y = std::numeric_limits<S>::quiet_NaN();
+      if (a.flipped && (a.method == kWsm || a.method == kTopk)) {
+        // these rescan the map: the average of this channel, once, in the thread's cache
+        flip_average(a, maps, ch, a.k_per_batch, a.h, a.w, s.average.data());
+        decode_channel<S, S>(a, s.average.data(), nullptr, ch, g.data(), r, s);
       } else {
-        switch (a.method) {
-          case kQuarter: quarter(c, dx, dy); break;
-          case kWsm: wsm(c, dx, dy); break;
-          case kParabola: parabola(c, dx, dy); break;
-          case kDark: dark(c, g.data(), r, rows.data(), dx, dy); break;
-          case kLocalSoftargmax: local_softargmax(c, a.window, dx, dy); break;
-          case kTopk: topk(c, a.topk, top, x, y); break;
-          case kOffset:
-            dx = offsets[(2 * ch) * n + p.index];
-            dy = offsets[(2 * ch + 1) * n + p.index];
-            break;
-          default: break;
-        }
-        x += dx;
-        y += dy;
+        const T* f = a.flipped ? static_cast<const T*>(a.flipped) + flip_channel(a, ch, a.k_per_batch) * n : nullptr;
+        decode_channel<S, T>(a, maps + ch * n, f, ch, g.data(), r, s);
       }
-      if (affine) {
-        const S* A = affine + 6 * (ch / a.k_per_batch);
-        const S ax = A[0] * x + A[1] * y + A[2], ay = A[3] * x + A[4] * y + A[5];
-        x = ax, y = ay;
-      }
-      coords[2 * ch] = x;
-      coords[2 * ch + 1] = y;
-      scores[ch] = p.nan ? std::numeric_limits<S>::quiet_NaN() : p.value;
     }
   }
 }
@@ -333,55 +493,72 @@ void decode_impl(const DecodeArgs& a) {
 // soft_argmax forward: coords = sum_p w_p (j_p, i_p); softmax w = exp(beta h - lse), stat = lse; relu
 // w = relu(h) / S, stat = S (the map centre when S = 0). Row sums keep the accumulation short.
 template <class S, class T>
-void soft_argmax_forward_impl(const SoftArgmaxArgs& a) {
-  const T* maps = static_cast<const T*>(a.maps);
+void soft_argmax_channel(const SoftArgmaxArgs& a, const T* m, int64_t ch) {
   S* coords = static_cast<S*>(a.coords);
   S* stat = static_cast<S*>(a.stat);
   const int64_t H = a.h, W = a.w;
   const int w = int(W);  // 32-bit column indices convert to float in SIMD registers (64-bit ones do not)
   const S beta = S(a.beta);
-#pragma omp parallel for schedule(static) num_threads(a.nthreads)
-  for (int64_t ch = 0; ch < a.bk; ++ch) {
-    const T* m = maps + ch * H * W;
-    S top = -std::numeric_limits<S>::infinity();  // NaN is skipped here and propagates through vexp
-    if (!a.relu) {
+  S top = -std::numeric_limits<S>::infinity();  // NaN is skipped here and propagates through vexp
+  if (!a.relu) {
 #pragma omp simd reduction(max : top)
-      for (int64_t p = 0; p < H * W; ++p) {
-        const S v = load<S>(m[p]);
-        top = v > top ? v : top;
-      }
+    for (int64_t p = 0; p < H * W; ++p) {
+      const S v = load<S>(m[p]);
+      top = v > top ? v : top;
     }
-    S total = 0, sx = 0, sy = 0;
-    for (int64_t i = 0; i < H; ++i) {
-      S rs = 0, rx = 0;
-      const T* row = m + i * W;
-      if (a.relu) {
+  }
+  S total = 0, sx = 0, sy = 0;
+  for (int64_t i = 0; i < H; ++i) {
+    S rs = 0, rx = 0;
+    const T* row = m + i * W;
+    if (a.relu) {
 #pragma omp simd reduction(+ : rs, rx)
-        for (int j = 0; j < w; ++j) {
-          const S v = load<S>(row[j]), r = v > S(0) || v != v ? v : S(0);
-          rs += r;
-          rx += r * S(j);
-        }
-      } else {
-#pragma omp simd reduction(+ : rs, rx)
-        for (int j = 0; j < w; ++j) {
-          const S e = vexp(beta * (load<S>(row[j]) - top));
-          rs += e;
-          rx += e * S(j);
-        }
+      for (int j = 0; j < w; ++j) {
+        const S v = load<S>(row[j]), r = v > S(0) || v != v ? v : S(0);
+        rs += r;
+        rx += r * S(j);
       }
-      total += rs;
-      sx += rx;
-      sy += rs * S(i);
-    }
-    if (a.relu && total == S(0)) {
-      coords[2 * ch] = S(W - 1) / 2;
-      coords[2 * ch + 1] = S(H - 1) / 2;
     } else {
-      coords[2 * ch] = sx / total;
-      coords[2 * ch + 1] = sy / total;
+#pragma omp simd reduction(+ : rs, rx)
+      for (int j = 0; j < w; ++j) {
+        const S e = vexp(beta * (load<S>(row[j]) - top));
+        rs += e;
+        rx += e * S(j);
+      }
     }
-    stat[ch] = a.relu ? total : beta * top + std::log(total);
+    total += rs;
+    sx += rx;
+    sy += rs * S(i);
+  }
+  if (a.relu && total == S(0)) {
+    coords[2 * ch] = S(W - 1) / 2;
+    coords[2 * ch + 1] = S(H - 1) / 2;
+  } else {
+    coords[2 * ch] = sx / total;
+    coords[2 * ch + 1] = sy / total;
+  }
+  stat[ch] = a.relu ? total : beta * top + std::log(total);
+}
+
+// soft_argmax forward: coords = sum_p w_p (j_p, i_p); softmax w = exp(beta h - lse), stat = lse; relu
+// w = relu(h) / S, stat = S (the map centre when S = 0). Row sums keep the accumulation short. In the flip
+// test each thread averages one channel at a time into its scratch.
+template <class S, class T>
+void soft_argmax_forward_impl(const SoftArgmaxArgs& a) {
+  const T* maps = static_cast<const T*>(a.maps);
+  const int64_t n = a.h * a.w;
+#pragma omp parallel num_threads(a.nthreads)
+  {
+    std::vector<S> average(a.flipped ? size_t(n) : 0);
+#pragma omp for schedule(static)
+    for (int64_t ch = 0; ch < a.bk; ++ch) {
+      if (a.flipped) {
+        flip_average(a, maps, ch, a.k_per_batch, a.h, a.w, average.data());
+        soft_argmax_channel<S, S>(a, average.data(), ch);
+      } else {
+        soft_argmax_channel<S, T>(a, maps + ch * n, ch);
+      }
+    }
   }
 }
 

@@ -68,9 +68,10 @@ def topk_torch(heatmaps: Tensor, k: int = 9) -> Tensor:
 
 
 def suites(device: torch.device, quick: bool = False) -> list[Suite]:
-    """decode (quarter, dark, topk) and soft_argmax forward + backward at B=16 (4 when quick), K=98, 64x64,
-    float32, on Gaussians (sigma 2) at random sub-pixel centres plus noise. The floor of a decode is reading
-    the maps once (torch.amax over each map); of soft_argmax fwd+bwd, one read and one write (torch.mul)."""
+    """decode (quarter, dark, topk; quarter with the flip test) and soft_argmax forward + backward at B=16 (4
+    when quick), K=98, 64x64, float32, on Gaussians (sigma 2) at random sub-pixel centres plus noise. The
+    floor of a decode is reading the maps once (torch.amax over each map), of the flip test both maps; of
+    soft_argmax fwd+bwd, one read and one write (torch.mul)."""
     device = torch.device(device)
     b, k, h, w = (4 if quick else 16), 98, 64, 64
     shape = f"B={b}, K={k}, H=W={h}, float32"
@@ -91,6 +92,24 @@ def suites(device: torch.device, quick: bool = False) -> list[Suite]:
             fn(logits).sum().backward()
         return step
 
+    # the flip test: the maps of the flipped image are the mirrored maps, left/right keypoints swapped in
+    # pairs (2i + 1 <-> 2i + 2, as COCO's and WFLW's flip_indices swap neighbours)
+    pairs = [min(i + 1, k - 1) if i % 2 else max(i - 1, 0) for i in range(k)]
+    flipped = maps.flip(-1)[:, pairs].contiguous()
+
+    def unfused() -> object:  # mmpose: flip_heatmaps (flip, permute, shift), the average, then a decode
+        back = flipped.flip(-1)[:, pairs].clone()
+        back[..., 1:] = back[..., :-1].clone()
+        return ops.decode((maps + back) * 0.5, "quarter")
+
+    flip_cases = [
+        Case("fastlmk", lambda: ops.decode(maps, "quarter", flipped=flipped, flip_indices=pairs, shift_heatmap=True),
+             "fastlmk"),
+        Case("floor: torch.amax of both maps (two reads)",
+             lambda: (torch.amax(maps, dim=(2, 3)), torch.amax(flipped, dim=(2, 3))), "floor"),
+        Case("mmpose flip_heatmaps + average + fastlmk decode", unfused),
+        Case("fastlmk plain decode of one map (no flip test)", lambda: ops.decode(maps, "quarter")),
+    ]
     soft_cases = [
         Case("fastlmk", fwd_bwd(ops.soft_argmax), "fastlmk"),
         Case("floor: torch.mul (one read, one write)", lambda: torch.mul(maps, 2.0), "floor"),
@@ -102,6 +121,7 @@ def suites(device: torch.device, quick: bool = False) -> list[Suite]:
                                lambda: reference.decode.decode(maps, "quarter"))]),
         suite("dark", [Case("torch DARK (whole-map blur)", lambda: dark_torch(maps))]),
         suite("topk", [Case("torch.topk + softmax", lambda: topk_torch(maps))]),
+        Suite("decode quarter, flip test", shape, flip_cases, flip_cases[2].name, backend, device),
         Suite("soft_argmax fwd+bwd", shape, soft_cases, "torch softmax expectation",
               _dispatch.select("soft_argmax", BACKENDS, device), device),
     ]

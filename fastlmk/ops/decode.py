@@ -12,7 +12,7 @@ import functools
 import importlib
 import math
 from numbers import Integral, Real
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -30,17 +30,66 @@ def _triton():
     return importlib.import_module("fastlmk.kernels.decode")
 
 
+# ----------------------------------------------------------------------------------------------- the flip test
+
+def _flip_inputs(op: str, heatmaps: Tensor, flipped: Optional[Tensor],
+                 flip_indices: Optional[Sequence[int]]) -> tuple[Optional[Tensor], Optional[Tensor]]:
+    """The flip test's buffers, checked: ``flipped`` contiguous in the maps' shape and dtype, and
+    ``flip_indices`` (default: the identity) a permutation of 0..K-1 as an int64 tensor on the maps' device."""
+    k = heatmaps.shape[1]
+    if flipped is None:
+        if flip_indices is not None:
+            raise ValueError(f"{op}: flip_indices is only used with flipped maps")
+        return None, None
+    flipped = _checks.raw(op, "flipped", flipped, tuple(heatmaps.shape), heatmaps.device)
+    if flipped.dtype != heatmaps.dtype:
+        raise TypeError(f"{op}: flipped must have the heatmaps' dtype {heatmaps.dtype}, got {flipped.dtype}")
+    indices = list(range(k)) if flip_indices is None else list(flip_indices)
+    if sorted(indices) != list(range(k)):
+        raise ValueError(f"{op}: flip_indices must be a permutation of 0..K-1 with K = {k} (each keypoint's "
+                         f"mirrored keypoint), got {indices}")
+    return flipped, torch.tensor(indices, dtype=torch.int64, device=heatmaps.device)
+
+
+def _flip_args(flipped: Optional[Tensor], flip_indices: Optional[Sequence[int]], shift_heatmap: bool,
+               heatmaps: Tensor, k: int) -> Optional[list[int]]:
+    """The public check of the flip test's arguments; returns ``flip_indices`` as a list of ints."""
+    if not isinstance(shift_heatmap, bool):
+        raise TypeError(f"shift_heatmap must be a bool, got {shift_heatmap!r}")
+    if flipped is None:
+        if flip_indices is not None or shift_heatmap:
+            raise ValueError("flip_indices and shift_heatmap need the flipped image's maps (flipped)")
+        return None
+    _checks.floating("flipped", flipped)
+    if flipped.shape != heatmaps.shape:
+        raise ValueError(f"flipped must have the heatmaps' shape {tuple(heatmaps.shape)}, got {tuple(flipped.shape)}")
+    if flipped.dtype != heatmaps.dtype:
+        raise TypeError(f"flipped must have the heatmaps' dtype {heatmaps.dtype}, got {flipped.dtype}")
+    _checks.same_device(heatmaps.device, flipped=flipped)
+    if flip_indices is None:
+        return None
+    if isinstance(flip_indices, Tensor):
+        flip_indices = flip_indices.tolist()
+    indices = list(flip_indices)
+    if (len(indices) != k or not all(isinstance(i, Integral) and not isinstance(i, bool) for i in indices)
+            or sorted(indices) != list(range(k))):
+        raise ValueError(f"flip_indices must be a permutation of 0..K-1 with K = {k} (the mirrored keypoint of "
+                         f"each keypoint), got {indices}")
+    return [int(i) for i in indices]
+
+
 # ----------------------------------------------------------------------------------------------- decode
 
 @torch.library.custom_op("fastlmk::decode", mutates_args=())
 def _decode_op(heatmaps: Tensor, offsets: Optional[Tensor], affine: Optional[Tensor], method: str, blur: int,
-               window: int, k: int) -> tuple[Tensor, Tensor]:
+               window: int, k: int, flipped: Optional[Tensor] = None, flipped_offsets: Optional[Tensor] = None,
+               flip_indices: Optional[list[int]] = None, shift_heatmap: bool = False) -> tuple[Tensor, Tensor]:
     raise _dispatch.no_kernel("decode", heatmaps)
 
 
-def _decode_inputs(heatmaps, offsets, affine, method, blur, window, k):
+def _decode_inputs(heatmaps, offsets, affine, method, blur, window, k, flipped, flipped_offsets, flip_indices):
     """What the decode kernels read, checked: contiguous buffers of the shapes and dtype they assume, the
-    method's code, and the window clamped to the map."""
+    method's code, the window clamped to the map, and the flip test's buffers."""
     b, kk, h, w = _checks.raw_maps("decode", "heatmaps", heatmaps)
     _checks.raw_choice("decode", "method", method, METHODS)
     if not ((method != "topk" or 1 <= k <= h * w) and 1 <= blur <= ref.MAX_BLUR and blur % 2 and window >= 0):
@@ -52,30 +101,41 @@ def _decode_inputs(heatmaps, offsets, affine, method, blur, window, k):
         raise ValueError("decode: method='offset' needs offsets (B, K, 2, H, W)")
     offsets = _checks.raw_optional("decode", "offsets", offsets, (b, kk, 2, h, w), heatmaps.device, cd)
     affine = _checks.raw_optional("decode", "affine", affine, (b, 2, 3), heatmaps.device, cd)
+    flipped, index = _flip_inputs("decode", heatmaps, flipped, flip_indices)
+    if (method == "offset" and flipped is not None) != (flipped_offsets is not None):
+        raise ValueError("decode: flipped_offsets (B, K, 2, H, W) comes with flipped maps and method='offset', "
+                         "and only then")
+    flipped_offsets = _checks.raw_optional("decode", "flipped_offsets", flipped_offsets, (b, kk, 2, h, w),
+                                           heatmaps.device, cd)
     coords = heatmaps.new_empty((b, kk, 2), dtype=cd)
     scores = heatmaps.new_empty((b, kk), dtype=cd)
-    return heatmaps.contiguous(), offsets, affine, _native.code("decode_method", method), blur, window, coords, scores
+    return (heatmaps.contiguous(), offsets, affine, _native.code("decode_method", method), blur, window, flipped,
+            flipped_offsets, index, coords, scores)
 
 
-def _decode_cpu(heatmaps, offsets, affine, method, blur, window, k):
-    heatmaps, offsets, affine, code, blur, window, coords, scores = _decode_inputs(heatmaps, offsets, affine, method,
-                                                                                   blur, window, k)
+def _decode_cpu(heatmaps, offsets, affine, method, blur, window, k, flipped=None, flipped_offsets=None, flip_indices=None,
+                shift_heatmap=False):
+    heatmaps, offsets, affine, code, blur, window, flipped, flipped_offsets, index, coords, scores = _decode_inputs(
+        heatmaps, offsets, affine, method, blur, window, k, flipped, flipped_offsets, flip_indices)
     b, kk, h, w = heatmaps.shape
     if coords.numel():
         _native.call("decode", method=code, maps=heatmaps, offsets=offsets, affine=affine,
                      compute_dtype=_native.dtype_code(coords.dtype), map_dtype=_native.dtype_code(heatmaps.dtype),
                      bk=b * kk, k_per_batch=kk, h=h, w=w, blur=blur, window=window, topk=k, coords=coords,
-                     scores=scores, nthreads=_native.num_threads(heatmaps.numel()))
+                     scores=scores, flipped=flipped, flipped_offsets=flipped_offsets, flip_index=index,
+                     flip_shift=shift_heatmap, nthreads=_native.num_threads(heatmaps.numel()))
     return coords, scores
 
 
-def _decode_triton(heatmaps, offsets, affine, method, blur, window, k):
-    heatmaps, offsets, affine, code, blur, window, coords, scores = _decode_inputs(heatmaps, offsets, affine, method,
-                                                                                   blur, window, k)
+def _decode_triton(heatmaps, offsets, affine, method, blur, window, k, flipped=None, flipped_offsets=None, flip_indices=None,
+                   shift_heatmap=False):
+    heatmaps, offsets, affine, code, blur, window, flipped, flipped_offsets, index, coords, scores = _decode_inputs(
+        heatmaps, offsets, affine, method, blur, window, k, flipped, flipped_offsets, flip_indices)
     b, kk, h, w = heatmaps.shape
     if coords.numel():
         _triton().decode(code, heatmaps.view(b * kk, h, w), offsets, affine, kk, blur, window, k,
-                         coords.view(b * kk, 2), scores.view(b * kk))
+                         None if flipped is None else flipped.view(b * kk, h, w), flipped_offsets, index,
+                         shift_heatmap, coords.view(b * kk, 2), scores.view(b * kk))
     return coords, scores
 
 
@@ -83,7 +143,8 @@ _dispatch.register(_decode_op, cpu=_decode_cpu, cuda=_decode_triton, triton=True
 
 
 @_decode_op.register_fake
-def _(heatmaps, offsets, affine, method, blur, window, k):
+def _(heatmaps, offsets, affine, method, blur, window, k, flipped=None, flipped_offsets=None, flip_indices=None,
+      shift_heatmap=False):
     b, kk = heatmaps.shape[:2]
     cd = _checks.compute_dtype(heatmaps.dtype)
     return heatmaps.new_empty((b, kk, 2), dtype=cd), heatmaps.new_empty((b, kk), dtype=cd)
@@ -114,8 +175,9 @@ def _affine(affine: Optional[Tensor], b: int, device: torch.device) -> None:
 
 
 def decode(heatmaps: Tensor, method: str = "argmax", *, blur: int = 11, window: int = 1, k: int = 9,
-           offsets: Optional[Tensor] = None, affine: Optional[Tensor] = None,
-           backend: Optional[str] = None) -> tuple[Tensor, Tensor]:
+           offsets: Optional[Tensor] = None, affine: Optional[Tensor] = None, flipped: Optional[Tensor] = None,
+           flip_indices: Optional[Sequence[int]] = None, shift_heatmap: bool = False,
+           flipped_offsets: Optional[Tensor] = None, backend: Optional[str] = None) -> tuple[Tensor, Tensor]:
     """Keypoints from heatmaps (B, K, H, W) in one pass: ``(coords (B, K, 2) as (x, y), scores (B, K))``.
 
     Every method starts at the first maximum in row-major order (as ``torch.argmax``); the score is the
@@ -141,6 +203,15 @@ def decode(heatmaps: Tensor, method: str = "argmax", *, blur: int = 11, window: 
     ``affine`` (B, 2, 3) maps the result to image space, ``A @ (x, y, 1)``, in the same kernel. Results are
     float64 for float64 maps, else float32, and carry no gradient (use ``soft_argmax`` to differentiate). A
     channel containing NaN decodes to NaN coordinates and score.
+
+    The flip test: ``flipped`` holds the maps (B, K, H, W) the network gave for the horizontally flipped
+    image. The maps decoded are then ``(heatmaps + F(flipped)) / 2`` (in the compute dtype), where F flips
+    back as mmpose's ``flip_heatmaps``: ``F(f)[k, i, j] = f[flip_indices[k], i, W - 1 - j]``, or
+    ``f[flip_indices[k], i, W - max(j, 1)]`` with ``shift_heatmap``; ``flip_indices`` (a permutation of
+    0..K-1, the mirrored keypoint of each keypoint) defaults to the identity. Every method reads the average
+    where it reads the map, in the same kernel, so no average is written. ``method="offset"`` also takes
+    ``flipped_offsets`` (B, K, 2, H, W), flipped back the same way with its x negated (mmpose's
+    ``flip_mode="udp_combined"``).
     """
     b, kk, h, w = _maps("heatmaps", heatmaps)
     method = _checks.choice("method", method, METHODS)
@@ -162,12 +233,27 @@ def decode(heatmaps: Tensor, method: str = "argmax", *, blur: int = 11, window: 
     elif offsets is not None:
         raise ValueError(f"offsets is only used by method='offset', not {method!r}")
     _affine(affine, b, heatmaps.device)
+    flip_indices = _flip_args(flipped, flip_indices, shift_heatmap, heatmaps, kk)
+    if method == "offset" and flipped is not None:
+        if flipped_offsets is None:
+            raise ValueError("method='offset' with flipped maps needs flipped_offsets (B, K, 2, H, W)")
+        _checks.floating("flipped_offsets", flipped_offsets)
+        if flipped_offsets.shape != offsets.shape:
+            raise ValueError(f"flipped_offsets must have the offsets' shape {tuple(offsets.shape)}, "
+                             f"got {tuple(flipped_offsets.shape)}")
+        _checks.same_device(heatmaps.device, flipped_offsets=flipped_offsets)
+    elif flipped_offsets is not None:
+        raise ValueError("flipped_offsets is only used by method='offset' with flipped maps")
     backend = _dispatch.select("decode", BACKENDS, heatmaps.device, backend)
     heatmaps = heatmaps.detach()
+    flipped = None if flipped is None else flipped.detach()
     if backend == "reference":
-        return ref.decode(heatmaps, method, blur=blur, window=window, k=k, offsets=offsets, affine=affine)
+        return ref.decode(heatmaps, method, blur=blur, window=window, k=k, offsets=offsets, affine=affine,
+                          flipped=flipped, flipped_offsets=flipped_offsets, flip_indices=flip_indices,
+                          shift=shift_heatmap)
     with _dispatch.kernel(backend):
-        return _decode_op(heatmaps, offsets, affine, method, blur, window, k)
+        return _decode_op(heatmaps, offsets, affine, method, blur, window, k, flipped, flipped_offsets,
+                          flip_indices, shift_heatmap)
 
 
 # ----------------------------------------------------------------------------------------------- decode_simcc
@@ -265,7 +351,8 @@ def decode_hih(integer_maps: Tensor, decimal_maps: Tensor, *, convention: str = 
 # ------------------------------------------------------------------------------------------ soft_argmax
 
 @torch.library.custom_op("fastlmk::soft_argmax", mutates_args=())
-def _soft_argmax_op(heatmaps: Tensor, beta: float, relu: bool) -> tuple[Tensor, Tensor]:
+def _soft_argmax_op(heatmaps: Tensor, beta: float, relu: bool, flipped: Optional[Tensor] = None,
+                    flip_indices: Optional[list[int]] = None, shift_heatmap: bool = False) -> tuple[Tensor, Tensor]:
     raise _dispatch.no_kernel("soft_argmax", heatmaps)
 
 
@@ -282,19 +369,24 @@ def _soft_argmax_cpu_call(fn: str, heatmaps: Tensor, beta: float, relu: bool, **
                  nthreads=_native.num_threads(heatmaps.numel()), **buffers)
 
 
-def _soft_argmax_cpu(heatmaps, beta, relu):
+def _soft_argmax_cpu(heatmaps, beta, relu, flipped=None, flip_indices=None, shift_heatmap=False):
     coords, stat = _soft_argmax_outputs(heatmaps)
+    flipped, index = _flip_inputs("soft_argmax", heatmaps, flipped, flip_indices)
     if stat.numel():
-        _soft_argmax_cpu_call("soft_argmax_forward", heatmaps.contiguous(), beta, relu, coords=coords, stat=stat)
+        _soft_argmax_cpu_call("soft_argmax_forward", heatmaps.contiguous(), beta, relu, coords=coords, stat=stat,
+                              k_per_batch=heatmaps.shape[1], flipped=flipped, flip_index=index,
+                              flip_shift=shift_heatmap)
     return coords, stat
 
 
-def _soft_argmax_triton(heatmaps, beta, relu):
+def _soft_argmax_triton(heatmaps, beta, relu, flipped=None, flip_indices=None, shift_heatmap=False):
     coords, stat = _soft_argmax_outputs(heatmaps)
+    flipped, index = _flip_inputs("soft_argmax", heatmaps, flipped, flip_indices)
     b, k, h, w = heatmaps.shape
     if stat.numel():
-        _triton().soft_argmax_forward(heatmaps.contiguous().view(b * k, h, w), beta, relu, coords.view(b * k, 2),
-                                      stat.view(b * k))
+        _triton().soft_argmax_forward(heatmaps.contiguous().view(b * k, h, w), beta, relu,
+                                      None if flipped is None else flipped.view(b * k, h, w), index, k,
+                                      shift_heatmap, coords.view(b * k, 2), stat.view(b * k))
     return coords, stat
 
 
@@ -302,7 +394,7 @@ _dispatch.register(_soft_argmax_op, cpu=_soft_argmax_cpu, cuda=_soft_argmax_trit
 
 
 @_soft_argmax_op.register_fake
-def _(heatmaps, beta, relu):
+def _(heatmaps, beta, relu, flipped=None, flip_indices=None, shift_heatmap=False):
     b, k = heatmaps.shape[:2]
     cd = _checks.compute_dtype(heatmaps.dtype)
     return heatmaps.new_empty((b, k, 2), dtype=cd), heatmaps.new_empty((b, k), dtype=cd)
@@ -356,18 +448,26 @@ def _(grad_coords, grad_stat, heatmaps, coords, stat, beta, relu):
 
 
 def _soft_argmax_setup(ctx, inputs, output):
-    heatmaps, ctx.beta, ctx.relu = inputs
+    heatmaps, ctx.beta, ctx.relu, flipped, ctx.flip_indices, ctx.shift = inputs
     ctx.kernel = _dispatch.current()
-    ctx.save_for_backward(heatmaps, *output)
+    ctx.flip = flipped is not None
+    ctx.save_for_backward(heatmaps, flipped if ctx.flip else heatmaps, *output)
 
 
 def _soft_argmax_backward(ctx, grad_coords, grad_stat):
-    heatmaps, coords, stat = ctx.saved_tensors
+    """The flip test's backward builds the average (the forward does not) and splits its gradient: half to
+    the maps, half flipped forward (the adjoint of the flip back) to the flipped maps."""
+    heatmaps, flipped, coords, stat = ctx.saved_tensors
     grad_coords = torch.zeros_like(coords) if grad_coords is None else grad_coords
     grad_stat = torch.zeros_like(stat) if grad_stat is None else grad_stat
+    maps = ref.flip_average(heatmaps, flipped, ctx.flip_indices, ctx.shift) if ctx.flip else heatmaps
     with _dispatch.kernel(ctx.kernel):
-        grad = _soft_argmax_backward_op(grad_coords, grad_stat, heatmaps, coords, stat, ctx.beta, ctx.relu)
-    return grad, None, None
+        grad = _soft_argmax_backward_op(grad_coords, grad_stat, maps, coords, stat, ctx.beta, ctx.relu)
+    if not ctx.flip:
+        return grad, None, None, None, None, None
+    half = grad * 0.5
+    return (half.to(heatmaps.dtype), None, None,
+            ref.flip_back_adjoint(half, ctx.flip_indices, ctx.shift).to(flipped.dtype), None, None)
 
 
 _soft_argmax_op.register_autograd(_soft_argmax_backward, setup_context=_soft_argmax_setup)
@@ -389,7 +489,8 @@ _soft_argmax_backward_op.register_autograd(_soft_argmax_double_backward, setup_c
 
 
 def soft_argmax(heatmaps: Tensor, *, beta: float = 1.0, normalize: str = "softmax",
-                backend: Optional[str] = None) -> Tensor:
+                flipped: Optional[Tensor] = None, flip_indices: Optional[Sequence[int]] = None,
+                shift_heatmap: bool = False, backend: Optional[str] = None) -> Tensor:
     """Differentiable integral regression: ``sum_p w_p (j_p, i_p)`` over each map, (B, K, H, W) -> (B, K, 2).
 
     ``normalize="softmax"``: ``w = softmax(beta h)`` over the map. ``"relu"``: ``w = relu(h) / sum relu(h)``
@@ -398,14 +499,21 @@ def soft_argmax(heatmaps: Tensor, *, beta: float = 1.0, normalize: str = "softma
     (coordinates and the normaliser ``logsumexp(beta h)`` or ``sum relu(h)``), so no (B, K, H, W)
     intermediate is saved. Twice differentiable (the double backward is the PyTorch formula).
     Results are float64 for float64 maps, else float32.
+
+    The flip test: with ``flipped`` (the maps of the horizontally flipped image) h is the average of the maps
+    and the flipped-back maps, as in ``decode`` (``flip_indices``, ``shift_heatmap``), read in the same
+    forward kernel; the gradient flows to both (the backward builds the average).
     """
     _maps("heatmaps", heatmaps)
+    flip_indices = _flip_args(flipped, flip_indices, shift_heatmap, heatmaps, heatmaps.shape[1])
     normalize = _checks.choice("normalize", normalize, ("softmax", "relu"))
     if not isinstance(beta, Real) or isinstance(beta, bool) or not math.isfinite(beta) or beta <= 0:
         raise ValueError(f"beta must be a finite positive number, got {beta!r}")
     backend = _dispatch.select("soft_argmax", BACKENDS, heatmaps.device, backend)
     if backend == "reference":
-        return ref.soft_argmax(heatmaps, float(beta), normalize)[0]
+        return ref.soft_argmax(heatmaps, float(beta), normalize, flipped, flip_indices, shift_heatmap)[0]
     with _dispatch.kernel(backend):
         # a copy: the op's own output is saved for backward, so the caller may modify what it gets in place
-        return _soft_argmax_op(heatmaps.contiguous(), float(beta), normalize == "relu")[0].clone()
+        return _soft_argmax_op(heatmaps.contiguous(), float(beta), normalize == "relu",
+                               None if flipped is None else flipped.contiguous(), flip_indices,
+                               shift_heatmap)[0].clone()

@@ -8,7 +8,7 @@ NaN decodes to NaN coordinates and a NaN score. Written for clarity, vectorised 
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -161,13 +161,55 @@ def _topk(maps, k):
     return (p * (idx % w).to(maps.dtype)).sum(1), (p * (idx // w).to(maps.dtype)).sum(1)
 
 
+def flip_columns(w: int, shift: bool, device=None) -> Tensor:
+    """The column of the flipped image's map that lands on each column j of the original: ``W - 1 - j``, or
+    ``W - max(j, 1)`` with ``shift`` (mmpose's ``shift_heatmap``, which moves the flipped map one pixel right)."""
+    j = torch.arange(w, device=device)
+    return w - j.clamp(min=1) if shift else w - 1 - j
+
+
+def flip_back(flipped: Tensor, flip_indices: Optional[Sequence[int]] = None, shift: bool = False) -> Tensor:
+    """The maps (B, K, ..., W) of the horizontally flipped image, flipped back onto the original: channel k
+    takes channel ``flip_indices[k]`` (the mirrored keypoint), column j takes ``flip_columns(W, shift)[j]``.
+    mmpose's ``flip_heatmaps(flip_mode="heatmap")``."""
+    if flip_indices is not None:
+        flipped = flipped.index_select(1, torch.tensor(list(flip_indices), dtype=torch.int64, device=flipped.device))
+    return flipped.index_select(-1, flip_columns(flipped.shape[-1], shift, flipped.device))
+
+
+def flip_back_adjoint(grad: Tensor, flip_indices: Optional[Sequence[int]] = None, shift: bool = False) -> Tensor:
+    """The transpose of ``flip_back`` (the gradient w.r.t. the flipped maps): column j's value goes to column
+    ``flip_columns(W, shift)[j]`` (two land on W - 1 with ``shift``, none on 0), channel k's to
+    ``flip_indices[k]``."""
+    out = torch.zeros_like(grad).index_add(-1, flip_columns(grad.shape[-1], shift, grad.device), grad)
+    if flip_indices is None:
+        return out
+    return out.index_copy(1, torch.tensor(list(flip_indices), dtype=torch.int64, device=grad.device), out)
+
+
+def flip_average(heatmaps: Tensor, flipped: Tensor, flip_indices: Optional[Sequence[int]] = None,
+                 shift: bool = False) -> Tensor:
+    """The flip test's maps: ``(heatmaps + flip_back(flipped)) / 2`` in the compute dtype, as mmpose averages
+    the maps and the flipped-back maps before decoding."""
+    cd = compute_dtype(heatmaps.dtype)
+    return (heatmaps.to(cd) + flip_back(flipped, flip_indices, shift).to(cd)) * 0.5
+
+
 def decode(heatmaps: Tensor, method: str = "argmax", *, blur: int = 11, window: int = 1, k: int = 9,
-           offsets: Optional[Tensor] = None, affine: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+           offsets: Optional[Tensor] = None, affine: Optional[Tensor] = None, flipped: Optional[Tensor] = None,
+           flipped_offsets: Optional[Tensor] = None, flip_indices: Optional[Sequence[int]] = None,
+           shift: bool = False) -> tuple[Tensor, Tensor]:
     """Coordinates (B, K, 2) and scores (B, K) of the maxima of ``heatmaps``, refined by ``method``
     (docs/ops.md 2); ``offsets (B, K, 2, H, W)`` for ``method="offset"``; ``affine (B, 2, 3)`` maps the
-    result to image space."""
+    result to image space. The flip test: with ``flipped`` the maps decoded are ``flip_average``, and the
+    offsets the average of ``offsets`` and ``flip_back(flipped_offsets)`` with its x negated."""
     b, kk, h, w = heatmaps.shape
     cd = compute_dtype(heatmaps.dtype)
+    if flipped is not None:
+        heatmaps = flip_average(heatmaps, flipped, flip_indices, shift)
+        if flipped_offsets is not None:
+            sign = torch.tensor([-1.0, 1.0], dtype=cd, device=heatmaps.device).view(1, 1, 2, 1, 1)
+            offsets = (offsets.to(cd) + flip_back(flipped_offsets, flip_indices, shift).to(cd) * sign) * 0.5
     maps = heatmaps.reshape(b * kk, h, w).to(cd)
     n = maps.shape[0]
     nan = torch.isnan(maps.reshape(n, h * w)).any(1)
@@ -231,14 +273,18 @@ def _grid(h: int, w: int, dtype: torch.dtype, device) -> tuple[Tensor, Tensor]:
             torch.arange(h, dtype=dtype, device=device).repeat_interleave(w))
 
 
-def soft_argmax(heatmaps: Tensor, beta: float = 1.0, normalize: str = "softmax") -> tuple[Tensor, Tensor]:
+def soft_argmax(heatmaps: Tensor, beta: float = 1.0, normalize: str = "softmax", flipped: Optional[Tensor] = None,
+                flip_indices: Optional[Sequence[int]] = None, shift: bool = False) -> tuple[Tensor, Tensor]:
     """Integral regression: ``(coords (B, K, 2), stat (B, K))`` with coords = sum_p w_p (j_p, i_p).
 
     ``"softmax"``: w = softmax(beta * h) over the map, stat = logsumexp(beta * h).
     ``"relu"``: w = relu(h) / S, stat = S = sum relu(h); a channel with S = 0 gives the map centre.
+    With ``flipped``, h is ``flip_average(heatmaps, flipped, flip_indices, shift)`` (the flip test).
     Differentiable (PyTorch autograd); computed in the compute dtype, and in float64 in an exported graph
     (whose runtime would add the error of its own float32 sums over the map to the kernels').
     """
+    if flipped is not None:
+        heatmaps = flip_average(heatmaps, flipped, flip_indices, shift)
     b, k, h, w = heatmaps.shape
     cd = compute_dtype(heatmaps.dtype)
     work = torch.float64 if torch.compiler.is_exporting() else cd
