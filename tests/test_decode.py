@@ -355,7 +355,7 @@ def test_flip_decode_is_mmpose_flip_average_decode(backend, gen, method, shape, 
 
 
 @pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("dtype", [torch.float64, *HALF])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, *HALF])
 def test_flip_decode_dtypes_borders_and_nan(backend, gen, method, dtype):
     """The flip average in the compute dtype of half and float64 maps; maxima on borders and ties, where
     the shifted column 0 reads the flipped map's last column; NaN in either map gives NaN."""
@@ -382,6 +382,25 @@ def test_flip_decode_dtypes_borders_and_nan(backend, gen, method, dtype):
                          **kw)
         assert_decoded(tuple(t.cpu() for t in got), want, (9, 8))
         assert got[0][0, -1].isnan().all() and not got[0][0, :-1].isnan().any()
+
+
+@pytest.mark.parametrize("shift", [False, True])
+def test_flip_decode_ties_across_lanes_and_rows(backend, shift):
+    """Equal maxima of the average in different vector lanes, chains and rows (W = 37: four 8-column
+    vectors and a tail per row): the first in row-major order wins, as torch.argmax."""
+    name, device = backend
+    maps = torch.zeros(1, 4, 6, 37)
+    maps[0, 0] = 0.5  # constant
+    maps[0, 1, 3, 30] = maps[0, 1, 3, 12] = maps[0, 1, 4, 2] = 1.0  # the first at column 12 (second vector)
+    maps[0, 2, 2, 36] = maps[0, 2, 2, 33] = maps[0, 2, 5, 1] = 1.0  # in the tail
+    maps[0, 3, 1, 0] = maps[0, 3, 1, 9] = 1.0  # column 0 (scalar) before a vector lane
+    flipped = torch.zeros_like(maps)
+    for method in ("argmax", "quarter"):
+        want = ref.decode(maps * 0.5, method)
+        got = ops.decode(maps.to(device), method, flipped=flipped.to(device), shift_heatmap=shift, backend=name)
+        assert_decoded(tuple(t.cpu() for t in got), want, (6, 37))
+        if method == "argmax":
+            assert got[0][0].tolist() == [[0.0, 0.0], [12.0, 3.0], [33.0, 2.0], [0.0, 1.0]]
 
 
 @pytest.mark.parametrize("normalize", ["softmax", "relu"])

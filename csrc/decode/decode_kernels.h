@@ -153,9 +153,17 @@ Peak<float> scan_average<float, float>(const Map<float, float>& c) {
     where[s] = _mm256_set1_epi32(std::numeric_limits<int32_t>::max());
   }
   Peak<float> tail{-std::numeric_limits<float>::infinity(), std::numeric_limits<int32_t>::max(), false};
+  // the mirrored rows are read backwards, which the hardware prefetcher follows poorly: prefetch both maps
+  // about 4 KB ahead, one line in 16 floats
+  const int64_t ahead = std::max<int64_t>(1, 1024 / W) * W;
   for (int64_t i = 0; i < H; ++i) {
     const float* row = c.m + i * W;
     const float* mirror = c.f + i * W;
+    if ((i + 1) * W + ahead <= H * W)
+      for (int64_t j = 0; j < W; j += 16) {
+        _mm_prefetch(reinterpret_cast<const char*>(row + ahead + j), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(mirror + ahead + j), _MM_HINT_T0);
+      }
     auto step = [&](int64_t j, int s) {
       const __m256 back = !c.shift ? _mm256_permutevar8x32_ps(_mm256_loadu_ps(mirror + W - 8 - j), reverse)
                           : j == 0 ? _mm256_permutevar8x32_ps(_mm256_loadu_ps(mirror + W - 8), first)
