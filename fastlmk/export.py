@@ -65,8 +65,8 @@ def _decode_simcc(simcc_x, simcc_y):
     return ref_decode.decode_simcc(simcc_x, cast(simcc_y, simcc_x.dtype))
 
 
-def _decode(heatmaps, offsets, affine, method, blur, window, k, flipped=None, flipped_offsets=None, flip_indices=None,
-            shift_heatmap=False):
+def _decode(heatmaps, offsets, affine, method, blur, window, k, flipped=None, flipped_offsets=None,
+            flip_indices=None, shift_heatmap=False):
     offsets, affine, flipped_offsets = _cast(compute_dtype(heatmaps.dtype), offsets, affine, flipped_offsets)
     window = min(window, max(heatmaps.shape[2:]) - 1)  # as the kernels: a larger window adds only pixels off the map
     return ref_decode.decode(heatmaps, method, blur=blur, window=window, k=k, offsets=offsets, affine=affine,

@@ -509,9 +509,10 @@ def soft_argmax_forward(maps: Tensor, beta: float, relu: bool, flipped: Optional
     """Writes ``coords (N, 2)`` and ``stat (N,)`` of ``soft_argmax`` over ``maps (N, H, W)`` (with
     ``flipped``, of the flip average)."""
     n, h, w = maps.shape
-    _soft_argmax_fwd_kernel[(n,)](maps, maps if flipped is None else flipped, stat if flip_index is None else flip_index,
-                                  coords, stat, h * w, h, w, k_per_batch, beta, RELU=relu, FLIP=flipped is not None,
-                                  SHIFT=shift, COMPUTE=_COMPUTE[coords.dtype], BLOCK=_block(h * w))
+    _soft_argmax_fwd_kernel[(n,)](maps, maps if flipped is None else flipped,
+                                  stat if flip_index is None else flip_index, coords, stat, h * w, h, w,
+                                  k_per_batch, beta, RELU=relu, FLIP=flipped is not None, SHIFT=shift,
+                                  COMPUTE=_COMPUTE[coords.dtype], BLOCK=_block(h * w))
 
 
 def soft_argmax_backward(maps: Tensor, coords: Tensor, stat: Tensor, grad_coords: Tensor, grad_stat: Tensor,

@@ -62,7 +62,8 @@ def _flip_args(flipped: Optional[Tensor], flip_indices: Optional[Sequence[int]],
         return None
     _checks.floating("flipped", flipped)
     if flipped.shape != heatmaps.shape:
-        raise ValueError(f"flipped must have the heatmaps' shape {tuple(heatmaps.shape)}, got {tuple(flipped.shape)}")
+        raise ValueError(f"flipped must have the heatmaps' shape {tuple(heatmaps.shape)}, "
+                         f"got {tuple(flipped.shape)}")
     if flipped.dtype != heatmaps.dtype:
         raise TypeError(f"flipped must have the heatmaps' dtype {heatmaps.dtype}, got {flipped.dtype}")
     _checks.same_device(heatmaps.device, flipped=flipped)
@@ -113,8 +114,8 @@ def _decode_inputs(heatmaps, offsets, affine, method, blur, window, k, flipped, 
             flipped_offsets, index, coords, scores)
 
 
-def _decode_cpu(heatmaps, offsets, affine, method, blur, window, k, flipped=None, flipped_offsets=None, flip_indices=None,
-                shift_heatmap=False):
+def _decode_cpu(heatmaps, offsets, affine, method, blur, window, k, flipped=None, flipped_offsets=None,
+                flip_indices=None, shift_heatmap=False):
     heatmaps, offsets, affine, code, blur, window, flipped, flipped_offsets, index, coords, scores = _decode_inputs(
         heatmaps, offsets, affine, method, blur, window, k, flipped, flipped_offsets, flip_indices)
     b, kk, h, w = heatmaps.shape
@@ -127,8 +128,8 @@ def _decode_cpu(heatmaps, offsets, affine, method, blur, window, k, flipped=None
     return coords, scores
 
 
-def _decode_triton(heatmaps, offsets, affine, method, blur, window, k, flipped=None, flipped_offsets=None, flip_indices=None,
-                   shift_heatmap=False):
+def _decode_triton(heatmaps, offsets, affine, method, blur, window, k, flipped=None, flipped_offsets=None,
+                   flip_indices=None, shift_heatmap=False):
     heatmaps, offsets, affine, code, blur, window, flipped, flipped_offsets, index, coords, scores = _decode_inputs(
         heatmaps, offsets, affine, method, blur, window, k, flipped, flipped_offsets, flip_indices)
     b, kk, h, w = heatmaps.shape
