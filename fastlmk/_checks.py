@@ -165,7 +165,7 @@ def raw(op: str, name: str, t: object, shape: Sequence[Optional[int]], device: t
         raise ValueError(f"{op}: {name} must have shape {want}, got {tuple(t.shape)}".replace("'", ""))
     if t.device != device:
         raise ValueError(f"{op}: {name} is on {t.device} but the other inputs are on {device}")
-    return (t if dtype is None else t.to(dtype)).contiguous()
+    return (t if dtype is None or t.dtype == dtype else t.to(dtype)).contiguous()
 
 
 def raw_optional(op: str, name: str, t: Optional[Tensor], shape: Sequence[Optional[int]], device: torch.device,

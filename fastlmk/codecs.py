@@ -121,6 +121,7 @@ class _GaussianCodec:
         self.heatmap_size = tuple(int(v) for v in heatmap_size)
         self.sigma = sigma
         self.blur_kernel_size = blur_kernel_size
+        self._size = np.array(self.heatmap_size, np.float32)  # (W, H), against (x, y)
 
     def _scale(self, like: Array) -> Array:
         if isinstance(like, np.ndarray):
@@ -141,8 +142,9 @@ class _GaussianCodec:
         else:  # mmpose: the patch [trunc(mu - r), trunc(mu + r + 1)) of mu = trunc(x + 0.5)
             mu = xp.trunc(kp + 0.5)
             lo, hi, radius = xp.trunc(mu - r), xp.trunc(mu + r + 1), 3.0
-        inside = ((lo[..., 0] < w) & (lo[..., 1] < h) & (hi[..., 0] >= 0) & (hi[..., 1] >= 0)
-                  & xp.isfinite(kp).all(-1))
+        size = self._size if xp is np else torch.as_tensor(self._size, device=kp.device)
+        # NaN compares false and +-inf falls outside, so a non-finite keypoint is never inside
+        inside = ((lo < size) & (hi >= 0)).all(-1)
         seen = vis >= 0.5
         weights = xp.where(seen & ~inside, xp.zeros_like(vis), vis)
         kp = _float32(xp.where((seen & inside)[..., None], kp, float("nan")))
