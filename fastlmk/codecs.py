@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import ops
+from .ops.decode import check_flip_indices
 from .ops.encode import render_gaussian_cpu, render_simcc_cpu
 from .reference.decode import dark_kernel, flip_back
 
@@ -332,9 +333,8 @@ class UDPHeatmap(_GaussianCodec):
         groups = 1 if self.heatmap_type == "gaussian" else 3
         if c % groups:
             raise ValueError(f"heatmap_type='combined' needs 3K channels, got {c}")
-        if flip_indices is not None and sorted(flip_indices) != list(range(c // groups)):
-            raise ValueError(f"flip_indices must be a permutation of 0..K-1 with K = {c // groups}, "
-                             f"got {list(flip_indices)}")
+        if flip_indices is not None:
+            flip_indices = check_flip_indices("", flip_indices, c // groups)
         back = flip_back(flipped.reshape(b, c // groups, groups, h, w), flip_indices, shift)
         if groups == 3:
             back = back * torch.tensor([1.0, -1.0, 1.0], device=back.device).view(1, 1, 3, 1, 1)

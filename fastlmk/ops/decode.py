@@ -44,11 +44,21 @@ def _flip_inputs(op: str, heatmaps: Tensor, flipped: Optional[Tensor],
     flipped = _checks.raw(op, "flipped", flipped, tuple(heatmaps.shape), heatmaps.device)
     if flipped.dtype != heatmaps.dtype:
         raise TypeError(f"{op}: flipped must have the heatmaps' dtype {heatmaps.dtype}, got {flipped.dtype}")
-    indices = list(range(k)) if flip_indices is None else list(flip_indices)
-    if sorted(indices) != list(range(k)):
-        raise ValueError(f"{op}: flip_indices must be a permutation of 0..K-1 with K = {k} (each keypoint's "
-                         f"mirrored keypoint), got {indices}")
+    indices = check_flip_indices(f"{op}: ", flip_indices, k)
     return flipped, torch.tensor(indices, dtype=torch.int64, device=heatmaps.device)
+
+
+def check_flip_indices(prefix: str, flip_indices: Optional[Sequence[int]], k: int) -> list[int]:
+    """``flip_indices`` (default: the identity) as a list of ints, checked to be a permutation of 0..K-1
+    (also by fastlmk.codecs); ``prefix`` starts the message."""
+    if isinstance(flip_indices, Tensor):
+        flip_indices = flip_indices.tolist()
+    indices = list(range(k)) if flip_indices is None else list(flip_indices)
+    if (not all(isinstance(i, Integral) and not isinstance(i, bool) for i in indices)
+            or sorted(indices) != list(range(k))):
+        raise ValueError(f"{prefix}flip_indices must be a permutation of 0..K-1 with K = {k} (the mirrored "
+                         f"keypoint of each keypoint), got {indices}")
+    return [int(i) for i in indices]
 
 
 def _flip_args(flipped: Optional[Tensor], flip_indices: Optional[Sequence[int]], shift_heatmap: bool,
@@ -67,16 +77,7 @@ def _flip_args(flipped: Optional[Tensor], flip_indices: Optional[Sequence[int]],
     if flipped.dtype != heatmaps.dtype:
         raise TypeError(f"flipped must have the heatmaps' dtype {heatmaps.dtype}, got {flipped.dtype}")
     _checks.same_device(heatmaps.device, flipped=flipped)
-    if flip_indices is None:
-        return None
-    if isinstance(flip_indices, Tensor):
-        flip_indices = flip_indices.tolist()
-    indices = list(flip_indices)
-    if (len(indices) != k or not all(isinstance(i, Integral) and not isinstance(i, bool) for i in indices)
-            or sorted(indices) != list(range(k))):
-        raise ValueError(f"flip_indices must be a permutation of 0..K-1 with K = {k} (the mirrored keypoint of "
-                         f"each keypoint), got {indices}")
-    return [int(i) for i in indices]
+    return None if flip_indices is None else check_flip_indices("", flip_indices, k)
 
 
 # ----------------------------------------------------------------------------------------------- decode
