@@ -74,7 +74,7 @@ def extensions():
         Extension(
             "fastlmk._C",
             sources=["csrc/bindings.cpp", "csrc/isa.cpp",
-                     *sorted(glob("csrc/encode/*.cpp") + glob("csrc/decode/*.cpp") + glob("csrc/splat/*.cpp")
+                     *sorted(glob("csrc/codecs/*.cpp") + glob("csrc/encode/*.cpp") + glob("csrc/decode/*.cpp") + glob("csrc/splat/*.cpp")
                             + glob("csrc/xnor/*.cpp"))],
             include_dirs=includes,
             depends=sorted(glob("csrc/**/*.h", recursive=True)),  # a kernel header edit rebuilds the module

@@ -34,10 +34,21 @@ Field<Args> field(const char* name, T Base::*member) {
   return {name, [name, member](Args& args, py::handle value) {
             Base& a = args;
             if constexpr (std::is_pointer_v<T>) {
-              // an address, None (no buffer) or an object with data_ptr() (a contiguous torch.Tensor)
-              const uintptr_t address = value.is_none()                ? 0
-                                        : py::isinstance<py::int_>(value) ? value.cast<uintptr_t>()
-                                                                          : value.attr("data_ptr")().cast<uintptr_t>();
+              // an address, None (no buffer), a C-contiguous buffer (a NumPy array; writable for an output
+              // field) or an object with data_ptr() (a contiguous torch.Tensor)
+              uintptr_t address = 0;
+              if (py::isinstance<py::int_>(value)) {
+                address = value.cast<uintptr_t>();
+              } else if (PyObject_CheckBuffer(value.ptr())) {
+                constexpr int flags =
+                    PyBUF_C_CONTIGUOUS | (std::is_const_v<std::remove_pointer_t<T>> ? 0 : PyBUF_WRITABLE);
+                Py_buffer view;
+                if (PyObject_GetBuffer(value.ptr(), &view, flags) != 0) throw py::error_already_set();
+                address = reinterpret_cast<uintptr_t>(view.buf);
+                PyBuffer_Release(&view);  // the caller's keyword arguments keep the array alive
+              } else if (!value.is_none()) {
+                address = value.attr("data_ptr")().cast<uintptr_t>();
+              }
               a.*member = reinterpret_cast<T>(address);
             } else if constexpr (std::is_array_v<T>) {
               const auto seq = value.cast<py::sequence>();

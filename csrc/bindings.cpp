@@ -9,6 +9,7 @@
 
 #include "bind.h"
 
+#include "codecs/codecs.h"
 #include "decode/decode.h"
 #include "encode/encode.h"
 #include "isa.h"
@@ -28,6 +29,14 @@ Isa parse_isa(const std::string& name) {
   if (name == "avx2") return Isa::kAvx2;
   if (name == "avx512") return Isa::kAvx512;
   throw std::invalid_argument("isa must be 'scalar', 'avx2' or 'avx512', got '" + name + "'");
+}
+
+// The fields of fastlmk::CodecSample, which both codec encodings extend.
+template <class Args>
+std::vector<Field<Args>> codec_sample_fields() {
+  return {FASTLMK_FIELD(Args, kp),      FASTLMK_FIELD(Args, visible), FASTLMK_FIELD(Args, visible_dtype),
+          FASTLMK_FIELD(Args, weights), FASTLMK_FIELD(Args, n),       FASTLMK_FIELD(Args, k),
+          FASTLMK_FIELD(Args, nthreads)};
 }
 
 }  // namespace
@@ -92,6 +101,21 @@ PYBIND11_MODULE(_C, m) {
               FASTLMK_FIELD(SimccDecodeArgs, bk), FASTLMK_FIELD(SimccDecodeArgs, wx), FASTLMK_FIELD(SimccDecodeArgs, hy),
               FASTLMK_FIELD(SimccDecodeArgs, locs), FASTLMK_FIELD(SimccDecodeArgs, scores),
               FASTLMK_FIELD(SimccDecodeArgs, nthreads)});
+
+  using fastlmk::HeatmapCodecArgs;
+  using fastlmk::SimccCodecArgs;
+  def_kernel(m, "encode_heatmap_codec", &fastlmk::encode_heatmap_codec,
+             codec_sample_fields<HeatmapCodecArgs>() +
+                 std::vector{FASTLMK_FIELD(HeatmapCodecArgs, heatmaps), FASTLMK_FIELD(HeatmapCodecArgs, h),
+                             FASTLMK_FIELD(HeatmapCodecArgs, w), FASTLMK_FIELD(HeatmapCodecArgs, scale),
+                             FASTLMK_FIELD(HeatmapCodecArgs, sigma), FASTLMK_FIELD(HeatmapCodecArgs, center)});
+  def_kernel(m, "encode_simcc_codec", &fastlmk::encode_simcc_codec,
+             codec_sample_fields<SimccCodecArgs>() +
+                 std::vector{FASTLMK_FIELD(SimccCodecArgs, out_x), FASTLMK_FIELD(SimccCodecArgs, out_y),
+                             FASTLMK_FIELD(SimccCodecArgs, wx), FASTLMK_FIELD(SimccCodecArgs, hy),
+                             FASTLMK_FIELD(SimccCodecArgs, split), FASTLMK_FIELD(SimccCodecArgs, kind),
+                             FASTLMK_FIELD(SimccCodecArgs, sigma), FASTLMK_FIELD(SimccCodecArgs, scale),
+                             FASTLMK_FIELD(SimccCodecArgs, smoothing)});
 
   using fastlmk::DecodeArgs;
   def_kernel(m, "decode", &fastlmk::decode,

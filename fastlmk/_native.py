@@ -25,7 +25,8 @@ cuda, cuda_error = _load("fastlmk._cuda")
 
 def call(fn: str, **fields: Any) -> Any:
     """Runs the CPU kernel ``fastlmk._C.<fn>`` on the argument struct made of ``fields``: a buffer is a
-    contiguous tensor (its data address is taken) or None (no buffer)."""
+    contiguous tensor or C-contiguous NumPy array (writable for an output; its data address is taken) or
+    None (no buffer)."""
     return getattr(cpu, fn)(**fields)
 
 

@@ -19,7 +19,6 @@ under the scope ``fastlmk`` (``dict(type='fastlmk.MSRAHeatmap', ...)``).
 from __future__ import annotations
 
 import importlib.util
-import math
 from typing import Optional, Sequence, Union
 
 import numpy as np
@@ -27,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import ops
+from . import _native, ops
 from .ops.decode import check_flip_indices
-from .ops.encode import render_gaussian_cpu, render_simcc_cpu
+from .ops.encode import simcc_peaks
 from .reference.decode import dark_kernel, flip_back
 
 __all__ = ["MSRAHeatmap", "UDPHeatmap", "SimCCLabel"]
@@ -60,34 +59,44 @@ def _blur(maps: Tensor, size: int, padding: str, axes: int = 2) -> Tensor:
     return x.reshape(b, k, h, w)
 
 
-Array = Union[np.ndarray, Tensor]
-
-
-def _batched(keypoints: np.ndarray, keypoints_visible: Optional[np.ndarray]) -> tuple[np.ndarray, Optional[np.ndarray]]:
-    """mmpose's (N, K, 2) keypoints and (N, K) visibilities as a batch of one, (1, N, K, 2) float32."""
+def _sample(keypoints: np.ndarray, keypoints_visible: Optional[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """mmpose's (N, K, 2) keypoints as contiguous float32 and (N, K) visibilities (ones when not given)."""
     keypoints = np.asarray(keypoints)
     if keypoints.ndim != 3 or keypoints.shape[-1] < 2:
         raise ValueError(f"keypoints must have shape (N, K, 2), got {keypoints.shape}")
-    kp = np.ascontiguousarray(keypoints[None, ..., :2], dtype=np.float32)
-    return kp, None if keypoints_visible is None else np.asarray(keypoints_visible)[None]
+    kp = np.ascontiguousarray(keypoints[..., :2], dtype=np.float32)
+    if keypoints_visible is None:
+        return kp, np.ones(kp.shape[:2], np.float32)
+    vis = np.asarray(keypoints_visible)
+    if vis.shape != kp.shape[:2]:
+        raise ValueError(f"keypoints_visible must have shape (N, K) = {kp.shape[:2]}, got {vis.shape}")
+    return kp, vis
 
 
-def _visibility(keypoints: Array, keypoints_visible: Optional[Array]) -> Array:
-    """(B, N, K) visibilities, ones when not given, checked against (B, N, K, 2) keypoints (NumPy or torch)."""
+def _encode_sample(fn: str, kp: np.ndarray, vis: np.ndarray, **fields) -> np.ndarray:
+    """Runs the per-sample codec encoding ``fastlmk._C.<fn>`` (csrc/codecs: the target rule and the render
+    in one call, without torch's dispatcher) on ``_sample``'s arrays and the output buffers in ``fields``;
+    returns keypoint_weights in the visibilities' dtype, as mmpose (which copies them)."""
+    given = vis.dtype
+    if given not in (np.float32, np.float64):  # e.g. bool or int visibilities: weights are 0 or the value
+        vis = vis.astype(np.float64)
+    vis = np.ascontiguousarray(vis)
+    weights = np.empty_like(vis)
+    _native.call(fn, kp=kp, visible=vis, visible_dtype=int(vis.dtype == np.float64), weights=weights,
+                 n=kp.shape[0], k=kp.shape[1], nthreads=1, **fields)
+    return weights.astype(given, copy=False)
+
+
+def _visibility(keypoints: Tensor, keypoints_visible: Optional[Tensor]) -> Tensor:
+    """(B, N, K) visibilities, ones when not given, checked against (B, N, K, 2) keypoints."""
     if keypoints.ndim != 4 or keypoints.shape[-1] != 2:
         raise ValueError(f"keypoints must have shape (B, N, K, 2), got {tuple(keypoints.shape)}")
     if keypoints_visible is None:
-        if isinstance(keypoints, np.ndarray):
-            return np.ones(keypoints.shape[:-1], np.float32)
         return keypoints.new_ones(keypoints.shape[:-1], dtype=torch.float32)
     if tuple(keypoints_visible.shape) != tuple(keypoints.shape[:-1]):
         raise ValueError(f"keypoints_visible must have shape (B, N, K) = {tuple(keypoints.shape[:-1])}, "
                          f"got {tuple(keypoints_visible.shape)}")
     return keypoints_visible
-
-
-def _float32(a: Array) -> Array:
-    return a.astype(np.float32, copy=False) if isinstance(a, np.ndarray) else a.to(torch.float32)
 
 
 def _numpy(t: Tensor) -> np.ndarray:
@@ -124,31 +133,27 @@ class _GaussianCodec:
         self.blur_kernel_size = blur_kernel_size
         self._size = np.array(self.heatmap_size, np.float32)  # (W, H), against (x, y)
 
-    def _scale(self, like: Array) -> Array:
-        if isinstance(like, np.ndarray):
-            return self.scale_factor
+    def _scale(self, like: Tensor) -> Tensor:
         return torch.as_tensor(self.scale_factor, device=like.device)
 
-    def _targets(self, keypoints: Array, keypoints_visible: Optional[Array]) -> tuple[Array, Array, float]:
+    def _targets(self, keypoints: Tensor, keypoints_visible: Optional[Tensor]) -> tuple[Tensor, Tensor, float]:
         """(heatmap keypoints with the instances left out of the target set to NaN, keypoint_weights, the
-        window radius in sigmas) for (B, N, K, 2) input-image keypoints, NumPy or torch (the same formulas:
-        NumPy for the per-sample calls, whose tiny arrays torch would spend more time on)."""
-        xp = np if isinstance(keypoints, np.ndarray) else torch
+        window radius in sigmas) for (B, N, K, 2) input-image keypoints: the rule of csrc/codecs/codecs.h
+        (which the per-sample ``encode`` runs natively), in float32."""
         vis = _visibility(keypoints, keypoints_visible)
-        kp = _float32(keypoints) / self._scale(keypoints)
+        kp = keypoints.to(torch.float32) / self._scale(keypoints)
         w, h = self.heatmap_size
         r = 3.0 * self.sigma
         if self._center == "continuous":  # mmpose: the whole map for every keypoint within 3 sigma + 1
             lo, hi, radius = kp - r, kp + r + 1, (max(w, h) + r + 2) / self.sigma
         else:  # mmpose: the patch [trunc(mu - r), trunc(mu + r + 1)) of mu = trunc(x + 0.5)
-            mu = xp.trunc(kp + 0.5)
-            lo, hi, radius = xp.trunc(mu - r), xp.trunc(mu + r + 1), 3.0
-        size = self._size if xp is np else torch.as_tensor(self._size, device=kp.device)
+            mu = torch.trunc(kp + 0.5)
+            lo, hi, radius = torch.trunc(mu - r), torch.trunc(mu + r + 1), 3.0
         # NaN compares false and +-inf falls outside, so a non-finite keypoint is never inside
-        inside = ((lo < size) & (hi >= 0)).all(-1)
+        inside = ((lo < torch.as_tensor(self._size, device=kp.device)) & (hi >= 0)).all(-1)
         seen = vis >= 0.5
-        weights = xp.where(seen & ~inside, xp.zeros_like(vis), vis)
-        kp = _float32(xp.where((seen & inside)[..., None], kp, float("nan")))
+        weights = torch.where(seen & ~inside, torch.zeros_like(vis), vis)
+        kp = torch.where((seen & inside)[..., None], kp, float("nan"))
         return kp, weights, radius
 
     def encode_batch(self, keypoints: Tensor, keypoints_visible: Optional[Tensor] = None) -> dict[str, Tensor]:
@@ -160,13 +165,14 @@ class _GaussianCodec:
         return dict(heatmaps=heatmaps, keypoint_weights=weights)
 
     def encode(self, keypoints: np.ndarray, keypoints_visible: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
-        """mmpose's ``encode``: ``heatmaps`` (K, H, W) float32 and ``keypoint_weights`` (N, K). Runs the CPU
-        kernel directly (encode.render_gaussian_cpu), without the torch dispatcher's cost per call."""
-        kp, weights, radius = self._targets(*_batched(keypoints, keypoints_visible))
+        """mmpose's ``encode``: ``heatmaps`` (K, H, W) float32 and ``keypoint_weights`` (N, K), in one native
+        call (csrc/codecs)."""
+        kp, vis = _sample(keypoints, keypoints_visible)
         w, h = self.heatmap_size
-        sigma = torch.full(kp.shape[:1] + kp.shape[2:3], float(self.sigma))
-        heatmaps = render_gaussian_cpu(torch.from_numpy(kp), sigma, None, h, w, self._center, radius, torch.float32)
-        return dict(heatmaps=heatmaps[0].numpy(), keypoint_weights=weights[0])
+        heatmaps = np.empty((kp.shape[1], h, w), np.float32)
+        weights = _encode_sample("encode_heatmap_codec", kp, vis, heatmaps=heatmaps, h=h, w=w, scale=self.scale_factor,
+                                 sigma=float(self.sigma), center=_native.code("center", self._center))
+        return dict(heatmaps=heatmaps, keypoint_weights=weights)
 
     def loss(self, pred: Tensor, keypoints: Tensor, keypoints_visible: Optional[Tensor] = None,
              use_target_weight: bool = True) -> Tensor:
@@ -278,7 +284,7 @@ class UDPHeatmap(_GaussianCodec):
         if keypoints.shape[1] != 1:
             raise ValueError(f"heatmap_type='combined' takes one instance per image, got {keypoints.shape[1]}")
         # as mmpose: the keypoints scaled in float32, the offsets and the disc test in float64
-        kp = (_float32(keypoints[:, 0]) / self._scale(keypoints)).to(torch.float64)
+        kp = (keypoints[:, 0].to(torch.float32) / self._scale(keypoints)).to(torch.float64)
         seen = vis[:, 0] >= 0.5
         w, h = self.heatmap_size
         radius = self.radius_factor * max(w, h)
@@ -295,8 +301,8 @@ class UDPHeatmap(_GaussianCodec):
     def encode(self, keypoints: np.ndarray, keypoints_visible: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
         if self.heatmap_type == "gaussian":
             return super().encode(keypoints, keypoints_visible)
-        kp, vis = _batched(keypoints, keypoints_visible)
-        out = self.encode_batch(torch.from_numpy(kp), None if vis is None else torch.from_numpy(vis))
+        kp, vis = _sample(keypoints, keypoints_visible)
+        out = self.encode_batch(torch.from_numpy(kp[None]), torch.from_numpy(np.ascontiguousarray(vis[None])))
         return {key: _numpy(value[0]) for key, value in out.items()}
 
     def loss(self, pred: Tensor, keypoints: Tensor, keypoints_visible: Optional[Tensor] = None,
@@ -437,51 +443,47 @@ class SimCCLabel:
         if use_dark and min(self._blurs) < 1:
             raise ValueError(f"use_dark needs sigma >= 0.5 (a blur of at least one bin), got {sigma!r}")
         self._bins = tuple(int(np.around(n * simcc_split_ratio)) for n in input_size)
+        self._peaks = simcc_peaks(self.sigma, smoothing_type, normalize)
 
-    def _targets(self, keypoints: Array, keypoints_visible: Optional[Array]) -> tuple[Array, Array, Array]:
-        """(bins (B, N, K, 2), the render weights (1 where a label is drawn), keypoint_weights), NumPy or torch."""
-        xp = np if isinstance(keypoints, np.ndarray) else torch
+    def _targets(self, keypoints: Tensor, keypoints_visible: Optional[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """(bins (B, N, K, 2), the render weights (1 where a label is drawn), keypoint_weights): the rule of
+        csrc/codecs/codecs.h (which the per-sample ``encode`` runs natively)."""
         vis = _visibility(keypoints, keypoints_visible)
-        mu = xp.round(_float32(keypoints) * self.simcc_split_ratio)
+        mu = torch.round(keypoints.to(torch.float32) * self.simcc_split_ratio)
         wx, hy = self._bins
         if self.smoothing_type == "gaussian":
-            r = 3 * self.sigma if xp is np else torch.as_tensor(3 * self.sigma, device=mu.device)
+            r = torch.as_tensor(3 * self.sigma, device=mu.device)
             lo, hi = mu - r, mu + r + 1
         else:
             lo, hi = mu, mu
         inside = ((lo[..., 0] < wx) & (lo[..., 1] < hy) & (hi[..., 0] >= 0) & (hi[..., 1] >= 0)
-                  & xp.isfinite(mu).all(-1))
+                  & torch.isfinite(mu).all(-1))
         seen = vis >= 0.5
-        return mu, _float32(seen & inside), xp.where(seen & ~inside, xp.zeros_like(vis), vis)
-
-    def _render(self, bins: Tensor, drawn: Tensor, kernel=None) -> tuple[Tensor, Tensor]:
-        b, n, k = drawn.shape
-        wx, hy = self._bins
-        sigma = [float(v) for v in self.sigma]
-        if kernel is None:
-            x, y = ops.render_simcc(bins.reshape(b * n, k, 2), (wx, hy), tuple(sigma), kind=self.smoothing_type,
-                                    smoothing=self.label_smooth_weight, normalize=self.normalize,
-                                    weights=drawn.reshape(b * n, k))
-        else:  # the CPU kernel without the dispatcher (per-sample NumPy calls)
-            scale = [1.0 / (v * math.sqrt(2 * math.pi)) if self.normalize and self.smoothing_type == "gaussian"
-                     else 1.0 for v in sigma]
-            x, y = kernel(bins.reshape(b * n, k, 2), drawn.reshape(b * n, k), wx, hy, self.smoothing_type, sigma,
-                          scale, float(self.label_smooth_weight), torch.float32)
-        return x.reshape(b, n, k, wx), y.reshape(b, n, k, hy)
+        return mu, (seen & inside).to(torch.float32), torch.where(seen & ~inside, torch.zeros_like(vis), vis)
 
     def encode_batch(self, keypoints: Tensor, keypoints_visible: Optional[Tensor] = None) -> dict[str, Tensor]:
         """``keypoint_x_labels`` (B, N, K, Wx), ``keypoint_y_labels`` (B, N, K, Hy) float32 and
         ``keypoint_weights`` (B, N, K) from keypoints (B, N, K, 2) in input-image pixels, one fused render."""
         bins, drawn, weights = self._targets(keypoints, keypoints_visible)
-        x, y = self._render(bins, drawn)
-        return dict(keypoint_x_labels=x, keypoint_y_labels=y, keypoint_weights=weights)
+        b, n, k = drawn.shape
+        wx, hy = self._bins
+        x, y = ops.render_simcc(bins.reshape(b * n, k, 2), (wx, hy), tuple(float(v) for v in self.sigma),
+                                kind=self.smoothing_type, smoothing=self.label_smooth_weight,
+                                normalize=self.normalize, weights=drawn.reshape(b * n, k))
+        return dict(keypoint_x_labels=x.reshape(b, n, k, wx), keypoint_y_labels=y.reshape(b, n, k, hy),
+                    keypoint_weights=weights)
 
     def encode(self, keypoints: np.ndarray, keypoints_visible: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
         """mmpose's ``encode``: ``keypoint_x_labels`` (N, K, Wx), ``keypoint_y_labels`` (N, K, Hy),
-        ``keypoint_weights`` (N, K); the CPU kernel called directly (encode.render_simcc_cpu)."""
-        bins, drawn, weights = self._targets(*_batched(keypoints, keypoints_visible))
-        x, y = self._render(torch.from_numpy(bins), torch.from_numpy(drawn), render_simcc_cpu)
-        return dict(keypoint_x_labels=x[0].numpy(), keypoint_y_labels=y[0].numpy(), keypoint_weights=weights[0])
+        ``keypoint_weights`` (N, K), in one native call (csrc/codecs)."""
+        kp, vis = _sample(keypoints, keypoints_visible)
+        n, k = kp.shape[:2]
+        wx, hy = self._bins
+        x, y = np.empty((n, k, wx), np.float32), np.empty((n, k, hy), np.float32)
+        weights = _encode_sample("encode_simcc_codec", kp, vis, out_x=x, out_y=y, wx=wx, hy=hy,
+                                 split=float(self.simcc_split_ratio), kind=_native.code("simcc_kind", self.smoothing_type),
+                                 sigma=self.sigma, scale=self._peaks, smoothing=float(self.label_smooth_weight))
+        return dict(keypoint_x_labels=x, keypoint_y_labels=y, keypoint_weights=weights)
 
     def decode_batch(self, simcc_x: Tensor, simcc_y: Tensor) -> tuple[Tensor, Tensor, Optional[Tensor]]:
         """(keypoints (B, K, 2) in input-image pixels, scores (B, K), visibility (B, K) or None) from the

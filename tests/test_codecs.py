@@ -202,6 +202,74 @@ def test_loss_is_keypoint_mse_on_the_target(env_backend, test_seed, name, option
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-9)
 
 
+def _border_keypoints(size, scale, step=0.125, reach=12):
+    """(1, K, 2) input-image keypoints on a grid across each border of a map of ``size`` (W, H) in units of
+    ``scale`` (where a window just meets or misses the map), the other coordinate inside; then NaN and
+    infinite ones."""
+    rows = []
+    for axis in range(2):
+        n = size[axis]
+        for v in np.concatenate([np.arange(-reach, 2, step), np.arange(n - 2, n + reach, step)]):
+            point = [n * 0.5 for n in size]
+            point[axis] = v
+            rows.append(point)
+    rows += [[np.nan, 3.0], [4.0, np.inf], [-np.inf, 2.0], [np.nan, np.nan]]
+    return (np.array(rows, np.float64) * scale).astype(np.float32)[None]
+
+
+VISIBILITIES = {np.float32: [0.0, 0.3, 1.0, 1.0], np.float64: [0.0, 0.49, 0.5, 1.0], np.int64: [0, 1, 2, 1],
+                bool: [False, True, True, True]}
+
+
+@pytest.mark.parametrize("dtype", list(VISIBILITIES), ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name,options", [c for c in CASES if c[1].get("heatmap_type") != "combined"],
+                         ids=[i for i, c in zip(IDS, CASES) if c[1].get("heatmap_type") != "combined"])
+def test_target_rule_at_the_borders(test_seed, name, options, dtype):
+    """The per-sample native rule and the batched one are mmpose's where the window just meets or misses the
+    map, for non-finite keypoints and for visibilities of any dtype (weights keep it, as mmpose's copy)."""
+    rng = np.random.default_rng(test_seed)
+    sizes = SIZES[2]
+    codec = _codec(name, options, sizes)
+    kp = _border_keypoints(sizes[1], codec.scale_factor)
+    vis = rng.choice(np.array(VISIBILITIES[dtype], dtype), size=kp.shape[:2])
+    finite = np.isfinite(kp[0]).all(-1)
+    got = codec.encode(kp, vis)
+    with np.errstate(invalid="ignore"):
+        want = _oracle_encode(name, options, *sizes, kp[:, finite], vis[:, finite])
+    assert got["keypoint_weights"].dtype == vis.dtype
+    np.testing.assert_array_equal(got["keypoint_weights"][:, finite], want["keypoint_weights"])
+    np.testing.assert_allclose(got["heatmaps"][finite], want["heatmaps"], rtol=0, atol=2e-6)
+    seen = vis[0, ~finite] >= 0.5
+    np.testing.assert_array_equal(got["keypoint_weights"][0, ~finite], np.where(seen, 0, vis[0, ~finite]))
+    assert not got["heatmaps"][~finite].any()
+    batch = codec.encode_batch(torch.from_numpy(kp[None]), torch.from_numpy(vis[None]))
+    np.testing.assert_array_equal(batch["keypoint_weights"][0].numpy(), got["keypoint_weights"])
+    np.testing.assert_allclose(batch["heatmaps"][0].numpy(), got["heatmaps"], rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", list(VISIBILITIES), ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("options", [dict(), dict(smoothing_type="standard", label_smooth_weight=0.1),
+                                     dict(simcc_split_ratio=1.5, sigma=(2.0, 3.5))], ids=["gaussian", "standard", "split"])
+def test_simcc_target_rule_at_the_borders(test_seed, options, dtype):
+    rng = np.random.default_rng(test_seed)
+    input_size = (99, 71)
+    codec = codecs.SimCCLabel(input_size, **options)
+    kp = _border_keypoints(codec._bins, 1 / codec.simcc_split_ratio, reach=24)
+    vis = rng.choice(np.array(VISIBILITIES[dtype], dtype), size=kp.shape[:2])
+    finite = np.isfinite(kp[0]).all(-1)
+    got = codec.encode(kp, vis)
+    want = mm.simcc_encode(input_size, kp[:, finite], vis[:, finite], **options)
+    assert got["keypoint_weights"].dtype == vis.dtype
+    for key in got:
+        np.testing.assert_allclose(got[key][:, finite], want[key], rtol=0, atol=1e-7)
+    seen = vis[0, ~finite] >= 0.5
+    np.testing.assert_array_equal(got["keypoint_weights"][0, ~finite], np.where(seen, 0, vis[0, ~finite]))
+    assert not got["keypoint_x_labels"][:, ~finite].any() and not got["keypoint_y_labels"][:, ~finite].any()
+    batch = codec.encode_batch(torch.from_numpy(kp[None]), torch.from_numpy(vis[None]))
+    for key in got:
+        np.testing.assert_allclose(batch[key][0].numpy(), got[key], rtol=1e-6, atol=1e-9)
+
+
 def test_constructor_attributes_are_mmposes():
     msra = codecs.MSRAHeatmap((192, 256), (48, 64), 2.0)
     np.testing.assert_array_equal(msra.scale_factor, np.array([4.0, 4.0], np.float32))

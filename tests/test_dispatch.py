@@ -5,6 +5,7 @@ import importlib.util
 import shutil
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -97,6 +98,22 @@ def test_enum_codes_come_from_the_cpu_extension():
     assert sorted(codes["render_kind"].values()) == [0, 1, 2]
     with pytest.raises(TypeError, match=r"render\(\): missing field 'kp'"):
         _native.cpu.render(kind=0)
+
+
+def test_kernel_buffers_may_be_numpy_arrays_but_never_strided_or_read_only():
+    """A buffer field takes a C-contiguous NumPy array (writable for an output) as well as a tensor."""
+    kp, vis, weights = np.full((1, 2, 2), 8.0, np.float32), np.ones((1, 2), np.float32), np.empty((1, 2), np.float32)
+    maps = np.empty((2, 4, 6), np.float32)
+    fields = dict(kp=kp, visible=vis, visible_dtype=0, weights=weights, n=1, k=2, nthreads=1, heatmaps=maps, h=4,
+                  w=6, scale=[4.0, 4.0], sigma=1.0, center=_native.code("center", "mmpose"))
+    _native.call("encode_heatmap_codec", **fields)
+    assert maps[:, 2, 2].tolist() == [1.0, 1.0] and weights.tolist() == [[1.0, 1.0]]
+    read_only = np.empty_like(maps)
+    read_only.flags.writeable = False
+    with pytest.raises((ValueError, BufferError), match="read-only|not writable"):
+        _native.call("encode_heatmap_codec", **{**fields, "heatmaps": read_only})
+    with pytest.raises((ValueError, BufferError), match="contiguous"):
+        _native.call("encode_heatmap_codec", **{**fields, "kp": np.full((1, 2, 4), 8.0, np.float32)[..., ::2]})
 
 
 def test_onnx_export_traces_the_reference(monkeypatch):

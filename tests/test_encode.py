@@ -425,6 +425,14 @@ def test_render_simcc_matches_reference(backend, gen, bins, kind):
         for g, e, n in zip(got, expected, bins):
             assert g.shape == (b, k, n) and g.dtype == torch.float32 and g.device.type == device
             close(g, e, torch.float32)
+            tail = e.abs() > 1e-30  # the far tails too (the CPU kernel evaluates only where exp is not 0)
+            torch.testing.assert_close(g.cpu()[tail], e[tail], rtol=1e-4, atol=0)  # exponents ~70: ulps
+    if kind == "gaussian":  # in float64, whose exp reaches much further
+        got = ops.render_simcc(kp.double().to(device), bins, (1.7, 2.9), dtype=torch.float64, backend=name)
+        expected = ref.render_simcc(kp.double(), bins, (1.7, 2.9), dtype=torch.float64)
+        for g, e in zip(got, expected):
+            tail = e.abs() > 1e-290
+            torch.testing.assert_close(g.cpu()[tail], e[tail], rtol=1e-12, atol=0)
 
 
 def test_render_simcc_values_and_dtypes(backend):

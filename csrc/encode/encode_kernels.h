@@ -336,14 +336,29 @@ void loss_dispatch(const LossArgs& a, bool backward) {
   throw std::invalid_argument("fastlmk: unknown loss kind");
 }
 
+// vexp(x) is exactly 0 for x < -kExpZero<S>: its cut-off for float, past std::exp's underflow for double.
+template <class S>
+constexpr double kExpZero = 87.3;
+template <>
+constexpr double kExpZero<double> = 750.0;
+
 // One SimCC label vector of n bins at centre c (see SimccArgs).
 template <class S, class T>
 void simcc_vector(const SimccArgs& a, int axis, S c, S wt, int64_t n, T* out) {
   if (a.kind == kSimccGaussian) {
     const S k = S(-0.5) / (S(a.sigma[axis]) * S(a.sigma[axis])), peak = wt * S(a.scale[axis]);
-    const int bins = int(n);  // 32-bit indices convert to float in SIMD registers
+    // Only the bins within `reach` of c can be non-zero (the margin covers the rounding of the exponent);
+    // the others are peak * 0 exactly, as the formula gives them, unless peak is not finite.
+    int lo = 0, hi = int(n);  // 32-bit indices convert to float in SIMD registers
+    if (std::isfinite(peak)) {
+      const double reach = std::sqrt(kExpZero<S> / -double(k)) * 1.001 + 1.0;
+      lo = int(std::clamp(std::ceil(double(c) - reach), 0.0, double(n)));
+      hi = int(std::clamp(std::floor(double(c) + reach) + 1.0, double(lo), double(n)));
+    }
+    for (int j = 0; j < lo; ++j) store(out[j], peak * S(0));
+    for (int j = hi; j < int(n); ++j) store(out[j], peak * S(0));
 #pragma omp simd
-    for (int j = 0; j < bins; ++j) store(out[j], peak * vexp((S(j) - c) * (S(j) - c) * k));
+    for (int j = lo; j < hi; ++j) store(out[j], peak * vexp((S(j) - c) * (S(j) - c) * k));
     return;
   }
   const S floor_value = n > 1 ? wt * S(a.smoothing) / S(n - 1) : S(0);

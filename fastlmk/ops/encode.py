@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import math
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -100,17 +100,10 @@ def _define_render_op(kind: str):
         return keypoints.new_empty(_render_shape(kind, keypoints.shape[0], keypoints.shape[-2], height, width),
                                    dtype=dtype)
 
-    return op, cpu
+    return op
 
 
-_RENDER_OPS: dict = {}
-_RENDER_CPU: dict = {}
-for _kind in ("gaussian", "disc", "offsets"):
-    _RENDER_OPS[_kind], _RENDER_CPU[_kind] = _define_render_op(_kind)
-del _kind
-# The CPU kernels as functions of the raw ops' arguments, without the torch dispatcher (whose call costs tens
-# of microseconds): for the per-sample NumPy calls of fastlmk.codecs.
-render_gaussian_cpu = _RENDER_CPU["gaussian"]
+_RENDER_OPS = {kind: _define_render_op(kind) for kind in ("gaussian", "disc", "offsets")}
 
 
 def _render(kind: str, backend: str, keypoints: Tensor, param: Tensor, weights: Optional[Tensor], size, dtype,
@@ -230,13 +223,17 @@ def _render_simcc_triton(keypoints, weights, wx, hy, kind, sigma, scale, smoothi
 
 
 _dispatch.register(_render_simcc_op, cpu=_render_simcc_cpu, cuda=_render_simcc_triton, triton=True)
-render_simcc_cpu = _render_simcc_cpu  # without the dispatcher, as render_gaussian_cpu
 
 
 @_render_simcc_op.register_fake
 def _(keypoints, weights, wx, hy, kind, sigma, scale, smoothing, dtype):
     b, k = keypoints.shape[:2]
     return keypoints.new_empty((b, k, wx), dtype=dtype), keypoints.new_empty((b, k, hy), dtype=dtype)
+
+
+def simcc_peaks(sigmas: Sequence[float], kind: str, normalize: bool) -> list[float]:
+    """The SimCC labels' peak per axis: ``1 / (sigma sqrt(2 pi))`` for normalized Gaussians, else 1."""
+    return [1.0 / (s * math.sqrt(2 * math.pi)) if normalize and kind == "gaussian" else 1.0 for s in sigmas]
 
 
 def render_simcc(keypoints: Tensor, bins: tuple[int, int], sigma: Union[float, tuple[float, float]] = 6.0, *,
@@ -268,7 +265,7 @@ def render_simcc(keypoints: Tensor, bins: tuple[int, int], sigma: Union[float, t
         raise ValueError("smoothing is only used by kind='standard'")
     dtype = _checks.dtype(dtype)
     wts = _checks.weights(weights, b, k, keypoints.device)
-    scale = [1.0 / (s * math.sqrt(2 * math.pi)) if normalize and kind == "gaussian" else 1.0 for s in sigmas]
+    scale = simcc_peaks(sigmas, kind, normalize)
     backend = _dispatch.select("render_simcc", BACKENDS, keypoints.device, backend)
     args = (keypoints, wts, int(bins[0]), int(bins[1]), kind, list(sigmas), scale, smoothing, dtype)
     if backend == "reference":
