@@ -323,7 +323,7 @@ def _flip_pair(shape, gen, dtype=torch.float32):
     return maps, flipped, indices
 
 
-FLIP_SHAPES = [(2, 3, 17, 23), (1, 1, 1, 1), (3, 2, 1, 7), (2, 2, 5, 1), (1, 2, 40, 37)]  # 40x37: many blocks
+FLIP_SHAPES = [(2, 3, 17, 23), (1, 1, 1, 1), (3, 2, 1, 7), (2, 2, 5, 1), (1, 2, 40, 37), (1, 2, 9, 53)]  # 37, 53: many blocks
 
 
 @pytest.mark.parametrize("shift", [False, True])
@@ -382,6 +382,21 @@ def test_flip_decode_dtypes_borders_and_nan(backend, gen, method, dtype):
                          **kw)
         assert_decoded(tuple(t.cpu() for t in got), want, (9, 8))
         assert got[0][0, -1].isnan().all() and not got[0][0, :-1].isnan().any()
+
+
+def test_flip_decode_nan_at_every_column(backend, gen):
+    """A NaN at any column of either map (every lane of every vector of a row, W = 53: four 8-column vectors,
+    two more and a tail) makes the channel NaN; the other channels are untouched."""
+    name, device = backend
+    maps = torch.rand(1, 2, 3, 53, generator=gen)
+    flipped = torch.rand(1, 2, 3, 53, generator=gen)
+    for j in range(53):
+        for which in (maps, flipped):
+            saved = which[0, 0, 1, j].item()
+            which[0, 0, 1, j] = float("nan")
+            coords, scores = ops.decode(maps.to(device), "argmax", flipped=flipped.to(device), backend=name)
+            assert coords[0, 0].isnan().all() and scores[0, 0].isnan() and not scores[0, 1].isnan(), j
+            which[0, 0, 1, j] = saved
 
 
 @pytest.mark.parametrize("shift", [False, True])

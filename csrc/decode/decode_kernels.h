@@ -134,68 +134,77 @@ template <class S, class T>
 Peak<S> scan_average(const Map<S, T>& c) { return scan_average_any(c); }
 
 #ifdef FASTLMK_AVX2
-// float32, rows of at least 8: one pass, 8 columns at a time; the 8 mirrored columns are one load reversed
-// in the register (with the shift, the first 8 read W-1, W-1, W-2, .., W-7). Each lane keeps its first
-// maximum and its index, the row tails (W mod 8) are scalar, and the lanes are reduced at the end.
-template <>
-Peak<float> scan_average<float, float>(const Map<float, float>& c) {
+// float32, rows of at least 8: as scan(), a max-only pass (four vmaxps chains over the sums m + mirror, whose
+// maximum halved is the average's, and a NaN flag), then the first position where the average equals it, in
+// the maps the first pass left in cache. The 8 mirrored columns of a block are one load, reversed in the
+// register (with the shift, the first 8 read W-1, W-1, W-2, .., W-7); the row tails (W mod 8) are scalar.
+template <bool kShift>
+Peak<float> scan_average_avx2(const Map<float, float>& c) {
   const int64_t H = c.H, W = c.W;
-  if (W < 8 || H * W >= (int64_t(1) << 31)) return scan_average_any(c);
-  const __m256 half = _mm256_set1_ps(0.5f);
   const __m256i reverse = _mm256_setr_epi32(7, 6, 5, 4, 3, 2, 1, 0);
   const __m256i first = _mm256_setr_epi32(7, 7, 6, 5, 4, 3, 2, 1);
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  // two independent (best, where) chains, so that the compare-and-blend latency overlaps
-  __m256 best[2], nan8 = _mm256_setzero_ps();
-  __m256i where[2];
-  for (int s = 0; s < 2; ++s) {
-    best[s] = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
-    where[s] = _mm256_set1_epi32(std::numeric_limits<int32_t>::max());
-  }
-  Peak<float> tail{-std::numeric_limits<float>::infinity(), std::numeric_limits<int32_t>::max(), false};
+  auto sum = [&](int64_t i, int64_t j) {  // m + mirror at columns j..j+7 of row i
+    const float* mirror = c.f + i * W;
+    const __m256 back = !kShift ? _mm256_permutevar8x32_ps(_mm256_loadu_ps(mirror + W - 8 - j), reverse)
+                        : j == 0 ? _mm256_permutevar8x32_ps(_mm256_loadu_ps(mirror + W - 8), first)
+                                 : _mm256_permutevar8x32_ps(_mm256_loadu_ps(mirror + W - 7 - j), reverse);
+    return _mm256_add_ps(_mm256_loadu_ps(c.m + i * W + j), back);
+  };
+  const __m256 lowest = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+  __m256 acc0 = lowest, acc1 = lowest, acc2 = lowest, acc3 = lowest, nan8 = _mm256_setzero_ps();
+  float top = -std::numeric_limits<float>::infinity();
+  bool nan = false;
   // the mirrored rows are read backwards, which the hardware prefetcher follows poorly: prefetch both maps
   // about 4 KB ahead, one line in 16 floats
   const int64_t ahead = std::max<int64_t>(1, 1024 / W) * W;
   for (int64_t i = 0; i < H; ++i) {
-    const float* row = c.m + i * W;
-    const float* mirror = c.f + i * W;
     if ((i + 1) * W + ahead <= H * W)
       for (int64_t j = 0; j < W; j += 16) {
-        _mm_prefetch(reinterpret_cast<const char*>(row + ahead + j), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(mirror + ahead + j), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(c.m + i * W + ahead + j), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(c.f + i * W + ahead + j), _MM_HINT_T0);
       }
-    auto step = [&](int64_t j, int s) {
-      const __m256 back = !c.shift ? _mm256_permutevar8x32_ps(_mm256_loadu_ps(mirror + W - 8 - j), reverse)
-                          : j == 0 ? _mm256_permutevar8x32_ps(_mm256_loadu_ps(mirror + W - 8), first)
-                                   : _mm256_permutevar8x32_ps(_mm256_loadu_ps(mirror + W - 7 - j), reverse);
-      const __m256 v = _mm256_mul_ps(_mm256_add_ps(_mm256_loadu_ps(row + j), back), half);
-      nan8 = _mm256_or_ps(nan8, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-      const __m256 up = _mm256_cmp_ps(v, best[s], _CMP_GT_OQ);
-      best[s] = _mm256_blendv_ps(best[s], v, up);
-      const __m256i at = _mm256_add_epi32(_mm256_set1_epi32(int32_t(i * W + j)), lane);
-      where[s] = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(where[s]), _mm256_castsi256_ps(at), up));
-    };
     int64_t j = 0;
-    for (; j + 16 <= W; j += 16) step(j, 0), step(j + 8, 1);
-    if (j + 8 <= W) step(j, 0), j += 8;
+    for (; j + 32 <= W; j += 32) {
+      const __m256 v0 = sum(i, j), v1 = sum(i, j + 8), v2 = sum(i, j + 16), v3 = sum(i, j + 24);
+      acc0 = _mm256_max_ps(acc0, v0);
+      acc1 = _mm256_max_ps(acc1, v1);
+      acc2 = _mm256_max_ps(acc2, v2);
+      acc3 = _mm256_max_ps(acc3, v3);
+      // unordered: either is NaN
+      nan8 = _mm256_or_ps(nan8, _mm256_or_ps(_mm256_cmp_ps(v0, v1, _CMP_UNORD_Q), _mm256_cmp_ps(v2, v3, _CMP_UNORD_Q)));
+    }
+    for (; j + 8 <= W; j += 8) {
+      const __m256 v = sum(i, j);
+      acc0 = _mm256_max_ps(acc0, v);
+      nan8 = _mm256_or_ps(nan8, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    }
     for (; j < W; ++j) {
       const float v = c.at(i, j);
-      tail.nan |= v != v;
-      if (v > tail.value) tail.value = v, tail.index = i * W + j;
+      nan |= v != v;
+      top = v > top ? v : top;
     }
   }
-  if (tail.nan || _mm256_movemask_ps(nan8)) return {0.0f, 0, true};
-  alignas(32) float values[16];
-  alignas(32) int32_t index[16];
-  for (int s = 0; s < 2; ++s) {
-    _mm256_store_ps(values + 8 * s, best[s]);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(index + 8 * s), where[s]);
+  if (nan || _mm256_movemask_ps(nan8)) return {0.0f, 0, true};
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, _mm256_max_ps(_mm256_max_ps(acc0, acc1), _mm256_max_ps(acc2, acc3)));
+  for (int l = 0; l < 8; ++l) top = lanes[l] * 0.5f > top ? lanes[l] * 0.5f : top;  // halving is monotone
+  const __m256 target = _mm256_set1_ps(top), half = _mm256_set1_ps(0.5f);
+  for (int64_t i = 0; i < H; ++i) {
+    int64_t j = 0;
+    for (; j + 8 <= W; j += 8) {
+      const int hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_mul_ps(sum(i, j), half), target, _CMP_EQ_OQ));
+      if (hit) return {top, i * W + j + __builtin_ctz(unsigned(hit)), false};
+    }
+    for (; j < W; ++j)
+      if (c.at(i, j) == top) return {top, i * W + j, false};
   }
-  Peak<float> p = tail;  // the first of the lanes' and the tails' maxima
-  for (int l = 0; l < 16; ++l)
-    if (values[l] > p.value || (values[l] == p.value && index[l] < p.index)) p.value = values[l], p.index = index[l];
-  if (p.index == std::numeric_limits<int32_t>::max()) p.index = 0;  // every value is -inf: the first
-  return p;
+  return {top, 0, false};  // not reached: the maximum is one of the values
+}
+
+template <>
+Peak<float> scan_average<float, float>(const Map<float, float>& c) {
+  if (c.W < 8 || c.H * c.W >= (int64_t(1) << 31)) return scan_average_any(c);
+  return c.shift ? scan_average_avx2<true>(c) : scan_average_avx2<false>(c);
 }
 #endif
 

@@ -45,7 +45,7 @@ def _flip_inputs(op: str, heatmaps: Tensor, flipped: Optional[Tensor],
     if flipped.dtype != heatmaps.dtype:
         raise TypeError(f"{op}: flipped must have the heatmaps' dtype {heatmaps.dtype}, got {flipped.dtype}")
     indices = check_flip_indices(f"{op}: ", flip_indices, k)
-    return flipped, torch.tensor(indices, dtype=torch.int64, device=heatmaps.device)
+    return flipped, _index_tensor(tuple(indices), heatmaps.device)
 
 
 def check_flip_indices(prefix: str, flip_indices: Optional[Sequence[int]], k: int) -> list[int]:
@@ -54,11 +54,18 @@ def check_flip_indices(prefix: str, flip_indices: Optional[Sequence[int]], k: in
     if isinstance(flip_indices, Tensor):
         flip_indices = flip_indices.tolist()
     indices = list(range(k)) if flip_indices is None else list(flip_indices)
-    if (not all(isinstance(i, Integral) and not isinstance(i, bool) for i in indices)
-            or sorted(indices) != list(range(k))):
+    ints = set(map(type, indices)) <= {int} or all(  # the first test is the fast one
+        isinstance(i, Integral) and not isinstance(i, bool) for i in indices)
+    if not ints or sorted(indices) != list(range(k)):
         raise ValueError(f"{prefix}flip_indices must be a permutation of 0..K-1 with K = {k} (the mirrored "
                          f"keypoint of each keypoint), got {indices}")
-    return [int(i) for i in indices]
+    return list(map(int, indices))
+
+
+@functools.lru_cache(maxsize=32)
+def _index_tensor(indices: tuple[int, ...], device: torch.device) -> Tensor:
+    """``indices`` as an int64 tensor on ``device``, built once per permutation (the kernels only read it)."""
+    return torch.tensor(indices, dtype=torch.int64, device=device)
 
 
 def _flip_args(flipped: Optional[Tensor], flip_indices: Optional[Sequence[int]], shift_heatmap: bool,
