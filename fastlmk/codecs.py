@@ -87,6 +87,13 @@ def _encode_sample(fn: str, kp: np.ndarray, vis: np.ndarray, **fields) -> np.nda
     return weights.astype(given, copy=False)
 
 
+def _encode_on_torch(codec, kp: np.ndarray, vis: np.ndarray) -> dict[str, np.ndarray]:
+    """A per-sample ``encode`` by the codec's batched tensor path (UDP "combined", and every codec when
+    fastlmk._C failed to build)."""
+    out = codec.encode_batch(torch.from_numpy(kp[None]), torch.from_numpy(np.ascontiguousarray(vis[None])))
+    return {key: _numpy(value[0]) for key, value in out.items()}
+
+
 def _visibility(keypoints: Tensor, keypoints_visible: Optional[Tensor]) -> Tensor:
     """(B, N, K) visibilities, ones when not given, checked against (B, N, K, 2) keypoints."""
     if keypoints.ndim != 4 or keypoints.shape[-1] != 2:
@@ -168,6 +175,8 @@ class _GaussianCodec:
         """mmpose's ``encode``: ``heatmaps`` (K, H, W) float32 and ``keypoint_weights`` (N, K), in one native
         call (csrc/codecs)."""
         kp, vis = _sample(keypoints, keypoints_visible)
+        if _native.cpu_error:
+            return _encode_on_torch(self, kp, vis)
         w, h = self.heatmap_size
         heatmaps = np.empty((kp.shape[1], h, w), np.float32)
         weights = _encode_sample("encode_heatmap_codec", kp, vis, heatmaps=heatmaps, h=h, w=w, scale=self.scale_factor,
@@ -301,9 +310,7 @@ class UDPHeatmap(_GaussianCodec):
     def encode(self, keypoints: np.ndarray, keypoints_visible: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
         if self.heatmap_type == "gaussian":
             return super().encode(keypoints, keypoints_visible)
-        kp, vis = _sample(keypoints, keypoints_visible)
-        out = self.encode_batch(torch.from_numpy(kp[None]), torch.from_numpy(np.ascontiguousarray(vis[None])))
-        return {key: _numpy(value[0]) for key, value in out.items()}
+        return _encode_on_torch(self, *_sample(keypoints, keypoints_visible))
 
     def loss(self, pred: Tensor, keypoints: Tensor, keypoints_visible: Optional[Tensor] = None,
              use_target_weight: bool = True) -> Tensor:
@@ -477,6 +484,8 @@ class SimCCLabel:
         """mmpose's ``encode``: ``keypoint_x_labels`` (N, K, Wx), ``keypoint_y_labels`` (N, K, Hy),
         ``keypoint_weights`` (N, K), in one native call (csrc/codecs)."""
         kp, vis = _sample(keypoints, keypoints_visible)
+        if _native.cpu_error:
+            return _encode_on_torch(self, kp, vis)
         n, k = kp.shape[:2]
         wx, hy = self._bins
         x, y = np.empty((n, k, wx), np.float32), np.empty((n, k, hy), np.float32)

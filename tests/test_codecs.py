@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from fastlmk import codecs
+from fastlmk import _native, codecs
 from fastlmk.bench import mmpose_numpy as mm
 
 # (input_size, heatmap_size) as (W, H): square, the COCO 4:3, odd and non-square
@@ -268,6 +268,22 @@ def test_simcc_target_rule_at_the_borders(test_seed, options, dtype):
     batch = codec.encode_batch(torch.from_numpy(kp[None]), torch.from_numpy(vis[None]))
     for key in got:
         np.testing.assert_allclose(batch[key][0].numpy(), got[key], rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.filterwarnings("ignore:fastlmk")
+def test_encode_without_the_native_build_takes_the_tensor_path(test_seed, monkeypatch):
+    """Where fastlmk._C failed to build, the per-sample encode runs the batched rule and render on torch."""
+    rng = np.random.default_rng(test_seed)
+    kp, vis = _keypoints(rng, SIZES[2][0], n=2)
+    codecs_ = [_codec("MSRAHeatmap", dict(sigma=2.0), SIZES[2]), _codec("UDPHeatmap", dict(sigma=1.5), SIZES[2]),
+               codecs.SimCCLabel(SIZES[2][0], sigma=(3.0, 4.0))]
+    native = [c.encode(kp, vis) for c in codecs_]
+    monkeypatch.setattr(_native, "cpu_error", "ImportError: simulated")
+    for codec, want in zip(codecs_, native):
+        got = codec.encode(kp, vis)
+        for key in want:
+            assert got[key].dtype == want[key].dtype and got[key].shape == want[key].shape, key
+            np.testing.assert_allclose(got[key], want[key], rtol=1e-6, atol=1e-9)
 
 
 def test_constructor_attributes_are_mmposes():
