@@ -151,6 +151,15 @@ MUTANTS = [
      [DEC, "-k", "flip_soft_argmax or adjoint"]),
     ("py-codec-udp-flip-sign", "fastlmk/codecs.py", "torch.tensor([1.0, -1.0, 1.0]", "torch.tensor([1.0, 1.0, 1.0]",
      [CODECS, "-k", "flip"]),
+    # SHT (models/sht.py)
+    ("py-sht-fublock1", "models/sht.py", "return q + q * torch.sigmoid(self.attention(p))",
+     "return q * torch.sigmoid(self.attention(p))", ["tests/test_sht.py"]),
+    ("py-sht-fublock2", "models/sht.py", "return p + self.conv(torch.cat([p, q], 1))",
+     "return self.conv(torch.cat([p, q], 1))", ["tests/test_sht.py"]),
+    ("py-sht-gradient", "models/sht.py", "kx = images.new_tensor([[0.0, 0.0, 0.0], [-1.0, 0.0, 1.0], [0.0, 0.0, 0.0]])",
+     "kx = images.new_tensor([[0.0, 0.0, 0.0], [0.0, -1.0, 1.0], [0.0, 0.0, 0.0]])", ["tests/test_sht.py"]),
+    ("py-sht-gammas", "models/sht.py", "total = g1 * heat + g2 * pixel + g3 * edge",
+     "total = g1 * heat + g2 * pixel + g2 * edge", ["tests/test_sht.py"]),
     # C++ XNOR
     ("cpp-xnor-avx2-widen", "csrc/xnor/xnor_kernels.h", "if (++pending == 31) {", "if (++pending == 33) {",
      [XNOR, *CPU]),

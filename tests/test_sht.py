@@ -1,0 +1,114 @@
+"""SHT's DHLN (models/sht.py, seed 004 section 3.1): the fusion blocks and the gradient loss against the
+equations written out here, L_DH's weights and its gamma_1 = 0 form, shapes, gradients and bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fastlmk import ops
+from fastlmk.models import sht
+
+
+def test_fublock1_is_eq1(gen):
+    block = sht.FUBlock1(8, 4).eval()
+    p, q = torch.randn(2, 8, 6, 5, generator=gen), torch.randn(2, 4, 6, 5, generator=gen)
+    rb = block.proj(p) + block.rb[5](F.relu(block.rb[3](block.rb[2](F.relu(block.rb[0](p))))))
+    torch.testing.assert_close(block(p, q), q + q * torch.sigmoid(rb))
+
+
+def test_fublock2_is_eq2(gen):
+    block = sht.FUBlock2(8, 4)
+    p, q = torch.randn(2, 8, 6, 5, generator=gen), torch.randn(2, 4, 6, 5, generator=gen)
+    w, b = block.conv.weight, block.conv.bias
+    want = p + F.conv2d(torch.cat([p, q], 1), w, b, padding=1)
+    torch.testing.assert_close(block(p, q), want)
+
+
+def test_gradient_map_is_central_differences_per_channel(gen):
+    images = torch.rand(2, 3, 7, 9, generator=gen, dtype=torch.float64)
+    padded = F.pad(images, (1, 1, 1, 1))
+    gx = padded[..., 1:-1, 2:] - padded[..., 1:-1, :-2]
+    gy = padded[..., 2:, 1:-1] - padded[..., :-2, 1:-1]
+    torch.testing.assert_close(sht.gradient_map(images), torch.sqrt(gx ** 2 + gy ** 2 + 1e-6))
+    flat = torch.full((1, 3, 5, 5), 0.7, dtype=torch.float64)
+    assert torch.allclose(sht.gradient_map(flat)[..., 1:-1, 1:-1], torch.tensor(1e-3, dtype=torch.float64))
+
+
+def test_dhln_loss_weights_and_the_unlabelled_form(gen):
+    b, k, s = 2, 5, 16
+    maps = [torch.rand(b, k, s, s, generator=gen) for _ in range(2)]
+    sr, hr = torch.rand(b, 3, 2 * s, 2 * s, generator=gen), torch.rand(b, 3, 2 * s, 2 * s, generator=gen)
+    kp = torch.rand(b, k, 2, generator=gen) * (s - 1)
+    total, terms = sht.dhln_loss(maps, sr, hr, kp, sigma=1.5)
+    target = ops.render_gaussian(kp, s, 1.5)
+    heat = sum(((m - target) ** 2).mean() for m in maps)
+    pixel = (sr - hr).abs().mean()
+    edge = (sht.gradient_map(sr) - sht.gradient_map(hr)).abs().mean()
+    torch.testing.assert_close(terms["heatmap"], heat)
+    torch.testing.assert_close(total, heat + 0.01 * pixel + 0.01 * edge)
+    weighted, _ = sht.dhln_loss(maps, sr, hr, kp, sigma=1.5, gamma=(0.5, 0.2, 0.03))
+    torch.testing.assert_close(weighted, 0.5 * heat + 0.2 * pixel + 0.03 * edge)
+    # Eq. 10: no landmarks, no heatmap term
+    unlabelled, terms0 = sht.dhln_loss(maps, sr, hr, None, gamma=(0.0, 0.01, 0.01))
+    torch.testing.assert_close(unlabelled, 0.01 * pixel + 0.01 * edge)
+    assert terms0["heatmap"].item() == 0
+    with pytest.raises(ValueError, match="keypoints are needed when gamma_1"):
+        sht.dhln_loss(maps, sr, hr, None)
+    with pytest.raises(ValueError, match="must have the same shape"):
+        sht.dhln_loss(maps, sr, hr[..., :-1], kp)
+
+
+@pytest.mark.parametrize("size,upscale", [(16, 2), (24, 4)])
+def test_dhln_shapes_and_gradients(gen, size, upscale):
+    torch.manual_seed(0)
+    model = sht.DHLN(7, stacks=2, channels=16, sr_channels=8, sr_blocks=2, depth=3, upscale=upscale)
+    images = torch.rand(2, 3, size, size, generator=gen)
+    maps, faces = model(images)
+    assert len(maps) == 2 and all(m.shape == (2, 7, size, size) for m in maps)
+    assert faces.shape == (2, 3, upscale * size, upscale * size)
+    # the heads start at zero and the face at the bicubic upsampling plus the tail's output
+    assert all(not m.any() for m in maps)
+    kp = torch.rand(2, 7, 2, generator=gen) * (size - 1)
+    loss, _ = sht.dhln_loss(maps, faces, torch.rand_like(faces), kp)
+    loss.backward()
+    # (the last FUBlock2 feeds only the last head, which starts at zero: its gradient starts at zero too)
+    for name in ("stem.0.weight", "sr_stem.weight", "fuse_q.1.proj.weight", "fuse_q.0.rb.2.weight",
+                 "fuse_p.0.conv.weight", "heads.1.weight", "tail.0.weight"):
+        grad = dict(model.named_parameters())[name].grad
+        assert grad is not None and grad.abs().sum() > 0, name
+
+
+def test_dhln_bad_input():
+    with pytest.raises(ValueError, match="must be a multiple of 2 \\*\\* depth = 8"):
+        sht.DHLN(5, channels=16, sr_channels=8, depth=3)(torch.rand(1, 3, 20, 20))
+    with pytest.raises(ValueError, match="images must have shape"):
+        sht.DHLN(5, channels=16, sr_channels=8)(torch.rand(1, 1, 16, 16))
+    with pytest.raises(ValueError, match="upscale must be a positive int"):
+        sht.DHLN(5, upscale=0)
+    with pytest.raises(ValueError, match="channels must be a positive multiple of 8"):
+        sht.DHLN(5, channels=12)
+
+
+def test_a_short_training_run_lowers_each_loss(gen):
+    """A few Adam steps on one batch (faces of smooth random colour fields; the input their bicubic 4x
+    reduction resized back) lower the heatmap, pixel and gradient terms of L_DH."""
+    torch.manual_seed(int(torch.randint(0, 2 ** 31, (1,), generator=gen)))
+    s, k = 16, 5
+    faces = F.interpolate(torch.rand(4, 3, 4, 4, generator=gen), size=2 * s, mode="bicubic", align_corners=False)
+    low = F.interpolate(faces, size=s // 2, mode="bicubic", align_corners=False, antialias=True)
+    images = F.interpolate(low, size=s, mode="bicubic", align_corners=False)
+    kp = 2 + torch.rand(4, k, 2, generator=gen) * (s - 5)
+    model = sht.DHLN(k, stacks=2, channels=16, sr_channels=8, sr_blocks=2, depth=2, upscale=2)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    first = None
+    for _ in range(40):
+        maps, hallucinated = model(images)
+        loss, terms = sht.dhln_loss(maps, hallucinated, faces, kp, gamma=(1.0, 1.0, 1.0))
+        first = first or {key: v.item() for key, v in terms.items()}
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    for key, v in terms.items():
+        assert v.item() < 0.8 * first[key], (key, first[key], v.item())
