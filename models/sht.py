@@ -27,9 +27,11 @@ from fastlmk import ops
 
 from .hourglass import HPMBlock, Hourglass, zero_init
 
-__all__ = ["SRBlock", "FUBlock1", "FUBlock2", "DHLN", "gradient_map", "dhln_loss", "GAMMA"]
+__all__ = ["SRBlock", "FUBlock1", "FUBlock2", "DHLN", "gradient_map", "dhln_loss", "GAMMA", "PATB", "FPTN",
+           "PatchDiscriminator", "fptn_losses", "LAMBDA"]
 
 GAMMA = (1.0, 0.01, 0.01)  # (gamma_1, gamma_2, gamma_3) of Eq. 4 for labelled faces (section 4.1)
+LAMBDA = (0.05, 0.01, 0.01)  # (lambda_1, lambda_2, lambda_3) of Eq. 5 (section 4.1)
 
 
 class SRBlock(nn.Module):
@@ -160,3 +162,123 @@ def dhln_loss(maps: list[Tensor], hallucinated: Tensor, faces: Tensor, keypoints
     edge = (gradient_map(hallucinated) - gradient_map(faces)).abs().mean()
     total = g1 * heat + g2 * pixel + g3 * edge
     return total, dict(heatmap=heat, pixel=pixel, gradient=edge)
+
+
+def _conv_bn(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout))
+
+
+class PATB(nn.Module):
+    """Pose-attentional transfer block (Zhu et al. 2019, FPTN's unit, section 3.2) on image features F_I and
+    pose features F_P: ``A = code_P(F_P)``, ``F_I' = F_I + sigmoid(A) * code_I(F_I)``, ``F_P' = fuse(A || F_I')``,
+    each code conv-BN-ReLU-conv-BN and ``fuse`` a 1x1 conv."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.code_p = nn.Sequential(_conv_bn(channels, channels), nn.ReLU(), _conv_bn(channels, channels))
+        self.code_i = nn.Sequential(_conv_bn(channels, channels), nn.ReLU(), _conv_bn(channels, channels))
+        self.fuse = nn.Conv2d(2 * channels, channels, 1)
+
+    def forward(self, image: Tensor, pose: Tensor) -> tuple[Tensor, Tensor]:
+        a = self.code_p(pose)
+        image = image + torch.sigmoid(a) * self.code_i(image)
+        return image, self.fuse(torch.cat([a, image], 1))
+
+
+class FPTN(nn.Module):
+    """The facial pose transfer generator (Fig. 5): ``forward(I_con (B, 3, S, S), H_con, H_tar (B, K, h, w))``
+    gives the face in the target pose (B, 3, S, S). Encoders of the image and of ``H_con || H_tar`` (a 7x7
+    conv, then ``downsample`` stride-2 convs), ``blocks`` PATBs, a decoder (``downsample`` transposed convs, a
+    7x7 conv); heatmaps of another size than the image are resized to it (bilinear), as DHLN's are half or a
+    quarter of its hallucinated face. The output is ``I_con + decoder(...)``: the generator learns the change
+    of pose (our choice)."""
+
+    def __init__(self, num_points: int, channels: int = 32, blocks: int = 4, downsample: int = 2) -> None:
+        super().__init__()
+        for name, value in (("num_points", num_points), ("channels", channels), ("blocks", blocks)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        self.num_points, self.downsample = num_points, downsample
+
+        def encoder(cin: int) -> nn.Sequential:
+            layers = [nn.Conv2d(cin, channels, 7, padding=3), nn.ReLU()]
+            for _ in range(downsample):
+                layers += [nn.Conv2d(channels, channels, 3, stride=2, padding=1), nn.BatchNorm2d(channels), nn.ReLU()]
+            return nn.Sequential(*layers)
+
+        self.image_encoder, self.pose_encoder = encoder(3), encoder(2 * num_points)
+        self.blocks = nn.ModuleList(PATB(channels) for _ in range(blocks))
+        decoder = []
+        for _ in range(downsample):
+            decoder += [nn.ConvTranspose2d(channels, channels, 4, stride=2, padding=1), nn.BatchNorm2d(channels),
+                        nn.ReLU()]
+        self.decoder = nn.Sequential(*decoder, nn.Conv2d(channels, 3, 7, padding=3))
+
+    def forward(self, image: Tensor, pose: Tensor, target_pose: Tensor) -> Tensor:
+        if image.dim() != 4 or image.shape[1] != 3:
+            raise ValueError(f"image must have shape (B, 3, S, S), got {tuple(image.shape)}")
+        for name, h in (("pose", pose), ("target_pose", target_pose)):
+            if h.dim() != 4 or h.shape[:2] != (image.shape[0], self.num_points):
+                raise ValueError(f"{name} must have shape (B, K, h, w) = ({image.shape[0]}, {self.num_points}, "
+                                 f"h, w), got {tuple(h.shape)}")
+        step = 2 ** self.downsample
+        if image.shape[-1] % step or image.shape[-2] % step:
+            raise ValueError(f"the image size {tuple(image.shape[-2:])} must be a multiple of 2 ** downsample = {step}")
+        poses = torch.cat([pose, target_pose], 1)
+        if poses.shape[-2:] != image.shape[-2:]:
+            poses = F.interpolate(poses, size=image.shape[-2:], mode="bilinear", align_corners=False)
+        fi, fp = self.image_encoder(image), self.pose_encoder(poses)
+        for block in self.blocks:
+            fi, fp = block(fi, fp)
+        return image + self.decoder(fi)
+
+
+class PatchDiscriminator(nn.Module):
+    """A PatchGAN discriminator of ``in_channels`` (FPTN's D_A on ``I_con || I``, D_S on ``H_tar || I``):
+    ``layers`` 4x4 stride-2 convs with LeakyReLU(0.2), then a 3x3 conv to one logit per patch."""
+
+    def __init__(self, in_channels: int, channels: int = 32, layers: int = 3) -> None:
+        super().__init__()
+        mods, cin = [], in_channels
+        for i in range(layers):
+            mods += [nn.Conv2d(cin, channels * 2 ** i, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            cin = channels * 2 ** i
+        self.net = nn.Sequential(*mods, nn.Conv2d(cin, 1, 3, padding=1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+def fptn_losses(condition: Tensor, target_pose: Tensor, target: Tensor, generated: Tensor,
+                appearance: PatchDiscriminator, shape: PatchDiscriminator, phi: Optional[nn.Module] = None,
+                lam: tuple[float, float, float] = LAMBDA) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+    """Eqs. 5-8 for one transfer: ``(generator loss, discriminator loss, terms)``.
+
+    With ``D(x) = sigmoid(logit)``, the discriminators minimise ``-L_GAN`` of Eq. 6, ``-log D_A(I_con || I_tar)
+    - log D_S(H_tar || I_tar) - log(1 - D_A(I_con || I_ger)) - log(1 - D_S(H_tar || I_ger))`` (means over the
+    patches; the product inside Eq. 6's log is this sum), on ``generated`` detached. The generator minimises
+    ``lambda_1 * adversarial + lambda_2 * |I_ger - I_tar| + lambda_3 * |phi(I_ger) - phi(I_tar)|`` (means),
+    the adversarial term in the non-saturating form ``-log D_A(I_con || I_ger) - log D_S(H_tar || I_ger)``;
+    without ``phi`` the perceptual term is 0. ``target_pose`` is resized to the image as in FPTN."""
+    if not condition.shape == target.shape == generated.shape:
+        raise ValueError(f"condition, target and generated must have one shape, got {tuple(condition.shape)}, "
+                         f"{tuple(target.shape)} and {tuple(generated.shape)}")
+    if target_pose.shape[-2:] != target.shape[-2:]:
+        target_pose = F.interpolate(target_pose, size=target.shape[-2:], mode="bilinear", align_corners=False)
+    bce = F.binary_cross_entropy_with_logits
+
+    def scores(image: Tensor) -> tuple[Tensor, Tensor]:
+        return appearance(torch.cat([condition, image], 1)), shape(torch.cat([target_pose, image], 1))
+
+    fake = generated.detach()
+    real_a, real_s = scores(target)
+    fake_a, fake_s = scores(fake)
+    d_loss = (bce(real_a, torch.ones_like(real_a)) + bce(real_s, torch.ones_like(real_s))
+              + bce(fake_a, torch.zeros_like(fake_a)) + bce(fake_s, torch.zeros_like(fake_s)))
+    gen_a, gen_s = scores(generated)
+    adversarial = bce(gen_a, torch.ones_like(gen_a)) + bce(gen_s, torch.ones_like(gen_s))
+    pixel = (generated - target).abs().mean()
+    perceptual = (phi(generated) - phi(target)).abs().mean() if phi is not None else generated.new_zeros(())
+    l1, l2, l3 = (float(v) for v in lam)
+    g_loss = l1 * adversarial + l2 * pixel + l3 * perceptual
+    return g_loss, d_loss, dict(adversarial=adversarial, pixel=pixel, perceptual=perceptual)

@@ -160,6 +160,11 @@ MUTANTS = [
      "kx = images.new_tensor([[0.0, 0.0, 0.0], [0.0, -1.0, 1.0], [0.0, 0.0, 0.0]])", ["tests/test_sht.py"]),
     ("py-sht-gammas", "models/sht.py", "total = g1 * heat + g2 * pixel + g3 * edge",
      "total = g1 * heat + g2 * pixel + g2 * edge", ["tests/test_sht.py"]),
+    ("py-sht-patb", "models/sht.py", "image = image + torch.sigmoid(a) * self.code_i(image)",
+     "image = image + a * self.code_i(image)", ["tests/test_sht.py"]),
+    ("py-sht-gan-fake-label", "models/sht.py", "+ bce(fake_a, torch.zeros_like(fake_a))",
+     "+ bce(fake_a, torch.ones_like(fake_a))", ["tests/test_sht.py"]),
+    ("py-sht-gan-detach", "models/sht.py", "fake = generated.detach()", "fake = generated", ["tests/test_sht.py"]),
     # C++ XNOR
     ("cpp-xnor-avx2-widen", "csrc/xnor/xnor_kernels.h", "if (++pending == 31) {", "if (++pending == 33) {",
      [XNOR, *CPU]),

@@ -112,3 +112,62 @@ def test_a_short_training_run_lowers_each_loss(gen):
         opt.step()
     for key, v in terms.items():
         assert v.item() < 0.8 * first[key], (key, first[key], v.item())
+
+
+def test_patb_is_its_equations(gen):
+    block = sht.PATB(6).eval()
+    fi, fp = torch.randn(2, 6, 5, 7, generator=gen), torch.randn(2, 6, 5, 7, generator=gen)
+    a = block.code_p(fp)
+    want_i = fi + torch.sigmoid(a) * block.code_i(fi)
+    want_p = F.conv2d(torch.cat([a, want_i], 1), block.fuse.weight, block.fuse.bias)
+    got_i, got_p = block(fi, fp)
+    torch.testing.assert_close(got_i, want_i)
+    torch.testing.assert_close(got_p, want_p)
+
+
+def test_fptn_and_discriminator_shapes(gen):
+    k = 5
+    g = sht.FPTN(k, channels=8, blocks=2, downsample=2)
+    image = torch.rand(3, 3, 32, 32, generator=gen)
+    heat = torch.rand(3, k, 16, 16, generator=gen)  # DHLN's maps, half the face's size
+    out = g(image, heat, heat.flip(-1))
+    assert out.shape == image.shape
+    d_a, d_s = sht.PatchDiscriminator(6, 8), sht.PatchDiscriminator(k + 3, 8)
+    assert d_a(torch.cat([image, out], 1)).shape == (3, 1, 4, 4)
+    assert d_s(torch.cat([F.interpolate(heat, size=32), out], 1)).shape == (3, 1, 4, 4)
+    with pytest.raises(ValueError, match="target_pose must have shape"):
+        g(image, heat, heat[:, :-1])
+    with pytest.raises(ValueError, match="multiple of 2 \\*\\* downsample = 4"):
+        g(image[..., :30, :30], heat, heat)
+
+
+def test_fptn_losses_are_eqs_5_to_8(gen):
+    k = 4
+    d_a, d_s = sht.PatchDiscriminator(6, 8), sht.PatchDiscriminator(k + 3, 8)
+    cond, tar = torch.rand(2, 3, 16, 16, generator=gen), torch.rand(2, 3, 16, 16, generator=gen)
+    pose = torch.rand(2, k, 16, 16, generator=gen)
+    ger = torch.rand(2, 3, 16, 16, generator=gen, requires_grad=True)
+    phi = torch.nn.Conv2d(3, 4, 3)
+    g_loss, d_loss, terms = sht.fptn_losses(cond, pose, tar, ger, d_a, d_s, phi, lam=(0.5, 0.2, 0.1))
+
+    def p(d, x):
+        return torch.sigmoid(d(x))
+
+    real = torch.log(p(d_a, torch.cat([cond, tar], 1))).mean() + torch.log(p(d_s, torch.cat([pose, tar], 1))).mean()
+    fake = (torch.log(1 - p(d_a, torch.cat([cond, ger], 1))).mean()
+            + torch.log(1 - p(d_s, torch.cat([pose, ger], 1))).mean())
+    torch.testing.assert_close(d_loss, -(real + fake))
+    adversarial = -(torch.log(p(d_a, torch.cat([cond, ger], 1))).mean()
+                    + torch.log(p(d_s, torch.cat([pose, ger], 1))).mean())
+    want = 0.5 * adversarial + 0.2 * (ger - tar).abs().mean() + 0.1 * (phi(ger) - phi(tar)).abs().mean()
+    torch.testing.assert_close(g_loss, want)
+    assert terms["perceptual"] > 0
+    # the discriminator loss does not reach the generator's output; the generator loss does
+    d_loss.backward(retain_graph=True)
+    assert ger.grad is None
+    g_loss.backward()
+    assert ger.grad.abs().sum() > 0
+    _, _, no_phi = sht.fptn_losses(cond, pose, tar, ger, d_a, d_s)
+    assert no_phi["perceptual"].item() == 0
+    with pytest.raises(ValueError, match="must have one shape"):
+        sht.fptn_losses(cond, pose, tar[..., :8], ger, d_a, d_s)
