@@ -1,5 +1,6 @@
-"""SHT's Dual Hallucination Learning Network (seed 004, section 3.1, Fig. 3): low-resolution landmark detection
-with a face-hallucination stream fused into a stacked hourglass, and its loss L_DH (Eq. 3-4).
+"""SHT (seed 004): the Dual Hallucination Learning Network (section 3.1, Fig. 3), low-resolution landmark
+detection with a face-hallucination stream fused into a stacked hourglass, and its loss L_DH (Eqs. 3-4); the
+Facial Pose Transfer Network (section 3.2, Fig. 5), its discriminators and losses (Eqs. 5-8).
 
 The input is the low-resolution face resized (bicubic) to the network's size S, as the paper feeds its 16x16
 faces resized to 64x64. Both streams run at S x S: per hourglass unit t the landmark stream gives features
