@@ -165,6 +165,13 @@ MUTANTS = [
     ("py-sht-gan-fake-label", "models/sht.py", "+ bce(fake_a, torch.zeros_like(fake_a))",
      "+ bce(fake_a, torch.ones_like(fake_a))", ["tests/test_sht.py"]),
     ("py-sht-gan-detach", "models/sht.py", "fake = generated.detach()", "fake = generated", ["tests/test_sht.py"]),
+    ("py-pairs-pixel-centres", "fastlmk/data/hallucination.py", "points = (points + 0.5) * (self.net / self.hr) - 0.5",
+     "points = points * (self.net / self.hr)", ["tests/test_sht.py", "-k", "pairs"]),
+    ("py-pairs-antialias", "fastlmk/data/hallucination.py", 'mode="bicubic", align_corners=False, antialias=True)',
+     'mode="bicubic", align_corners=False)', ["tests/test_sht.py", "-k", "pairs"]),
+    ("py-pairs-same-view", "fastlmk/data/hallucination.py",
+     "views = [self.view(image, landmarks, generator) for _ in range(2)]",
+     "views = [self.view(image, landmarks, generator)] * 2", ["tests/test_sht.py", "-k", "pairs"]),
     # C++ XNOR
     ("cpp-xnor-avx2-widen", "csrc/xnor/xnor_kernels.h", "if (++pending == 31) {", "if (++pending == 33) {",
      [XNOR, *CPU]),

@@ -1,7 +1,10 @@
-"""SHT's DHLN (models/sht.py, seed 004 section 3.1): the fusion blocks and the gradient loss against the
-equations written out here, L_DH's weights and its gamma_1 = 0 form, shapes, gradients and bad input."""
+"""SHT (models/sht.py, seed 004): DHLN's fusion blocks, the gradient loss, PATB and the FPTN losses against
+the equations written out here; L_DH's weights and its gamma_1 = 0 form; shapes, gradients, a short training
+run; the training pairs (fastlmk.data.HallucinationPairs); bad input."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
@@ -171,3 +174,60 @@ def test_fptn_losses_are_eqs_5_to_8(gen):
     assert no_phi["perceptual"].item() == 0
     with pytest.raises(ValueError, match="must have one shape"):
         sht.fptn_losses(cond, pose, tar[..., :8], ger, d_a, d_s)
+
+
+def _faces(gen, n=3, size=32, k=6):
+    """A stand-in source: smooth random faces with landmarks inside."""
+    images = F.interpolate(torch.rand(n, 3, 4, 4, generator=gen), size=size, mode="bicubic", align_corners=False)
+    points = 8 + torch.rand(n, k, 2, generator=gen) * (size - 16)
+    return [dict(image=images[i].clamp(0, 1), landmarks=points[i]) for i in range(n)]
+
+
+def test_hallucination_pairs_views(gen):
+    from fastlmk.data import HallucinationPairs, apply_affine, warp
+    source = _faces(gen)
+    pairs = HallucinationPairs(source, hr_size=32, net_size=16, lr_size=8, seed=int(torch.randint(0, 99, (1,),
+                                                                                                     generator=gen)))
+    item = pairs[1]
+    assert item["face"].shape == (2, 3, 32, 32) and item["input"].shape == (2, 3, 16, 16)
+    assert item["landmarks"].shape == (2, 6, 2) and bool(item["labelled"])
+    again = pairs[1]
+    assert all(torch.equal(item[key], again[key]) for key in item)  # a function of (seed, index)
+    assert not torch.equal(item["face"][0], item["face"][1])  # two different views
+    for v in range(2):
+        # the view is a similarity about the centre: recover it from the landmarks (hr pixels) and check that
+        # the face is the source warped by it, and the input its bicubic reduction resized back
+        hr_points = (item["landmarks"][v].double() + 0.5) * 2 - 0.5
+        src = source[1]["landmarks"].double()
+        c = torch.full((2,), 15.5, dtype=torch.float64)
+        a, b = src - c, hr_points - c
+        z = torch.complex(b[:, 0], b[:, 1]) / torch.complex(a[:, 0], a[:, 1])
+        assert (z - z.mean()).abs().max() < 1e-4  # one rotation and scale for every point
+        angle, scale = math.degrees(z.mean().angle()), z.mean().abs().item()
+        assert abs(angle) <= 30 + 1e-6 and 0.8 - 1e-6 <= scale <= 1.2 + 1e-6
+        linear = scale * torch.tensor([[math.cos(math.radians(angle)), -math.sin(math.radians(angle))],
+                                       [math.sin(math.radians(angle)), math.cos(math.radians(angle))]],
+                                      dtype=torch.float64)
+        affine = torch.cat([linear, (c - linear @ c)[:, None]], 1).numpy()
+        torch.testing.assert_close(torch.from_numpy(apply_affine(affine, src.numpy())), hr_points, atol=1e-4, rtol=0)
+        torch.testing.assert_close(item["face"][v], warp(source[1]["image"], affine, 32), atol=1e-3, rtol=0)
+        low = F.interpolate(item["face"][v][None], size=8, mode="bicubic", align_corners=False, antialias=True)
+        torch.testing.assert_close(item["input"][v], F.interpolate(low, size=16, mode="bicubic",
+                                                                  align_corners=False)[0])
+    unlabelled = HallucinationPairs(source, 32, 16, 8, labelled=False)[0]
+    assert unlabelled["landmarks"].isnan().all() and not bool(unlabelled["labelled"])
+
+
+def test_hallucination_pairs_bad_input(gen):
+    from fastlmk.data import HallucinationPairs, split_labelled
+    source = _faces(gen)
+    with pytest.raises(ValueError, match="must divide the high-resolution size"):
+        HallucinationPairs(source, hr_size=32, net_size=12, lr_size=8)
+    with pytest.raises(ValueError, match="lr_size 20 must be at most net_size 16"):
+        HallucinationPairs(source, 32, 16, 20)
+    with pytest.raises(ValueError, match="source images must be"):
+        HallucinationPairs(source, 64, 16, 8)[0]
+    labelled, unlabelled = split_labelled(10, 0.3, seed=1)
+    assert len(unlabelled) == 3 and sorted(labelled + unlabelled) == list(range(10))
+    with pytest.raises(ValueError, match="unlabelled must be in"):
+        split_labelled(10, 1.0)
