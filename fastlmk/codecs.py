@@ -82,7 +82,7 @@ def _encode_sample(fn: str, kp: np.ndarray, vis: np.ndarray, **fields) -> np.nda
         vis = vis.astype(np.float64)
     vis = np.ascontiguousarray(vis)
     weights = np.empty_like(vis)
-    _native.call(fn, kp=kp, visible=vis, visible_dtype=int(vis.dtype == np.float64), weights=weights,
+    _native.call(fn, kp=kp, visible=vis, visible_dtype=_native.dtype_code(torch.float64 if vis.dtype == np.float64 else torch.float32), weights=weights,
                  n=kp.shape[0], k=kp.shape[1], nthreads=1, **fields)
     return weights.astype(given, copy=False)
 

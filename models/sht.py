@@ -35,6 +35,19 @@ GAMMA = (1.0, 0.01, 0.01)  # (gamma_1, gamma_2, gamma_3) of Eq. 4 for labelled f
 LAMBDA = (0.05, 0.01, 0.01)  # (lambda_1, lambda_2, lambda_3) of Eq. 5 (section 4.1)
 
 
+def _check_positive_ints(**values: object) -> None:
+    for name, value in values.items():
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def _resized(maps: Tensor, like: Tensor) -> Tensor:
+    """``maps`` at ``like``'s (H, W) (bilinear), as FPTN takes DHLN's heatmaps beside the larger faces."""
+    if maps.shape[-2:] == like.shape[-2:]:
+        return maps
+    return F.interpolate(maps, size=like.shape[-2:], mode="bilinear", align_corners=False)
+
+
 class SRBlock(nn.Module):
     """A super-resolution block: ``x + conv(relu(conv(x)))`` (3x3 convolutions, as SRResNet's residual blocks
     without batch norm)."""
@@ -90,10 +103,8 @@ class DHLN(nn.Module):
     def __init__(self, num_points: int, stacks: int = 2, channels: int = 64, sr_channels: int = 32,
                  sr_blocks: int = 4, depth: int = 3, upscale: int = 2) -> None:
         super().__init__()
-        for name, value in (("num_points", num_points), ("stacks", stacks), ("sr_blocks", sr_blocks),
-                            ("depth", depth), ("upscale", upscale), ("sr_channels", sr_channels)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        _check_positive_ints(num_points=num_points, stacks=stacks, sr_blocks=sr_blocks, depth=depth,
+                             upscale=upscale, sr_channels=sr_channels)
         if channels < 8 or channels % 8:
             raise ValueError(f"channels must be a positive multiple of 8, got {channels!r}")
         self.depth, self.upscale = depth, upscale
@@ -196,9 +207,7 @@ class FPTN(nn.Module):
 
     def __init__(self, num_points: int, channels: int = 32, blocks: int = 4, downsample: int = 2) -> None:
         super().__init__()
-        for name, value in (("num_points", num_points), ("channels", channels), ("blocks", blocks)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        _check_positive_ints(num_points=num_points, channels=channels, blocks=blocks)
         self.num_points, self.downsample = num_points, downsample
 
         def encoder(cin: int) -> nn.Sequential:
@@ -225,10 +234,7 @@ class FPTN(nn.Module):
         step = 2 ** self.downsample
         if image.shape[-1] % step or image.shape[-2] % step:
             raise ValueError(f"the image size {tuple(image.shape[-2:])} must be a multiple of 2 ** downsample = {step}")
-        poses = torch.cat([pose, target_pose], 1)
-        if poses.shape[-2:] != image.shape[-2:]:
-            poses = F.interpolate(poses, size=image.shape[-2:], mode="bilinear", align_corners=False)
-        fi, fp = self.image_encoder(image), self.pose_encoder(poses)
+        fi, fp = self.image_encoder(image), self.pose_encoder(_resized(torch.cat([pose, target_pose], 1), image))
         for block in self.blocks:
             fi, fp = block(fi, fp)
         return image + self.decoder(fi)
@@ -264,8 +270,7 @@ def fptn_losses(condition: Tensor, target_pose: Tensor, target: Tensor, generate
     if not condition.shape == target.shape == generated.shape:
         raise ValueError(f"condition, target and generated must have one shape, got {tuple(condition.shape)}, "
                          f"{tuple(target.shape)} and {tuple(generated.shape)}")
-    if target_pose.shape[-2:] != target.shape[-2:]:
-        target_pose = F.interpolate(target_pose, size=target.shape[-2:], mode="bilinear", align_corners=False)
+    target_pose = _resized(target_pose, target)
     bce = F.binary_cross_entropy_with_logits
 
     def scores(image: Tensor) -> tuple[Tensor, Tensor]:
