@@ -425,7 +425,7 @@ def _soft_argmax_fwd_kernel(maps_ptr, flip_ptr, fidx_ptr, coords_ptr, stat_ptr, 
             m = tl.where(up, z, m)
     if RELU:
         total = tl.sum(s, 0)
-        ok = total > 0
+        ok = total != 0  # NaN passes, to NaN coordinates
         safe = tl.where(ok, total, 1.0)
         cx = tl.where(ok, tl.sum(sx, 0) / safe, (W - 1) / 2)
         cy = tl.where(ok, tl.sum(sy, 0) / safe, (H - 1) / 2)
@@ -458,7 +458,7 @@ def _soft_argmax_bwd_kernel(maps_ptr, coords_ptr, stat_ptr, gc_ptr, gs_ptr, gm_p
     dot = tl.load(gc_ptr + 2 * c) * (j - tl.load(coords_ptr + 2 * c)) + tl.load(gc_ptr + 2 * c + 1) * (
         i - tl.load(coords_ptr + 2 * c + 1))
     if RELU:
-        ok = s > 0
+        ok = s != 0
         g = tl.where(ok, tl.where(h > 0, dot / tl.where(ok, s, 1.0) + gs, 0.0), 0.0)
     else:
         b = scalar(beta, COMPUTE)

@@ -286,12 +286,37 @@ def test_soft_argmax_output_can_be_modified_in_place():
     assert x.grad is not None and torch.isfinite(x.grad).all()
 
 
-def test_soft_argmax_nan_channel():
-    maps = torch.rand(1, 2, 6, 6)
-    maps[0, 1, 2, 2] = float("nan")
-    for normalize in ("softmax", "relu"):
-        coords = ops.soft_argmax(maps, normalize=normalize)
-        assert coords[0, 1].isnan().all() and not coords[0, 0].isnan().any()
+@pytest.mark.parametrize("normalize", ["softmax", "relu"])
+@pytest.mark.parametrize("size", [(1, 1), (6, 7)])
+def test_soft_argmax_nan_channel(backend, normalize, size):
+    """NaN in a channel, in the maps or in the flipped maps, gives NaN coordinates (the relu form too: its
+    S = sum relu(h) is NaN, not 0, so no centre); the other channels are untouched."""
+    name, device = backend
+    maps = torch.rand(1, 2, *size) - 0.5
+    maps[0, 0] = maps[0, 0].abs() + 0.1
+    for where in ("maps", "flipped"):
+        x, flipped = maps.clone(), maps.clone()
+        (x if where == "maps" else flipped)[0, 1, 0, 0] = float("nan")
+        coords = ops.soft_argmax(x.to(device), normalize=normalize, backend=name,
+                                 flipped=flipped.to(device), flip_indices=[0, 1]).cpu()
+        want = ref.soft_argmax(x, 1.0, normalize, flipped, [0, 1])[0]
+        assert coords[0, 1].isnan().all() and not coords[0, 0].isnan().any(), (where, coords)
+        torch.testing.assert_close(coords, want, equal_nan=True)
+
+
+@pytest.mark.parametrize("stat", [0.0, float("nan")])
+def test_soft_argmax_backward_relu_degenerate_stat(backend, stat):
+    """The raw relu backward: S = 0 (no positive value) gives no gradient, S = NaN a NaN one where h > 0."""
+    name, device = backend
+    maps = torch.tensor([[[[1.0, -1.0, 2.0]]]])
+    coords, grad_coords, grad_stat = torch.zeros(1, 1, 2), torch.ones(1, 1, 2), torch.ones(1, 1)
+    s = torch.full((1, 1), stat)
+    with _dispatch.kernel(name):
+        got = torch.ops.fastlmk.soft_argmax_backward(grad_coords.to(device), grad_stat.to(device), maps.to(device),
+                                                     coords.to(device), s.to(device), 1.0, True).cpu()
+    want = ref.soft_argmax_backward(grad_coords, grad_stat, maps, coords, s, 1.0, "relu")
+    torch.testing.assert_close(got, want, equal_nan=True)
+    assert (got[maps <= 0] == 0).all() and (got[maps > 0].isnan().all() if stat != stat else (got == 0).all())
 
 
 # ------------------------------------------------------------------------------------------- the flip test

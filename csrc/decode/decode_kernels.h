@@ -508,7 +508,8 @@ void decode_impl(const DecodeArgs& a) {
 }
 
 // soft_argmax forward: coords = sum_p w_p (j_p, i_p); softmax w = exp(beta h - lse), stat = lse; relu
-// w = relu(h) / S, stat = S (the map centre when S = 0). Row sums keep the accumulation short.
+// w = relu(h) / S, stat = S (the map centre when S = 0; NaN coordinates when S is NaN). Row sums keep the
+// accumulation short.
 template <class S, class T>
 void soft_argmax_channel(const SoftArgmaxArgs& a, const T* m, int64_t ch) {
   S* coords = static_cast<S*>(a.coords);
@@ -580,7 +581,7 @@ void soft_argmax_forward_impl(const SoftArgmaxArgs& a) {
 }
 
 // soft_argmax backward: dL/dh = beta p (g . (pos - coords) + g_stat) (softmax, p = exp(beta h - lse)) or
-// [h > 0] (g . (pos - coords) / S + g_stat) (relu; 0 when S = 0).
+// [h > 0] (g . (pos - coords) / S + g_stat) (relu; 0 when S = 0, NaN when S is NaN).
 template <class S, class T>
 void soft_argmax_backward_impl(const SoftArgmaxArgs& a) {
   const T* maps = static_cast<const T*>(a.maps);
@@ -598,7 +599,8 @@ void soft_argmax_backward_impl(const SoftArgmaxArgs& a) {
     T* o = out + ch * H * W;
     const S gx = gc[2 * ch], gy = gc[2 * ch + 1], g_stat = gs[ch], x = coords[2 * ch], y = coords[2 * ch + 1];
     const S s = stat[ch];
-    const S inv = s > S(0) ? S(1) / s : S(0);
+    const bool ok = s != S(0);  // S = 0: no gradient; NaN passes
+    const S inv = ok ? S(1) / s : S(0), g_stat_ok = ok ? g_stat : S(0);
     for (int64_t i = 0; i < H; ++i) {
       const S row = gy * (S(i) - y) - gx * x;  // g . (pos - coords) = gx j + row
       const T* mi = m + i * W;
@@ -606,7 +608,7 @@ void soft_argmax_backward_impl(const SoftArgmaxArgs& a) {
       if (a.relu) {
 #pragma omp simd
         for (int j = 0; j < w; ++j)
-          store(oi[j], load<S>(mi[j]) > S(0) ? (gx * S(j) + row) * inv + g_stat : S(0));
+          store(oi[j], load<S>(mi[j]) > S(0) ? (gx * S(j) + row) * inv + g_stat_ok : S(0));
       } else {
 #pragma omp simd
         for (int j = 0; j < w; ++j)

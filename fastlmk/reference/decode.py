@@ -278,7 +278,8 @@ def soft_argmax(heatmaps: Tensor, beta: float = 1.0, normalize: str = "softmax",
     """Integral regression: ``(coords (B, K, 2), stat (B, K))`` with coords = sum_p w_p (j_p, i_p).
 
     ``"softmax"``: w = softmax(beta * h) over the map, stat = logsumexp(beta * h).
-    ``"relu"``: w = relu(h) / S, stat = S = sum relu(h); a channel with S = 0 gives the map centre.
+    ``"relu"``: w = relu(h) / S, stat = S = sum relu(h); a channel with S = 0 gives the map centre (NaN in a
+    channel gives NaN coordinates in both modes).
     With ``flipped``, h is ``flip_average(heatmaps, flipped, flip_indices, shift)`` (the flip test).
     Differentiable (PyTorch autograd); computed in the compute dtype, and in float64 in an exported graph
     (whose runtime would add the error of its own float32 sums over the map to the kernels').
@@ -298,7 +299,7 @@ def soft_argmax(heatmaps: Tensor, beta: float = 1.0, normalize: str = "softmax",
     else:
         r = torch.relu(flat)
         stat = r.sum(-1)
-        ok = stat > 0
+        ok = stat != 0  # NaN passes, to NaN coordinates
         safe = torch.where(ok, stat, torch.ones_like(stat))
         centre = torch.stack([torch.full_like(stat, (w - 1) / 2), torch.full_like(stat, (h - 1) / 2)], dim=-1)
         coords = torch.stack([(r * gx).sum(-1), (r * gy).sum(-1)], dim=-1) / safe[..., None]
@@ -321,7 +322,7 @@ def soft_argmax_backward(grad_coords: Tensor, grad_stat: Tensor, heatmaps: Tenso
         p = torch.exp(beta * flat - stat[..., None])
         grad = beta * p * (dot + grad_stat[..., None])
     else:
-        ok = stat > 0
+        ok = stat != 0
         safe = torch.where(ok, stat, torch.ones_like(stat))
         grad = torch.where((flat > 0) & ok[..., None], dot / safe[..., None] + grad_stat[..., None],
                            torch.zeros_like(dot))
