@@ -1,7 +1,9 @@
-"""Landmark metrics: normalised mean error (NME), cumulative error distribution (CED), AUC and failure rate.
+"""Landmark metrics: normalised mean error (NME), cumulative error distribution (CED), AUC and failure rate;
+and the face-hallucination metrics PSNR and SSIM on the Y channel.
 
 Landmarks are ``(N, K, 2)`` tensors of ``(x, y)``; a non-finite target landmark is missing and is left out.
-Errors are fractions of the normaliser (multiply by 100 for the "%" of the papers).
+Errors are fractions of the normaliser (multiply by 100 for the "%" of the papers). Images are ``(N, 3, H, W)``
+RGB in [0, 1].
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Sequence, Union
 import torch
 from torch import Tensor
 
-__all__ = ["EYES", "NORMS", "normalizer", "nme", "auc", "failure_rate", "ced"]
+__all__ = ["EYES", "NORMS", "normalizer", "nme", "auc", "failure_rate", "ced", "luma", "psnr", "ssim"]
 
 Indices = tuple[int, ...]
 
@@ -25,7 +27,7 @@ EYES: dict[int, dict[str, tuple[Indices, Indices]]] = {
     29: {"inter_ocular": ((8,), (9,)), "inter_pupil": ((16,), (17,))},  # COFW
     19: {"inter_ocular": ((6,), (11,)), "inter_pupil": ((7,), (10,))},  # AFLW
 }
-NORMS = ("inter_ocular", "inter_pupil", "bbox", "diagonal")
+NORMS = ("inter_ocular", "inter_pupil", "bbox", "diagonal", "width")
 Norm = Union[str, Tensor]
 
 
@@ -51,7 +53,8 @@ def normalizer(target: Tensor, norm: Norm = "inter_ocular") -> Tensor:
 
     ``"inter_ocular"``: distance between the outer eye corners; ``"inter_pupil"``: between the eye centres
     (indices in ``EYES`` by K: 68 300W, 98 WFLW, 29 COFW, 19 AFLW); ``"bbox"``: ``sqrt(w * h)`` of the
-    bounding box of the visible target landmarks; ``"diagonal"``: ``sqrt(w^2 + h^2)`` of that box; a tensor
+    bounding box of the visible target landmarks; ``"diagonal"``: ``sqrt(w^2 + h^2)`` of that box; ``"width"``:
+    its width ``w`` (the face width of NME_wid, as the face-hallucination papers of seed 004 use); a tensor
     (N,) of positive finite values is used as given. A missing eye landmark gives NaN.
     """
     target = _landmarks("target", target)
@@ -79,7 +82,7 @@ def normalizer(target: Tensor, norm: Norm = "inter_ocular") -> Tensor:
     visible = torch.isfinite(t).all(-1, keepdim=True)
     inf = torch.tensor(math.inf, dtype=t.dtype, device=t.device)
     w, h = (torch.where(visible, t, -inf).amax(1) - torch.where(visible, t, inf).amin(1)).unbind(-1)
-    d = torch.sqrt(w * h) if norm == "bbox" else torch.hypot(w, h)
+    d = w if norm == "width" else torch.sqrt(w * h) if norm == "bbox" else torch.hypot(w, h)
     return torch.where(visible.any(1)[:, 0], d, torch.full_like(d, math.nan))
 
 
@@ -164,3 +167,57 @@ def ced(errors: Tensor, thresholds: Union[Tensor, Sequence[float]]) -> Tensor:
     if not bool(torch.isfinite(x).all()):
         raise ValueError("thresholds must be finite")
     return torch.searchsorted(torch.sort(e).values, x, right=True).to(e.dtype) / e.numel()
+
+
+def _images(name: str, t: object) -> Tensor:
+    if not isinstance(t, Tensor) or not t.is_floating_point():
+        raise TypeError(f"{name} must be a floating torch.Tensor, got {getattr(t, 'dtype', type(t).__name__)}")
+    if t.dim() != 4 or t.shape[1] != 3:
+        raise ValueError(f"{name} must have shape (N, 3, H, W), got {tuple(t.shape)}")
+    return t
+
+
+def luma(images: Tensor) -> Tensor:
+    """The Y channel (N, 1, H, W) of YCbCr (ITU-R BT.601, studio range, as MATLAB's ``rgb2ycbcr`` on which the
+    super-resolution papers' numbers rest): ``Y = (16 + 65.481 R + 128.553 G + 24.966 B) / 255`` for RGB in
+    [0, 1], so Y is in [16/255, 235/255]."""
+    images = _images("images", images)
+    coeffs = images.new_tensor([65.481, 128.553, 24.966]).view(1, 3, 1, 1)
+    return (16.0 + (images * coeffs).sum(1, keepdim=True)) / 255.0
+
+
+def _pair(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    pred, target = _images("pred", pred), _images("target", target)
+    if pred.shape != target.shape:
+        raise ValueError(f"pred and target must have the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
+    dtype = torch.promote_types(_compute(pred, target), torch.float64)
+    return luma(pred.to(dtype).clamp(0, 1)), luma(target.to(dtype))
+
+
+def psnr(pred: Tensor, target: Tensor) -> Tensor:
+    """Peak signal-to-noise ratio (N,) in dB on the Y channel: ``10 log10(1 / mean((Y_pred - Y_target)^2))``
+    (peak 1; ``pred`` clamped to [0, 1] first, as a saved image would be); inf for equal images."""
+    yp, yt = _pair(pred, target)
+    return 10 * torch.log10(1.0 / (yp - yt).square().mean((1, 2, 3)))
+
+
+def ssim(pred: Tensor, target: Tensor) -> Tensor:
+    """Structural similarity (N,) on the Y channel (Wang et al. 2004): the mean over the valid 11x11 windows of
+    ``(2 mu_p mu_t + C1)(2 cov + C2) / ((mu_p^2 + mu_t^2 + C1)(var_p + var_t + C2))``, the statistics weighted
+    by a Gaussian of std 1.5, ``C1 = (0.01)^2``, ``C2 = (0.03)^2`` (peak 1); ``pred`` clamped to [0, 1]."""
+    yp, yt = _pair(pred, target)
+    if min(yp.shape[-2:]) < 11:
+        raise ValueError(f"ssim needs images of at least 11 x 11 pixels, got {tuple(yp.shape[-2:])}")
+    x = torch.arange(11, dtype=yp.dtype, device=yp.device) - 5
+    g = torch.exp(-x.square() / (2 * 1.5 ** 2))
+    g = g / g.sum()
+    window = (g[:, None] * g[None, :]).view(1, 1, 11, 11)
+
+    def blur(t: Tensor) -> Tensor:
+        return torch.nn.functional.conv2d(t, window)
+
+    mp, mt = blur(yp), blur(yt)
+    vp, vt, cov = blur(yp * yp) - mp * mp, blur(yt * yt) - mt * mt, blur(yp * yt) - mp * mt
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    s = (2 * mp * mt + c1) * (2 * cov + c2) / ((mp * mp + mt * mt + c1) * (vp + vt + c2))
+    return s.mean((1, 2, 3))

@@ -47,10 +47,11 @@ def test_pupils_of_300w_are_the_eye_means():
     torch.testing.assert_close(metrics.normalizer(target, "inter_pupil"), d)
 
 
-def test_bbox_and_diagonal_normalisers():
+def test_bbox_diagonal_and_width_normalisers():
     target = torch.tensor([[[1.0, 2.0], [5.0, 11.0], [3.0, 4.0]]])  # box 4 x 9
     assert metrics.normalizer(target, "bbox").item() == pytest.approx(6.0)
     assert metrics.normalizer(target, "diagonal").item() == pytest.approx(math.sqrt(97.0))
+    assert metrics.normalizer(target, "width").item() == pytest.approx(4.0)
     pred = target + torch.tensor([0.0, 3.0])  # every landmark off by 3
     assert metrics.nme(pred, target, norm="bbox").item() == pytest.approx(0.5)
     assert metrics.nme(pred, target, norm="diagonal").item() == pytest.approx(3 / math.sqrt(97.0))
@@ -170,3 +171,58 @@ def test_auc_and_failure_rate_bad_input(fn, errors, threshold, error, match):
 def test_ced_bad_input(thresholds, error, match):
     with pytest.raises(error, match=match):
         metrics.ced(torch.zeros(3), thresholds)
+
+
+# ------------------------------------------------------------------------------------------- PSNR and SSIM
+
+def test_luma_is_bt601_studio_range():
+    images = torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [1.0, 0.0, 0.0]]).view(3, 3, 1, 1)
+    y = metrics.luma(images).flatten()
+    torch.testing.assert_close(y, torch.tensor([16.0, 235.0, 16.0 + 65.481]) / 255)
+
+
+def test_psnr_from_the_mean_squared_error(gen):
+    target = torch.rand(2, 3, 12, 9, generator=gen, dtype=torch.float64) * 0.8 + 0.1
+    pred = target + 0.05 * torch.randn(target.shape, generator=gen, dtype=torch.float64)
+    mse = (metrics.luma(pred.clamp(0, 1)) - metrics.luma(target)).square().mean((1, 2, 3))
+    torch.testing.assert_close(metrics.psnr(pred, target), -10 * torch.log10(mse))
+    same = torch.rand(1, 3, 4, 4, generator=gen)
+    assert metrics.psnr(same, same).item() == math.inf
+    # a uniform offset of the grey level by e: Y moves by e (65.481 + 128.553 + 24.966) / 255 = e * 219 / 255
+    grey = torch.full((1, 3, 5, 5), 0.5, dtype=torch.float64)
+    assert metrics.psnr(grey + 0.01, grey).item() == pytest.approx(-20 * math.log10(0.01 * 219 / 255))
+
+
+def test_ssim_against_the_windows_written_out(gen):
+    """SSIM as the mean over every 11x11 window of the formula with Gaussian-weighted statistics."""
+    target = torch.rand(2, 3, 14, 13, generator=gen, dtype=torch.float64)
+    pred = (target + 0.1 * torch.randn(target.shape, generator=gen, dtype=torch.float64)).clamp(0, 1)
+    x = torch.arange(11, dtype=torch.float64) - 5
+    g = torch.exp(-x ** 2 / 4.5)
+    w = torch.outer(g, g) / g.sum() ** 2
+    yp, yt = metrics.luma(pred)[:, 0], metrics.luma(target)[:, 0]
+    want = torch.zeros(2, dtype=torch.float64)
+    for n in range(2):
+        values = []
+        for i in range(14 - 10):
+            for j in range(13 - 10):
+                a, b = yp[n, i:i + 11, j:j + 11], yt[n, i:i + 11, j:j + 11]
+                ma, mb = (w * a).sum(), (w * b).sum()
+                va, vb = (w * (a - ma) ** 2).sum(), (w * (b - mb) ** 2).sum()
+                cov = (w * (a - ma) * (b - mb)).sum()
+                values.append((2 * ma * mb + 1e-4) * (2 * cov + 9e-4) / ((ma ** 2 + mb ** 2 + 1e-4) * (va + vb + 9e-4)))
+        want[n] = torch.stack(values).mean()
+    torch.testing.assert_close(metrics.ssim(pred, target), want)
+    assert metrics.ssim(target, target).allclose(torch.ones(2, dtype=torch.float64))
+
+
+def test_image_metrics_bad_input():
+    a = torch.rand(1, 3, 12, 12)
+    with pytest.raises(ValueError, match="pred and target must have the same shape"):
+        metrics.psnr(a, a[..., :11])
+    with pytest.raises(ValueError, match=r"images must have shape \(N, 3, H, W\)"):
+        metrics.luma(a[:, :1])
+    with pytest.raises(TypeError, match="pred must be a floating"):
+        metrics.ssim(a.to(torch.uint8), a)
+    with pytest.raises(ValueError, match="at least 11 x 11"):
+        metrics.ssim(a[..., :10, :], a[..., :10, :])
