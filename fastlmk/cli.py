@@ -57,40 +57,78 @@ DATA_HELP = ("synthetic (faces rendered in code, no download), wflw:ROOT, 300w:R
 
 
 def _train_parsers(commands: argparse._SubParsersAction) -> None:
+    from .models.sht_train import SHT_MODELS, STAGES, SHTConfig
     from .models.zoo import MODELS
     t = commands.add_parser("train", help="train a landmark model (checkpoints, evaluation, results, pictures)",
                             description="Train a landmark model; every epoch evaluates NME/AUC/FR on the test "
                                         "split and writes OUT/last.pt (resumable with --resume) and OUT/best.pt; "
                                         "at the end OUT/results.json and OUT/predictions.png. Runs under torchrun "
-                                        "(DistributedDataParallel: gloo on CPU, NCCL on GPU).")
-    t.add_argument("--model", choices=sorted(MODELS), default="fan", help="the network (default: fan)")
-    t.add_argument("--data", default="synthetic", metavar="SPEC", help=DATA_HELP + " (default: synthetic)")
+                                        "(DistributedDataParallel: gloo on CPU, NCCL on GPU). The low-resolution "
+                                        "models (sht, dhln, fan-bicubic; seed 004) train on pairs of views of "
+                                        "each face, stage by stage, evaluating NME, PSNR and SSIM after each "
+                                        "stage and writing OUT/STAGE.pt, OUT/last.pt, OUT/results.json and "
+                                        "OUT/hallucinated.png.")
+    t.add_argument("--model", choices=sorted(MODELS) + list(SHT_MODELS), default="fan",
+                   help="the network (default: fan)")
+    t.add_argument("--data", metavar="SPEC",
+                   help=DATA_HELP + f" (default: synthetic; {SHTConfig.data} for the low-resolution models)")
     t.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: runs/MODEL)")
-    t.add_argument("--epochs", type=int, default=8, help="default: 8")
-    t.add_argument("--batch-size", type=int, default=16, help="per process (default: 16)")
-    t.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate, cosine decay (default: 2e-3)")
+    t.add_argument("--epochs", type=int, help=f"default: 8 ({SHTConfig.epochs[0]} for dhln and fan-bicubic)")
+    t.add_argument("--batch-size", type=int, help=f"per process (default: 16; {SHTConfig.batch_size} pairs for "
+                                                   "the low-resolution models)")
+    t.add_argument("--lr", type=float, help=f"Adam learning rate, cosine decay (default: 2e-3; {SHTConfig.lr:g} "
+                                            "for the low-resolution models, per stage)")
     t.add_argument("--input-size", type=int, metavar="N", help="square input (default: 128 synthetic, else 256)")
+    s = t.add_argument_group("low-resolution models (sht, dhln, fan-bicubic)")
+    s.add_argument("--lr-size", type=int, default=SHTConfig.lr_size, metavar="N",
+                   help=f"the low-resolution face's size (default: {SHTConfig.lr_size})")
+    s.add_argument("--net-size", type=int, default=SHTConfig.net_size, metavar="N",
+                   help=f"DHLN's input and heatmap size, a multiple of --lr-size (default: {SHTConfig.net_size})")
+    s.add_argument("--hr-size", type=int, default=SHTConfig.hr_size, metavar="N",
+                   help=f"the high-resolution face's size, a multiple of --net-size (default: {SHTConfig.hr_size})")
+    s.add_argument("--stage-epochs", type=int, nargs=len(STAGES), metavar=tuple(s_.upper() for s_ in STAGES),
+                   help=f"sht: epochs of each stage, {', '.join(STAGES)} (default: "
+                        f"{' '.join(map(str, SHTConfig.epochs))})")
+    s.add_argument("--finetune-lr", type=float, default=SHTConfig.finetune_lr, metavar="LR",
+                   help=f"sht: the learning rate of the two finetune stages (default: {SHTConfig.finetune_lr:g})")
+    s.add_argument("--unlabelled", type=float, metavar="FRACTION",
+                   help="the fraction of the training faces set apart without landmarks: sht's weak stage uses "
+                        "them, the other models train on the rest (default: 0.5 for sht, else 0)")
+    s.add_argument("--unlabelled-data", metavar="SPEC", help="sht: the unlabelled faces from this dataset instead")
+    s.add_argument("--gamma", type=float, nargs=3, metavar=("G1", "G2", "G3"), default=SHTConfig.gamma,
+                   help="L_DH's weights (Eq. 4): heatmaps, pixels, gradients (default: 1 0.01 0.01; G3 = 0 is "
+                        "the ablation without the gradient loss, G1 = 0 the face stream without landmarks)")
+    s.add_argument("--perceptual", choices=("landmark", "none"), default=SHTConfig.perceptual,
+                   help="FPTN's perceptual term: the frozen first layer of the trained DHLN, or none "
+                        "(default: landmark)")
     t.add_argument("--channels", type=int, help="hourglass width (heatmap models; default 64)")
     t.add_argument("--stacks", type=int, help="hourglass stacks (heatmap models; default 1)")
     t.add_argument("--depth", type=int, help="hourglass depth (heatmap models; default 3)")
     t.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default: 0)")
     t.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
     t.add_argument("--seed", type=int, default=0, help="default: 0")
-    t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt (the low-resolution models: "
+                                                         "from the stage after its last completed one)")
     t.add_argument("--limit-train", type=int, metavar="N", help="train on the first N samples only")
     t.add_argument("--limit-val", type=int, metavar="N", help="evaluate on the first N samples only")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     e = commands.add_parser("eval", help="evaluate a checkpoint (NME/AUC/FR per decoder)",
-                            description="Evaluate a fastlmk train checkpoint on the test split of a dataset.")
+                            description="Evaluate a fastlmk train checkpoint on the test split of a dataset (the "
+                                        "low-resolution models: NME_io, NME_wid, AUC, FR, and PSNR and SSIM on "
+                                        "Y of the hallucinated faces, on the test faces their run used).")
     e.add_argument("checkpoint", type=Path, help="a checkpoint written by fastlmk train")
-    e.add_argument("--data", default="synthetic", metavar="SPEC", help=DATA_HELP + " (default: synthetic)")
+    e.add_argument("--data", metavar="SPEC", help=DATA_HELP + " (default: synthetic; for the low-resolution "
+                                                             "models the run's own)")
     e.add_argument("--batch-size", type=int, default=32, help="default: 32")
     e.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
     e.add_argument("--limit", type=int, metavar="N", help="evaluate on the first N samples only")
     e.add_argument("--markdown", type=Path, metavar="PATH", help="also write the table to PATH")
     p = commands.add_parser("predict", help="draw a checkpoint's landmarks on an image",
                             description="Predict landmarks on IMAGE, print them (x y per line, image pixels) and "
-                                        "save the image with the landmarks drawn.")
+                                        "save the image with the landmarks drawn. With a checkpoint of the "
+                                        "low-resolution models IMAGE is a low-resolution face (its centred "
+                                        "square): the picture is the hallucinated face with the landmarks, "
+                                        "IMAGE_hallucinated.png beside IMAGE.")
     p.add_argument("image", type=Path, help="an image file (PNG, JPEG, ...)")
     p.add_argument("--checkpoint", type=Path, required=True, help="a checkpoint written by fastlmk train")
     p.add_argument("--box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"),
@@ -109,19 +147,22 @@ def _train_parsers(commands: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .models.sht_train import SHT_MODELS
     from .models.train import TrainConfig, train
     model_args = {k: getattr(args, k) for k in ("channels", "stacks", "depth") if getattr(args, k) is not None}
     if model_args and args.model == "pifa":
         parser.error(f"train: {', '.join('--' + k for k in model_args)} apply to the heatmap models, not pifa")
     for name in ("epochs", "batch_size", "workers"):
-        if getattr(args, name) < (0 if name == "workers" else 1):
+        if getattr(args, name) is not None and getattr(args, name) < (0 if name == "workers" else 1):
             parser.error(f"train: --{name.replace('_', '-')} must be at least {0 if name == 'workers' else 1}, "
                          f"got {getattr(args, name)}")
-    cfg = TrainConfig(model=args.model, data=args.data, out=str(args.out or Path("runs") / args.model),
-                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, input_size=args.input_size,
-                      model_args=model_args, workers=args.workers, device=args.device, seed=args.seed,
-                      resume=args.resume, limit_train=args.limit_train, limit_val=args.limit_val,
-                      progress=not args.no_progress)
+    if args.model in SHT_MODELS:
+        return _train_sht(args, parser, model_args)
+    cfg = TrainConfig(model=args.model, data=args.data or "synthetic", out=str(args.out or Path("runs") / args.model),
+                      epochs=args.epochs or 8, batch_size=args.batch_size or 16,
+                      lr=2e-3 if args.lr is None else args.lr, input_size=args.input_size, model_args=model_args,
+                      workers=args.workers, device=args.device, seed=args.seed, resume=args.resume,
+                      limit_train=args.limit_train, limit_val=args.limit_val, progress=not args.no_progress)
     try:
         train(cfg)
     except (OSError, ValueError) as exc:
@@ -129,12 +170,66 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+def _train_sht(args: argparse.Namespace, parser: argparse.ArgumentParser, model_args: dict) -> int:
+    from .models.sht_train import SHTConfig, train_sht
+    for flag, given in (("--input-size", args.input_size is not None), ("--workers", args.workers != 0)):
+        if given:
+            parser.error(f"train: {flag} does not apply to {args.model} (the sizes are --lr-size, --net-size and "
+                         "--hr-size)" if flag == "--input-size" else f"train: {flag} does not apply to {args.model}")
+    if args.model == "sht" and args.epochs is not None:
+        parser.error("train: sht trains in stages: give --stage-epochs, not --epochs")
+    if args.model != "sht" and args.stage_epochs is not None:
+        parser.error(f"train: --stage-epochs applies to sht; {args.model} has one stage (--epochs)")
+    default = SHTConfig()
+    out = args.out or Path("runs") / args.model
+    epochs = tuple(args.stage_epochs) if args.stage_epochs else \
+        default.epochs if args.model == "sht" else (args.epochs or default.epochs[0],)
+    cfg = SHTConfig(model=args.model, data=args.data or default.data,
+                    out=str(out), lr_size=args.lr_size, net_size=args.net_size,
+                    hr_size=args.hr_size, epochs=epochs, batch_size=args.batch_size or default.batch_size,
+                    lr=default.lr if args.lr is None else args.lr, finetune_lr=args.finetune_lr,
+                    unlabelled=args.unlabelled,
+                    unlabelled_data=args.unlabelled_data,
+                    gamma=tuple(args.gamma), perceptual=args.perceptual, model_args=model_args,
+                    device=args.device, seed=args.seed, limit_train=args.limit_train, limit_val=args.limit_val,
+                    progress=not args.no_progress, resume_from=str(out / "last.pt") if args.resume else None)
+    try:
+        train_sht(cfg)
+    except (OSError, ValueError) as exc:
+        parser.error(f"train: {exc}")
+    return 0
+
+
+def _is_sht(path: Path) -> bool:
+    """Whether ``path`` is a checkpoint of the low-resolution models (``fastlmk.models.sht_train``)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    return isinstance(ckpt, dict) and ckpt.get("kind") == "sht"
+
+
+def _eval_sht(args: argparse.Namespace) -> str:
+    from .models.evaluation import resolve_device
+    from .models.sht_train import eval_loader, evaluate_sht, format_sht, load_sht
+    device = resolve_device(args.device)
+    net, cfg, _ = load_sht(args.checkpoint, device)
+    result = evaluate_sht(net, eval_loader(cfg, args.data, args.limit), device)
+    return format_sht(result, f"{args.checkpoint} ({cfg.model}) on {args.data or cfg.data}, {cfg.lr_size} px input")
+
+
 def _eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from torch.utils.data import DataLoader
     from .data import open_dataset
     from .models.evaluation import evaluate, format_results, limit, load_checkpoint, resolve_device
     try:
+        if _is_sht(args.checkpoint):
+            table = _eval_sht(args)
+            print(table, end="")
+            if args.markdown:
+                args.markdown.write_text(table)
+            return 0
         model, ckpt = load_checkpoint(args.checkpoint, resolve_device(args.device))
+        args.data = args.data or "synthetic"
         seed = ckpt["train_config"]["seed"]  # the synthetic test faces the run validated on
         data = limit(open_dataset(args.data, "test", size=model.input_size, seed=seed), args.limit, "--limit")
         k = data[0]["landmarks"].shape[0]
@@ -152,13 +247,22 @@ def _eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 def _predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from . import viz
-    from .models.evaluation import predict_image
+    from .models.evaluation import predict_image, resolve_device
+    from .models.sht_train import load_sht, predict_sht
     try:
-        landmarks, image = predict_image(args.checkpoint, args.image, box=args.box, device=args.device)
+        if _is_sht(args.checkpoint):
+            if args.box is not None:
+                raise ValueError("--box does not apply to the low-resolution models (the image is the face)")
+            net, _, _ = load_sht(args.checkpoint, resolve_device(args.device))
+            landmarks, face, on_face = predict_sht(net, args.image)
+            out = args.out or args.image.with_name(f"{args.image.stem}_hallucinated.png")
+            viz.draw_landmarks(face, (on_face,), upscale=max(1, 256 // face.shape[-1])).save(out)
+        else:
+            landmarks, image = predict_image(args.checkpoint, args.image, box=args.box, device=args.device)
+            out = args.out or Path(f"{args.image.stem}_landmarks.png")
+            viz.draw_landmarks(image, (landmarks,)).save(out)
     except (OSError, ValueError) as exc:
         parser.error(f"predict: {exc}")
-    out = args.out or Path(f"{args.image.stem}_landmarks.png")
-    viz.draw_landmarks(image, (landmarks,)).save(out)
     for x, y in landmarks.tolist():
         print(f"{x:.2f} {y:.2f}")
     print(f"wrote {out}", file=sys.stderr)

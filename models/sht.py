@@ -12,7 +12,8 @@ P_t (``channels``) and the hallucination stream Q_t (``sr_channels``, a super-re
 
 unit t's heatmaps come from P'_t, and Q'_t feeds the next SR module. The hallucinated face is
 ``upsample(input) + tail(Q'_T)`` at ``upscale * S`` (the tail: conv, pixel shuffle, conv; the bicubic
-residual is our choice, the paper does not say how its last layer is formed). ``upscale=4`` with S=64 is the
+residual is our choice, the paper does not say how its last layer is formed; the tail's last conv starts at
+0, so that training starts from the bicubic face). ``upscale=4`` with S=64 is the
 paper's SHT-M (64x64 in, 256x256 out).
 """
 
@@ -124,7 +125,7 @@ class DHLN(nn.Module):
         self.merge_features = nn.ModuleList(nn.Conv2d(channels, channels, 1) for _ in range(stacks - 1))
         self.merge_maps = nn.ModuleList(nn.Conv2d(num_points, channels, 1) for _ in range(stacks - 1))
         self.tail = nn.Sequential(nn.Conv2d(sr_channels, 3 * upscale * upscale, 3, padding=1),
-                                  nn.PixelShuffle(upscale), nn.Conv2d(3, 3, 3, padding=1))
+                                  nn.PixelShuffle(upscale), zero_init(nn.Conv2d(3, 3, 3, padding=1)))
 
     def forward(self, images: Tensor) -> tuple[list[Tensor], Tensor]:
         if images.dim() != 4 or images.shape[1] != 3:
@@ -203,7 +204,9 @@ class FPTN(nn.Module):
     conv, then ``downsample`` stride-2 convs), ``blocks`` PATBs, a decoder (``downsample`` transposed convs, a
     7x7 conv); heatmaps of another size than the image are resized to it (bilinear), as DHLN's are half or a
     quarter of its hallucinated face. The output is ``I_con + decoder(...)``: the generator learns the change
-    of pose (our choice)."""
+    of pose (our choice), with ``I_con`` detached in the sum, so that in SHT, where ``I_con`` is DHLN's
+    hallucinated face, the pixel loss against the other view does not pull that face straight towards the
+    other pose (DHLN still learns from FPTN through the encoders)."""
 
     def __init__(self, num_points: int, channels: int = 32, blocks: int = 4, downsample: int = 2) -> None:
         super().__init__()
@@ -237,7 +240,7 @@ class FPTN(nn.Module):
         fi, fp = self.image_encoder(image), self.pose_encoder(_resized(torch.cat([pose, target_pose], 1), image))
         for block in self.blocks:
             fi, fp = block(fi, fp)
-        return image + self.decoder(fi)
+        return image.detach() + self.decoder(fi)
 
 
 class PatchDiscriminator(nn.Module):
@@ -266,22 +269,26 @@ def fptn_losses(condition: Tensor, target_pose: Tensor, target: Tensor, generate
     patches; the product inside Eq. 6's log is this sum), on ``generated`` detached. The generator minimises
     ``lambda_1 * adversarial + lambda_2 * |I_ger - I_tar| + lambda_3 * |phi(I_ger) - phi(I_tar)|`` (means),
     the adversarial term in the non-saturating form ``-log D_A(I_con || I_ger) - log D_S(H_tar || I_ger)``;
-    without ``phi`` the perceptual term is 0. ``target_pose`` is resized to the image as in FPTN."""
+    without ``phi`` the perceptual term is 0. ``target_pose`` is resized to the image as in FPTN.
+
+    The discriminators see ``condition`` and ``target_pose`` detached in every term: they are conditions,
+    and in SHT, where DHLN produces them, neither the discriminators' step nor the adversarial term may
+    change them to fool a discriminator (our decision; DHLN still learns from FPTN through ``generated``)."""
     if not condition.shape == target.shape == generated.shape:
         raise ValueError(f"condition, target and generated must have one shape, got {tuple(condition.shape)}, "
                          f"{tuple(target.shape)} and {tuple(generated.shape)}")
     target_pose = _resized(target_pose, target)
     bce = F.binary_cross_entropy_with_logits
 
-    def scores(image: Tensor) -> tuple[Tensor, Tensor]:
-        return appearance(torch.cat([condition, image], 1)), shape(torch.cat([target_pose, image], 1))
+    def scores(image: Tensor, cond: Tensor, pose: Tensor) -> tuple[Tensor, Tensor]:
+        return appearance(torch.cat([cond, image], 1)), shape(torch.cat([pose, image], 1))
 
-    fake = generated.detach()
-    real_a, real_s = scores(target)
-    fake_a, fake_s = scores(fake)
+    cond, pose = condition.detach(), target_pose.detach()
+    real_a, real_s = scores(target, cond, pose)
+    fake_a, fake_s = scores(generated.detach(), cond, pose)
     d_loss = (bce(real_a, torch.ones_like(real_a)) + bce(real_s, torch.ones_like(real_s))
               + bce(fake_a, torch.zeros_like(fake_a)) + bce(fake_s, torch.zeros_like(fake_s)))
-    gen_a, gen_s = scores(generated)
+    gen_a, gen_s = scores(generated, cond, pose)
     adversarial = bce(gen_a, torch.ones_like(gen_a)) + bce(gen_s, torch.ones_like(gen_s))
     pixel = (generated - target).abs().mean()
     perceptual = (phi(generated) - phi(target)).abs().mean() if phi is not None else generated.new_zeros(())

@@ -71,14 +71,20 @@ def test_dhln_shapes_and_gradients(gen, size, upscale):
     maps, faces = model(images)
     assert len(maps) == 2 and all(m.shape == (2, 7, size, size) for m in maps)
     assert faces.shape == (2, 3, upscale * size, upscale * size)
-    # the heads start at zero and the face at the bicubic upsampling plus the tail's output
+    # the heads and the tail's last conv start at zero: the maps at 0, the face at the bicubic upsampling
     assert all(not m.any() for m in maps)
+    torch.testing.assert_close(faces, F.interpolate(images, scale_factor=upscale, mode="bicubic",
+                                                    align_corners=False))
     kp = torch.rand(2, 7, 2, generator=gen) * (size - 1)
-    loss, _ = sht.dhln_loss(maps, faces, torch.rand_like(faces), kp)
-    loss.backward()
-    # (the last FUBlock2 feeds only the last head, which starts at zero: its gradient starts at zero too)
-    for name in ("stem.0.weight", "sr_stem.weight", "fuse_q.1.proj.weight", "fuse_q.0.rb.2.weight",
-                 "fuse_p.0.conv.weight", "heads.1.weight", "tail.0.weight"):
+    target = torch.rand_like(faces)
+    sht.dhln_loss(maps, faces, target, kp)[0].backward()
+    torch.optim.SGD(model.parameters(), lr=0.1).step()  # after one step the zero layers pass gradients on
+    model.zero_grad()
+    maps, faces = model(images)
+    sht.dhln_loss(maps, faces, target, kp)[0].backward()
+    for name in ("stem.0.weight", "sr_stem.weight", "sr_modules.0.0.conv1.weight", "fuse_q.1.proj.weight",
+                 "fuse_q.0.rb.2.weight", "fuse_p.0.conv.weight", "fuse_p.1.conv.weight", "heads.1.weight",
+                 "tail.0.weight"):
         grad = dict(model.named_parameters())[name].grad
         assert grad is not None and grad.abs().sum() > 0, name
 
@@ -106,7 +112,7 @@ def test_a_short_training_run_lowers_each_loss(gen):
     model = sht.DHLN(k, stacks=2, channels=16, sr_channels=8, sr_blocks=2, depth=2, upscale=2)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     first = None
-    for _ in range(40):
+    for _ in range(80):
         maps, hallucinated = model(images)
         loss, terms = sht.dhln_loss(maps, hallucinated, faces, kp, gamma=(1.0, 1.0, 1.0))
         first = first or {key: v.item() for key, v in terms.items()}
@@ -147,8 +153,8 @@ def test_fptn_and_discriminator_shapes(gen):
 def test_fptn_losses_are_eqs_5_to_8(gen):
     k = 4
     d_a, d_s = sht.PatchDiscriminator(6, 8), sht.PatchDiscriminator(k + 3, 8)
-    cond, tar = torch.rand(2, 3, 16, 16, generator=gen), torch.rand(2, 3, 16, 16, generator=gen)
-    pose = torch.rand(2, k, 16, 16, generator=gen)
+    cond, tar = torch.rand(2, 3, 16, 16, generator=gen).requires_grad_(), torch.rand(2, 3, 16, 16, generator=gen)
+    pose = torch.rand(2, k, 16, 16, generator=gen).requires_grad_()  # in SHT both come from DHLN
     ger = torch.rand(2, 3, 16, 16, generator=gen, requires_grad=True)
     phi = torch.nn.Conv2d(3, 4, 3)
     g_loss, d_loss, terms = sht.fptn_losses(cond, pose, tar, ger, d_a, d_s, phi, lam=(0.5, 0.2, 0.1))
@@ -165,11 +171,12 @@ def test_fptn_losses_are_eqs_5_to_8(gen):
     want = 0.5 * adversarial + 0.2 * (ger - tar).abs().mean() + 0.1 * (phi(ger) - phi(tar)).abs().mean()
     torch.testing.assert_close(g_loss, want)
     assert terms["perceptual"] > 0
-    # the discriminator loss does not reach the generator's output; the generator loss does
+    # the discriminator loss does not reach the generator's output; the generator loss does; neither reaches
+    # the conditions (in SHT, DHLN's outputs) through the discriminators
     d_loss.backward(retain_graph=True)
-    assert ger.grad is None
+    assert ger.grad is None and cond.grad is None and pose.grad is None
     g_loss.backward()
-    assert ger.grad.abs().sum() > 0
+    assert ger.grad.abs().sum() > 0 and cond.grad is None and pose.grad is None
     _, _, no_phi = sht.fptn_losses(cond, pose, tar, ger, d_a, d_s)
     assert no_phi["perceptual"].item() == 0
     with pytest.raises(ValueError, match="must have one shape"):
@@ -212,6 +219,7 @@ def test_hallucination_pairs_views(gen):
         torch.testing.assert_close(torch.from_numpy(apply_affine(affine, src.numpy())), hr_points, atol=1e-4, rtol=0)
         torch.testing.assert_close(item["face"][v], warp(source[1]["image"], affine, 32), atol=1e-3, rtol=0)
         low = F.interpolate(item["face"][v][None], size=8, mode="bicubic", align_corners=False, antialias=True)
+        torch.testing.assert_close(item["low"][v], low[0])
         torch.testing.assert_close(item["input"][v], F.interpolate(low, size=16, mode="bicubic",
                                                                   align_corners=False)[0])
     unlabelled = HallucinationPairs(source, 32, 16, 8, labelled=False)[0]
@@ -231,3 +239,144 @@ def test_hallucination_pairs_bad_input(gen):
     assert len(unlabelled) == 3 and sorted(labelled + unlabelled) == list(range(10))
     with pytest.raises(ValueError, match="unlabelled must be in"):
         split_labelled(10, 1.0)
+
+
+# ------------------------------------------------------------------------------------------- the SHT trainer
+
+SMALL = ["--data", "synthetic:16,6", "--lr-size", "8", "--net-size", "16", "--hr-size", "32", "--batch-size", "4",
+         "--channels", "16", "--stacks", "1", "--no-progress"]
+
+
+def test_views_partner_and_labelled_weights():
+    from fastlmk.models.sht_train import _heatmap_targets, _partner, _views
+    batch = {"landmarks": torch.arange(2 * 2 * 3 * 2, dtype=torch.float32).view(2, 2, 3, 2),
+             "labelled": torch.tensor([True, False])}
+    v = _views(batch, torch.device("cpu"))
+    assert v["landmarks"].shape == (4, 3, 2) and v["labelled"].tolist() == [True, True, False, False]
+    torch.testing.assert_close(_partner(v["landmarks"]), batch["landmarks"].flip(1).flatten(0, 1))
+    v["landmarks"][0, 1] = float("nan")  # a missing landmark of a labelled view
+    v["landmarks"][2:] = float("nan")  # unlabelled views
+    kp, weights = _heatmap_targets(v)
+    assert torch.isfinite(kp).all()
+    # 0 for unlabelled views and the missing landmark, 1 / (labelled fraction 0.5) elsewhere
+    torch.testing.assert_close(weights, torch.tensor([[2.0, 0.0, 2.0], [2.0, 2.0, 2.0], [0.0] * 3, [0.0] * 3]))
+    v["labelled"][:] = False
+    assert _heatmap_targets(v) == (None, None)
+
+
+def test_sht_train_eval_predict(tmp_path, capsys):
+    """All four stages on a few faces through the command line; every stage's checkpoint and the results;
+    ``eval`` of the last checkpoint reproduces the training run's final numbers; ``predict`` on a
+    low-resolution face writes the hallucinated face with the landmarks beside it."""
+    import json
+
+    from PIL import Image
+
+    from fastlmk.cli import main
+    from fastlmk.data import open_dataset
+    from fastlmk.models.sht_train import eval_loader, evaluate_sht, load_sht
+    out = tmp_path / "run"
+    assert main(["train", "--model", "sht", *SMALL, "--stage-epochs", "1", "1", "0", "0", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "stage 1 dhln:" in printed and "stage 2 fptn:" in printed and "stage 3" not in printed
+    first = json.loads((out / "results.json").read_text())["history"]
+    # --resume goes on with the stages not run yet (the data and sizes must be the same)
+    with pytest.raises(SystemExit):
+        main(["train", "--model", "sht", *SMALL, "--lr-size", "4", "--stage-epochs", "1", "1", "1", "1", "--out",
+              str(out), "--resume"])
+    assert "has lr_size=8, not 4" in capsys.readouterr().err
+    assert main(["train", "--model", "sht", *SMALL, "--stage-epochs", "1", "1", "1", "1", "--out", str(out),
+                 "--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert "stage 1 dhln:" not in printed and "stage 3 sht:" in printed and "stage 4 weak:" in printed
+    for name in ("dhln.pt", "fptn.pt", "sht.pt", "weak.pt", "last.pt", "results.json", "hallucinated.png"):
+        assert (out / name).is_file(), name
+    results = json.loads((out / "results.json").read_text())
+    assert [h["stage"] for h in results["history"]] == ["dhln", "fptn", "sht", "weak"]
+    assert results["history"][:2] == first
+    losses = results["history"][2]["losses"]
+    assert {"heatmap", "pixel", "gradient", "fptn_adversarial", "fptn_pixel", "fptn_perceptual",
+            "discriminator"} <= set(losses) and losses["fptn_perceptual"] > 0
+    final = results["final"]
+    assert final["count"] == 6 and 0 < final["ssim"] <= 1 and final["psnr"] > 5
+    net, cfg, _ = load_sht(out / "last.pt")
+    again = evaluate_sht(net, eval_loader(cfg), torch.device("cpu"))
+    assert again == pytest.approx(final, rel=1e-6, abs=1e-9)
+    assert main(["eval", str(out / "last.pt")]) == 0
+    table = capsys.readouterr().out
+    assert f"| model | {final['nme_io']:.3f} | {final['nme_wid']:.3f} |" in table and "| bicubic |" in table
+
+    face = open_dataset("synthetic:16,6", "test", size=32)[0]["image"]
+    low = F.interpolate(face[None], size=8, mode="bicubic", align_corners=False, antialias=True)[0]
+    Image.fromarray((low.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype("uint8")).save(tmp_path / "lr.png")
+    assert main(["predict", str(tmp_path / "lr.png"), "--checkpoint", str(out / "last.pt")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    points = torch.tensor([[float(x) for x in line.split()] for line in lines])
+    assert points.shape == (68, 2) and torch.isfinite(points).all()
+    assert Image.open(tmp_path / "lr_hallucinated.png").size == (256, 256)  # 32 px, drawn 8x
+
+
+def test_sht_baselines_train(tmp_path, capsys):
+    """dhln (one stage; G3 = 0, the gradient-loss ablation) and fan-bicubic (no hallucinated face: PSNR and
+    SSIM only for the bicubic row)."""
+    import json
+
+    from fastlmk.cli import main
+    for model, extra in (("dhln", ["--gamma", "1", "0.01", "0"]), ("fan-bicubic", [])):
+        out = tmp_path / model
+        assert main(["train", "--model", model, *SMALL, "--epochs", "1", "--out", str(out), *extra]) == 0
+        results = json.loads((out / "results.json").read_text())
+        assert [h["stage"] for h in results["history"]] == [model]
+        assert ("psnr" in results["final"]) == (model == "dhln")
+        if model == "dhln":
+            assert results["history"][0]["losses"]["gradient"] > 0 and results["config"]["gamma"][2] == 0
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "sht", "--lr-size", "12", "--stage-epochs", "1", "0", "0", "1"],
+     "low-resolution size 12 must divide the network's size 16"),
+    (["--model", "sht", "--unlabelled", "0", "--stage-epochs", "1", "0", "0", "1"],
+     "the weakly-supervised stage (epochs 1) needs unlabelled faces"),
+    (["--model", "sht", "--epochs", "2"], "sht trains in stages: give --stage-epochs"),
+    (["--model", "dhln", "--stage-epochs", "1", "1", "1", "1"], "--stage-epochs applies to sht"),
+    (["--model", "dhln", "--input-size", "64"], "--input-size does not apply to dhln"),
+    (["--model", "dhln", "--hr-size", "24"], "the network's size 16 must divide the high-resolution size 24"),
+    (["--model", "dhln", "--unlabelled", "1"], "the unlabelled fraction must be in [0, 1), got 1.0"),
+    (["--model", "dhln", "--unlabelled-data", "synthetic"], "an unlabelled dataset applies to sht, not dhln"),
+])
+def test_sht_train_bad_input(tmp_path, capsys, args, message):
+    """Each error exits 2 with a message naming the setting, before any training."""
+    from fastlmk.cli import main
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", *SMALL, *args, "--out", str(tmp_path / "run")])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_sht_trains_on_a_real_data_reader(tmp_path, capsys):
+    """The pairs come from any reader: a CSV dataset of image files (the synthetic faces saved as PNG, at
+    another size than the run's), cropped to the high-resolution size by the reader, trains and evaluates."""
+    import json
+
+    from PIL import Image
+
+    from fastlmk.cli import main
+    from fastlmk.data import open_dataset
+    for split, count in (("train", 8), ("test", 3)):
+        faces = open_dataset(f"synthetic:{count},{count}", split, size=48)
+        rows = ["image," + ",".join(f"x{i},y{i}" for i in range(68))]
+        for i in range(count):
+            item = faces[i]
+            name = f"{split}{i}.png"
+            Image.fromarray((item["image"].permute(1, 2, 0).numpy() * 255).round().astype("uint8")).save(
+                tmp_path / name)
+            rows.append(name + "," + ",".join(f"{v:.3f}" for v in item["landmarks"].flatten().tolist()))
+        (tmp_path / f"{split}.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "run"
+    assert main(["train", "--model", "dhln", *SMALL, "--data", f"csv:{tmp_path}", "--epochs", "1", "--out",
+                 str(out)]) == 0
+    final = json.loads((out / "results.json").read_text())["final"]
+    assert final["count"] == 3 and math.isfinite(final["nme_io"]) and math.isfinite(final["psnr"])
+    capsys.readouterr()

@@ -34,8 +34,9 @@ class HallucinationPairs(Dataset):
     / 4)^2), so the bounds are 2 std). ``pair[i]`` is a dict of tensors stacked over the two views:
 
     * ``"face"`` (2, 3, hr, hr): the high-resolution face (the target of the hallucination stream);
-    * ``"input"`` (2, 3, net, net): the face reduced (bicubic, antialiased) to ``lr_size`` and resized back
-      (bicubic) to ``net_size``, the network's input, as the paper resizes its 16x16 faces to 64x64;
+    * ``"low"`` (2, 3, lr, lr): the face reduced (bicubic, antialiased) to ``lr_size``;
+    * ``"input"`` (2, 3, net, net): ``low`` resized (bicubic) to ``net_size``, the network's input, as the
+      paper resizes its 16x16 faces to 64x64;
     * ``"landmarks"`` (2, K, 2): in the pixels of the network's ``net_size`` maps (NaN for an unlabelled
       source, ``labelled=False``);
     * ``"labelled"``: a bool tensor, gamma_1 = 1 or 0 of Eqs. 4 and 10.
@@ -62,8 +63,9 @@ class HallucinationPairs(Dataset):
     def __len__(self) -> int:
         return len(self.source)
 
-    def view(self, image: Tensor, landmarks: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
-        """(face, input, landmarks in net pixels) of one random view of ``image`` (3, hr, hr)."""
+    def view(self, image: Tensor, landmarks: Tensor, generator: torch.Generator
+             ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(face, low, input, landmarks in net pixels) of one random view of ``image`` (3, hr, hr)."""
         lo, hi = self.scale
         angle = math.radians(_truncated_normal(generator, 0.0, self.rotation / 2, -self.rotation, self.rotation)
                              if self.rotation else 0.0)
@@ -78,7 +80,7 @@ class HallucinationPairs(Dataset):
         points = (points + 0.5) * (self.net / self.hr) - 0.5  # pixel centres of the hr image -> of the net maps
         if not self.labelled:
             points = np.full_like(points, np.nan)
-        return face, net_input, torch.from_numpy(points.astype(np.float32))
+        return face, low[0], net_input, torch.from_numpy(points.astype(np.float32))
 
     def __getitem__(self, i: int) -> dict[str, Tensor]:
         item = self.source[i]
@@ -87,8 +89,8 @@ class HallucinationPairs(Dataset):
             raise ValueError(f"source images must be (3, {self.hr}, {self.hr}), got {tuple(image.shape)}")
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + int(i))
         views = [self.view(image, landmarks, generator) for _ in range(2)]
-        face, net_input, points = (torch.stack(v) for v in zip(*views))
-        return dict(face=face, input=net_input, landmarks=points, labelled=torch.tensor(self.labelled))
+        face, low, net_input, points = (torch.stack(v) for v in zip(*views))
+        return dict(face=face, low=low, input=net_input, landmarks=points, labelled=torch.tensor(self.labelled))
 
 
 def split_labelled(count: int, unlabelled: float, seed: int = 0) -> tuple[list[int], list[int]]:
