@@ -24,7 +24,8 @@ from ..data import apply_affine, crop_affine, invert_affine, load_image, warp
 from .base import LandmarkModel
 from .zoo import build
 
-__all__ = ["THRESHOLD", "evaluate", "format_results", "limit", "load_checkpoint", "predict_image", "resolve_device"]
+__all__ = ["THRESHOLD", "evaluate", "format_results", "limit", "load_checkpoint", "predict_image", "progress",
+           "resolve_device", "save_checkpoint"]
 
 THRESHOLD = 0.1  # AUC / FR threshold on the NME (WFLW's 10%)
 
@@ -94,6 +95,22 @@ def format_results(result: dict[str, Any], title: str) -> str:
     for name, m in result["metrics"].items():
         lines.append(f"| {name} | {m['nme']:.3f} | {m['auc']:.2f} | {m['fr']:.2f} |")
     return "\n".join(lines) + "\n"
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """``torch.save(payload, path)`` through a temporary file: a crash mid-write never leaves a truncated
+    checkpoint."""
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def progress(loader: DataLoader, show: bool, desc: str) -> Any:
+    """``loader`` wrapped in a tqdm progress bar when ``show``."""
+    if not show:
+        return loader
+    from tqdm import tqdm
+    return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)
 
 
 def load_checkpoint(path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu"

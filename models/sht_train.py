@@ -46,7 +46,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from .. import metrics, ops, viz
 from ..data import HallucinationPairs, load_image, open_dataset, split_labelled
-from .evaluation import THRESHOLD, limit, resolve_device
+from .evaluation import THRESHOLD, limit, progress, resolve_device, save_checkpoint
 from .heatmap import FAN
 from .sht import DHLN, FPTN, GAMMA, LAMBDA, PatchDiscriminator, dhln_loss, fptn_losses
 
@@ -56,6 +56,7 @@ __all__ = ["SHT_MODELS", "STAGES", "SHTConfig", "SHT", "train_sht", "evaluate_sh
 SHT_MODELS = ("sht", "dhln", "fan-bicubic")
 STAGES = ("dhln", "fptn", "sht", "weak")
 PERCEPTUAL = ("landmark", "none")
+FPTN_DOWNSAMPLE = 2  # FPTN's stride-2 convs (its default)
 
 
 @dataclass
@@ -107,6 +108,9 @@ def _check(cfg: SHTConfig) -> None:
                          f"{STAGES[:stages]}), got {tuple(cfg.epochs)}")
     if cfg.net_size % cfg.lr_size:
         raise ValueError(f"the low-resolution size {cfg.lr_size} must divide the network's size {cfg.net_size}")
+    step = 2 ** FPTN_DOWNSAMPLE
+    if cfg.model == "sht" and cfg.hr_size % step:
+        raise ValueError(f"the high-resolution size {cfg.hr_size} must be a multiple of {step} for FPTN")
     if cfg.batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {cfg.batch_size}")
     if not 0 <= _unlabelled(cfg) < 1:
@@ -173,14 +177,14 @@ class SHT(nn.Module):
 
     def __init__(self, cfg: SHTConfig, num_points: int) -> None:
         super().__init__()
-        self.model, self.sigma, self.num_points = cfg.model, cfg.sigma, num_points
+        self.model, self.num_points = cfg.model, num_points
         self.net_size, self.hr_size, self.lr_size = cfg.net_size, cfg.hr_size, cfg.lr_size
         if cfg.model == "fan-bicubic":
             self.detector = FAN(num_points, cfg.hr_size, **{"stacks": 2, **cfg.model_args})
         else:
             self.detector = DHLN(num_points, upscale=cfg.hr_size // cfg.net_size, **cfg.model_args)
         if cfg.model == "sht":
-            self.fptn = FPTN(num_points)
+            self.fptn = FPTN(num_points, downsample=FPTN_DOWNSAMPLE)
             self.appearance, self.shape = PatchDiscriminator(6), PatchDiscriminator(num_points + 3)
         self.phi: Optional[nn.Module] = None
 
@@ -288,7 +292,7 @@ def _train_stage(net: SHT, cfg: SHTConfig, stage: str, index: int, epochs: int, 
     tic, sums, count = time.perf_counter(), {}, 0
     for epoch in range(epochs):
         net.train()
-        bar = _progress(loader, cfg.progress, f"stage {index + 1} {stage}, epoch {epoch + 1}/{epochs}")
+        bar = progress(loader, cfg.progress, f"stage {index + 1} {stage}, epoch {epoch + 1}/{epochs}")
         for step, batch in enumerate(bar):
             v = _views(batch, device)
             loss, d_loss, logged = _step(net, cfg, stage, v)
@@ -313,13 +317,6 @@ def _train_stage(net: SHT, cfg: SHTConfig, stage: str, index: int, epochs: int, 
                 bar.set_postfix(loss=f"{loss.item():.4g}")
     return {"stage": stage, "epochs": epochs, "steps": count, "seconds": time.perf_counter() - tic,
             "losses": {k: value / max(count, 1) for k, value in sums.items()}}
-
-
-def _progress(loader: DataLoader, show: bool, desc: str) -> Any:
-    if not show:
-        return loader
-    from tqdm import tqdm
-    return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)
 
 
 @torch.no_grad()
@@ -350,12 +347,6 @@ def evaluate_sht(net: SHT, loader: DataLoader, device: torch.device) -> dict[str
     if psnr:
         result.update(psnr=float(torch.cat(psnr).mean()), ssim=float(torch.cat(ssim).mean()))
     return result
-
-
-def _save(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
 
 
 def _payload(net: SHT, cfg: SHTConfig, history: list[dict[str, Any]]) -> dict[str, Any]:
@@ -418,8 +409,8 @@ def train_sht(cfg: SHTConfig) -> dict[str, Any]:
         history.append(record)
         print(f"stage {index + 1} {stage}: {record['steps']} steps in {record['seconds']:.0f} s, loss "
               f"{record['losses']['loss']:.4g}; test {_summary(record['test'])}", flush=True)
-        _save(out / f"{stage}.pt", _payload(net, cfg, history))
-        _save(out / "last.pt", _payload(net, cfg, history))
+        save_checkpoint(out / f"{stage}.pt", _payload(net, cfg, history))
+        save_checkpoint(out / "last.pt", _payload(net, cfg, history))
     _save_pictures(net, test, device, out / "hallucinated.png")
     summary = {"model": cfg.model, "config": asdict(cfg), "device": str(device),
                "train_seconds": sum(h["seconds"] for h in history), "history": history,

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from .. import viz
 from ..data import open_dataset
 from .base import LandmarkModel
-from .evaluation import evaluate, format_results, limit, resolve_device
+from .evaluation import evaluate, format_results, limit, progress, resolve_device, save_checkpoint
 from .zoo import build
 
 __all__ = ["TrainConfig", "train"]
@@ -60,12 +60,6 @@ def _set_epoch(dataset: Dataset, epoch: int) -> None:
 def _save_pictures(shown: list, path: Path) -> None:
     upscale = max(1, 256 // shown[0][0].shape[-1])
     viz.grid([viz.draw_landmarks(img, (pred, target), upscale=upscale) for img, pred, target in shown]).save(path)
-
-
-def _save(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)  # a crash mid-write never leaves a truncated checkpoint
 
 
 def _any(flag: bool, world: int) -> bool:
@@ -137,7 +131,7 @@ def _train_epoch(model: LandmarkModel, net: torch.nn.Module, loader: DataLoader,
     """One epoch of steps; the mean loss. A non-finite loss on any rank stops every rank."""
     net.train()
     total = 0.0
-    bar = _progress(loader, show, desc)
+    bar = progress(loader, show, desc)
     for step, batch in enumerate(bar):
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         loss = model.loss(net(batch["image"]), batch)
@@ -232,10 +226,10 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device) -> dic
                        "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                        "epoch": epoch + 1, "best": min(best, score), "history": history, "elapsed": elapsed,
                        "rng": torch.get_rng_state(), "train_config": asdict(cfg)}
-            _save(out / "last.pt", payload)
+            save_checkpoint(out / "last.pt", payload)
             if score < best:
                 best = score
-                _save(out / "best.pt", payload)
+                save_checkpoint(out / "best.pt", payload)
             return evaluated
 
         result = _on_rank0(rank, world, "at the end of the epoch", checkpoint)
@@ -254,12 +248,3 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device) -> dic
     # The last collective: every rank leaves together, once rank 0 is done, and then tears its group down (no
     # rank closes its connections while another still works).
     return _on_rank0(rank, world, "writing the results", finish) or {}
-
-
-def _progress(loader: DataLoader, show: bool, desc: str) -> Any:
-    if not show:
-        return loader
-    from tqdm import tqdm
-    return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)
-
-

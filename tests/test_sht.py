@@ -342,6 +342,8 @@ def test_sht_baselines_train(tmp_path, capsys):
     (["--model", "dhln", "--stage-epochs", "1", "1", "1", "1"], "--stage-epochs applies to sht"),
     (["--model", "dhln", "--input-size", "64"], "--input-size does not apply to dhln"),
     (["--model", "dhln", "--hr-size", "24"], "the network's size 16 must divide the high-resolution size 24"),
+    (["--model", "sht", "--hr-size", "34", "--net-size", "17", "--lr-size", "17"],
+     "the high-resolution size 34 must be a multiple of 4 for FPTN"),
     (["--model", "dhln", "--unlabelled", "1"], "the unlabelled fraction must be in [0, 1), got 1.0"),
     (["--model", "dhln", "--unlabelled-data", "synthetic"], "an unlabelled dataset applies to sht, not dhln"),
 ])

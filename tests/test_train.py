@@ -59,17 +59,17 @@ def test_train_writes_everything_and_resumes_exactly(tmp_path: Path, monkeypatch
     assert set(saved["final"]["metrics"]) == {"quarter", "argmax", "dark", "parabola", "mean-shape"}
     assert saved["final"]["count"] == 16 and saved["train_images"] == 32
 
-    save = train_module._save
+    save = train_module.save_checkpoint
 
     def crash_after_first_checkpoint(path: Path, payload: dict) -> None:
         save(path, payload)
         if path.name == "last.pt":
             raise KeyboardInterrupt  # the run dies after epoch 1's checkpoint
 
-    monkeypatch.setattr(train_module, "_save", crash_after_first_checkpoint)
+    monkeypatch.setattr(train_module, "save_checkpoint", crash_after_first_checkpoint)
     with pytest.raises(KeyboardInterrupt):
         train(config(tmp_path / "b", epochs=2))
-    monkeypatch.setattr(train_module, "_save", save)
+    monkeypatch.setattr(train_module, "save_checkpoint", save)
     resumed = train(config(tmp_path / "b", epochs=2, resume=True))
     timing = ("seconds", "step_ms")
     assert [{k: v for k, v in h.items() if k not in timing} for h in resumed["history"]] == \
