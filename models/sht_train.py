@@ -358,15 +358,21 @@ _SAME_ON_RESUME = ("model", "data", "lr_size", "net_size", "hr_size", "unlabelle
                    "model_args", "sigma", "limit_train", "limit_val")
 
 
+def _read(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or ckpt.get("kind") != "sht":
+        raise ValueError(f"{path} is not a checkpoint of the low-resolution models (fastlmk train --model sht, "
+                         "dhln or fan-bicubic)")
+    return ckpt
+
+
 def _resume(net: SHT, cfg: SHTConfig) -> list[dict[str, Any]]:
     """Load ``cfg.resume_from`` into ``net``; the history of its completed stages (those run for at least one
     epoch), which are skipped."""
     path = Path(cfg.resume_from)
-    if not path.is_file():
-        raise FileNotFoundError(f"resume: no checkpoint at {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(ckpt, dict) or ckpt.get("kind") != "sht":
-        raise ValueError(f"resume: {path} is not a checkpoint of the low-resolution models")
+    ckpt = _read(path)
     for key in _SAME_ON_RESUME:
         if ckpt["config"].get(key) != asdict(cfg).get(key):
             raise ValueError(f"resume: {path} has {key}={ckpt['config'].get(key)!r}, not {asdict(cfg).get(key)!r}")
@@ -455,7 +461,7 @@ def _save_pictures(net: SHT, test: Dataset, device: torch.device, path: Path) ->
 def load_sht(path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu"
              ) -> tuple[SHT, SHTConfig, dict[str, Any]]:
     """The networks of an SHT checkpoint (eval mode, on ``device``), its config and the checkpoint dict."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = _read(Path(path))
     raw = dict(ckpt["config"])
     raw.update(epochs=tuple(raw["epochs"]), gamma=tuple(raw["gamma"]), lam=tuple(raw["lam"]))
     cfg = SHTConfig(**raw)
@@ -475,15 +481,15 @@ def eval_loader(cfg: SHTConfig, data: Optional[str] = None, limit_n: Optional[in
 @torch.no_grad()
 def predict_sht(net: SHT, image: Union[str, os.PathLike]) -> tuple[Tensor, Tensor, Tensor]:
     """(landmarks (K, 2) in the image's pixels, the hallucinated face (3, hr, hr) in [0, 1], the landmarks in
-    its pixels) of a low-resolution face image: its centred square resized (bicubic) to the network's size."""
+    its pixels) of a low-resolution face image: its centred square reduced (bicubic, antialiased) to the
+    low-resolution size, then resized to the network's, as the training pairs are."""
     pixels = load_image(str(image)).float() / 255
     h, w = pixels.shape[-2:]
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
     square = pixels[:, top:top + side, left:left + side][None]
     low = F.interpolate(square, size=net.lr_size, mode="bicubic", align_corners=False, antialias=side > net.lr_size)
-    x = F.interpolate(square, size=net.net_size, mode="bicubic", align_corners=False,
-                      antialias=side > net.net_size)
+    x = F.interpolate(low, size=net.net_size, mode="bicubic", align_corners=False)  # as HallucinationPairs
     device = next(net.parameters()).device
     outputs, hallucinated = net({"input": x.to(device), "low": low.to(device)})
     if hallucinated is None:
