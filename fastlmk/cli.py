@@ -172,10 +172,11 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 def _train_sht(args: argparse.Namespace, parser: argparse.ArgumentParser, model_args: dict) -> int:
     from .models.sht_train import SHTConfig, train_sht
-    for flag, given in (("--input-size", args.input_size is not None), ("--workers", args.workers != 0)):
-        if given:
-            parser.error(f"train: {flag} does not apply to {args.model} (the sizes are --lr-size, --net-size and "
-                         "--hr-size)" if flag == "--input-size" else f"train: {flag} does not apply to {args.model}")
+    if args.input_size is not None:
+        parser.error(f"train: --input-size does not apply to {args.model} (the sizes are --lr-size, --net-size "
+                     "and --hr-size)")
+    if args.workers != 0:
+        parser.error(f"train: --workers does not apply to {args.model}")
     if args.model == "sht" and args.epochs is not None:
         parser.error("train: sht trains in stages: give --stage-epochs, not --epochs")
     if args.model != "sht" and args.stage_epochs is not None:
@@ -184,13 +185,11 @@ def _train_sht(args: argparse.Namespace, parser: argparse.ArgumentParser, model_
     out = args.out or Path("runs") / args.model
     epochs = tuple(args.stage_epochs) if args.stage_epochs else \
         default.epochs if args.model == "sht" else (args.epochs or default.epochs[0],)
-    cfg = SHTConfig(model=args.model, data=args.data or default.data,
-                    out=str(out), lr_size=args.lr_size, net_size=args.net_size,
-                    hr_size=args.hr_size, epochs=epochs, batch_size=args.batch_size or default.batch_size,
+    cfg = SHTConfig(model=args.model, data=args.data or default.data, out=str(out), lr_size=args.lr_size,
+                    net_size=args.net_size, hr_size=args.hr_size, epochs=epochs,
+                    batch_size=args.batch_size or default.batch_size,
                     lr=default.lr if args.lr is None else args.lr, finetune_lr=args.finetune_lr,
-                    unlabelled=args.unlabelled,
-                    unlabelled_data=args.unlabelled_data,
-                    gamma=tuple(args.gamma), perceptual=args.perceptual, model_args=model_args,
+                    unlabelled=args.unlabelled, unlabelled_data=args.unlabelled_data, gamma=tuple(args.gamma), perceptual=args.perceptual, model_args=model_args,
                     device=args.device, seed=args.seed, limit_train=args.limit_train, limit_val=args.limit_val,
                     progress=not args.no_progress, resume_from=str(out / "last.pt") if args.resume else None)
     try:
