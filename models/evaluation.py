@@ -20,12 +20,12 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from .. import metrics, reference
-from ..data import apply_affine, crop_affine, invert_affine, load_image, warp
+from ..data import apply_affine, check_box, crop_affine, invert_affine, load_image, warp
 from .base import LandmarkModel
 from .zoo import build
 
-__all__ = ["THRESHOLD", "evaluate", "format_results", "limit", "load_checkpoint", "predict_image", "progress",
-           "resolve_device", "save_checkpoint"]
+__all__ = ["THRESHOLD", "checkpoint_kind", "evaluate", "format_results", "limit", "load_checkpoint", "predict_image",
+           "progress", "read_checkpoint", "resolve_device", "save_checkpoint"]
 
 THRESHOLD = 0.1  # AUC / FR threshold on the NME (WFLW's 10%)
 
@@ -113,13 +113,39 @@ def progress(loader: DataLoader, show: bool, desc: str) -> Any:
     return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)
 
 
-def load_checkpoint(path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu"
-                    ) -> tuple[LandmarkModel, dict[str, Any]]:
-    """The model of a ``fastlmk train`` checkpoint (in eval mode, on ``device``) and the checkpoint dict."""
+def read_checkpoint(path: Union[str, os.PathLike]) -> dict[str, Any]:
+    """The dict a ``fastlmk train`` run saved at ``path`` (either kind: ``"sht"`` for the low-resolution models,
+    ``"heatmap"`` for the others, told by :func:`checkpoint_kind`). A missing file raises ``FileNotFoundError``;
+    anything else that is not such a checkpoint (another file type, a truncated or foreign ``.pt``) raises a
+    one-line ``ValueError`` naming the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError (another file type), EOFError (empty), RuntimeError (truncated zip)
+        raise ValueError(f"{path} is not a fastlmk checkpoint (torch.load: {type(exc).__name__})") from None
+    need = {"kind", "config", "state"} if isinstance(ckpt, dict) and ckpt.get("kind") == "sht" else \
+        {"model", "config", "state"}
+    if not isinstance(ckpt, dict) or not need <= ckpt.keys():
+        raise ValueError(f"{path} is not a fastlmk checkpoint (a dict with {', '.join(sorted(need))}, written by "
+                         "fastlmk train)")
+    return ckpt
+
+
+def checkpoint_kind(ckpt: dict[str, Any]) -> str:
+    """``"sht"`` for a checkpoint of the low-resolution models (``fastlmk.models.sht_train``), else
+    ``"heatmap"``."""
+    return "sht" if ckpt.get("kind") == "sht" else "heatmap"
+
+
+def load_checkpoint(path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu"
+                    ) -> tuple[LandmarkModel, dict[str, Any]]:
+    """The model of a ``fastlmk train`` checkpoint (in eval mode, on ``device``) and the checkpoint dict."""
+    ckpt = read_checkpoint(path)
+    if checkpoint_kind(ckpt) != "heatmap":
+        raise ValueError(f"{path} is a checkpoint of the low-resolution models: load it with "
+                         "fastlmk.models.sht_train.load_sht")
     model = build(ckpt["model"], **ckpt["config"])
     model.load_state_dict(ckpt["state"])
     return model.to(device).eval(), ckpt
@@ -138,7 +164,7 @@ def predict_image(checkpoint: Union[str, os.PathLike], image: Union[str, os.Path
     if box is None:
         to_crop = crop_affine(np.array([-0.5, -0.5, w - 0.5, h - 0.5]), model.input_size, scale=1.0)
     else:
-        to_crop = crop_affine(np.asarray(box, dtype=np.float64), model.input_size, scale=scale)
+        to_crop = crop_affine(check_box(box, w, h), model.input_size, scale=scale)
     crop = warp(pixels, to_crop, model.input_size)[None].to(next(model.parameters()).device)
     landmarks = model.predict(model(crop))[model.decoders[0]].cpu()[0]
     return torch.from_numpy(apply_affine(invert_affine(to_crop), landmarks.double().numpy())), pixels

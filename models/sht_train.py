@@ -46,7 +46,8 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from .. import metrics, ops, viz
 from ..data import HallucinationPairs, load_image, open_dataset, split_labelled
-from .evaluation import THRESHOLD, limit, progress, resolve_device, save_checkpoint
+from .evaluation import (THRESHOLD, checkpoint_kind, limit, progress, read_checkpoint, resolve_device,
+                         save_checkpoint)
 from .heatmap import FAN
 from .sht import DHLN, FPTN, GAMMA, LAMBDA, PatchDiscriminator, dhln_loss, fptn_losses
 
@@ -359,10 +360,8 @@ _SAME_ON_RESUME = ("model", "data", "lr_size", "net_size", "hr_size", "unlabelle
 
 
 def _read(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(ckpt, dict) or ckpt.get("kind") != "sht":
+    ckpt = read_checkpoint(path)
+    if checkpoint_kind(ckpt) != "sht":
         raise ValueError(f"{path} is not a checkpoint of the low-resolution models (fastlmk train --model sht, "
                          "dhln or fan-bicubic)")
     return ckpt

@@ -22,7 +22,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from .. import viz
 from ..data import open_dataset
 from .base import LandmarkModel
-from .evaluation import evaluate, format_results, limit, progress, resolve_device, save_checkpoint
+from .evaluation import (evaluate, format_results, limit, progress, read_checkpoint, resolve_device,
+                         save_checkpoint)
 from .zoo import build
 
 __all__ = ["TrainConfig", "train"]
@@ -102,11 +103,12 @@ def _resume_checkpoint(cfg: TrainConfig, out: Path) -> Optional[dict[str, Any]]:
     """``out/last.pt`` when ``cfg.resume``, checked against ``cfg``; else None."""
     if not cfg.resume:
         return None
-    if not (out / "last.pt").is_file():
-        raise FileNotFoundError(f"--resume: no checkpoint at {out / 'last.pt'}")
-    ckpt = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
-    if ckpt["model"] != cfg.model:
-        raise ValueError(f"--resume: {out / 'last.pt'} holds a {ckpt['model']!r} model, not {cfg.model!r}")
+    try:
+        ckpt = read_checkpoint(out / "last.pt")
+    except (OSError, ValueError) as exc:
+        raise type(exc)(f"--resume: {exc}") from None
+    if ckpt.get("model") != cfg.model:
+        raise ValueError(f"--resume: {out / 'last.pt'} holds a {ckpt.get('model', ckpt.get('kind'))!r} model, not {cfg.model!r}")
     for key, value in [("input_size", cfg.input_size), *cfg.model_args.items()]:
         if value is not None and ckpt["config"].get(key) != value:
             raise ValueError(f"--resume: {out / 'last.pt'} has {key}={ckpt['config'].get(key)}, not {value}")

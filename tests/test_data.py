@@ -67,7 +67,8 @@ def _write_pts(path, points_1based):
 
 def test_read_pts_and_300w_round_trip(tmp_path):
     truth = {}
-    for i, (folder, suffix) in enumerate([("a", ".png"), ("a", ".jpg"), ("b/c", ".PNG")]):
+    for i, (folder, suffix) in enumerate([("a", ".png"), ("a", ".jpg"), ("b/c", ".PNG"), ("a", ".ppm"),
+                                          ("b", ".bmp"), ("b", ".tif")]):  # any format Pillow opens
         pts = _points(68, seed=i)
         stem = tmp_path / folder / f"face{i}"
         _png(stem.with_suffix(suffix), seed=i)
@@ -81,6 +82,17 @@ def test_read_pts_and_300w_round_trip(tmp_path):
         pts, image = truth[a.source]
         np.testing.assert_allclose(a.landmarks, pts, atol=1e-12)
         assert a.image == image and a.box is None
+
+
+def test_300w_prefers_the_common_formats(tmp_path):
+    """A stem with several images takes .jpg, then .jpeg, then .png, then the other formats Pillow opens."""
+    _write_pts(tmp_path / "takeo.pts", _points(68) + 1.0)
+    for suffix in (".ppm", ".png", ".webp"):
+        _png(tmp_path / f"takeo{suffix}")
+    assert read_300w(tmp_path)[0].image == str(tmp_path / "takeo.png")
+    (tmp_path / "takeo.png").unlink()
+    assert read_300w(tmp_path)[0].image == str(tmp_path / "takeo.ppm")
+    assert load_image(read_300w(tmp_path)[0].image).shape == (3, 6, 8)
 
 
 def test_read_cofw_round_trip(tmp_path):

@@ -255,4 +255,4 @@ def test_export_command_errors_name_the_problem(tmp_path, capsys):
     from fastlmk.cli import main
     with pytest.raises(SystemExit):
         main(["export", str(tmp_path / "missing.pt"), str(tmp_path / "out.onnx")])
-    assert "export: no checkpoint at" in capsys.readouterr().err
+    assert "fastlmk export: error: no checkpoint at" in capsys.readouterr().err

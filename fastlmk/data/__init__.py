@@ -8,9 +8,11 @@ Landmarks are ``(x, y)`` pixel coordinates with pixel ``(row i, col j)`` centred
 from .annotations import Annotation, load_image, read_300w, read_cofw, read_csv, read_json, read_pts, read_wflw
 from .datasets import DATASET_KINDS, LandmarkDataset, open_dataset
 from .hallucination import HallucinationPairs, split_labelled
-from .transforms import FLIP_PERMUTATIONS, Augment, apply_affine, box_from_landmarks, crop_affine, invert_affine, \
-    warp
+from .synthetic import SyntheticFaces
+from .transforms import (FLIP_PERMUTATIONS, Augment, apply_affine, box_from_landmarks, check_box, crop_affine,
+                         invert_affine, warp)
 
 __all__ = ["Annotation", "load_image", "read_wflw", "read_pts", "read_300w", "read_cofw", "read_csv", "read_json",
-           "FLIP_PERMUTATIONS", "Augment", "apply_affine", "box_from_landmarks", "crop_affine", "invert_affine",
-           "warp", "DATASET_KINDS", "LandmarkDataset", "open_dataset", "HallucinationPairs", "split_labelled"]
+           "FLIP_PERMUTATIONS", "Augment", "apply_affine", "box_from_landmarks", "check_box", "crop_affine",
+           "invert_affine", "warp", "DATASET_KINDS", "LandmarkDataset", "open_dataset", "HallucinationPairs",
+           "split_labelled", "SyntheticFaces"]

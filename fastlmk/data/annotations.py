@@ -24,7 +24,7 @@ __all__ = ["Annotation", "load_image", "read_wflw", "read_pts", "read_300w", "re
 
 PathLike = Union[str, Path]
 WFLW_ATTRIBUTES = ("pose", "expression", "illumination", "make_up", "occlusion", "blur")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+PREFERRED_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 @dataclass
@@ -184,20 +184,31 @@ def read_pts(path: PathLike) -> np.ndarray:
     return _landmarks(rows, str(path)) - 1.0
 
 
+def image_suffixes() -> tuple[str, ...]:
+    """The file suffixes of every image format Pillow opens, lower case: .jpg, .jpeg and .png first (the
+    preferred image when a stem has several), then the rest sorted."""
+    from PIL import Image
+    Image.init()  # registers every plugin's extensions
+    opened = {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+    return PREFERRED_SUFFIXES + tuple(sorted(opened - set(PREFERRED_SUFFIXES)))
+
+
 def read_300w(root: PathLike) -> list[Annotation]:
-    """Every ``.pts`` under ``root`` (recursively, sorted), each with the image of the same stem
-    (.jpg/.jpeg/.png, any case); the box is that of the landmarks (``box=None``)."""
+    """Every ``.pts`` under ``root`` (recursively, sorted), each with the image of the same stem (any format
+    Pillow opens, any case; .jpg, .jpeg, .png first when there are several); the box is that of the landmarks
+    (``box=None``)."""
     root = _existing(root)
     files = sorted(p for p in root.rglob("*") if p.is_file())
+    suffixes = image_suffixes()
     images: dict[Path, list[Path]] = {}
     for p in files:
-        if p.suffix.lower() in IMAGE_SUFFIXES:
+        if p.suffix.lower() in suffixes:
             images.setdefault(p.with_suffix(""), []).append(p)
     out = []
     for pts in (p for p in files if p.suffix.lower() == ".pts"):
-        found = sorted(images.get(pts.with_suffix(""), []), key=lambda p: IMAGE_SUFFIXES.index(p.suffix.lower()))
+        found = sorted(images.get(pts.with_suffix(""), []), key=lambda p: suffixes.index(p.suffix.lower()))
         if not found:
-            raise FileNotFoundError(f"{pts}: no image {pts.stem}.jpg/.jpeg/.png beside it")
+            raise FileNotFoundError(f"{pts}: no image {pts.stem}.* beside it in a format Pillow opens")
         out.append(Annotation(str(found[0]), read_pts(pts), source=str(pts)))
     if not out:
         raise ValueError(f"{root}: no .pts files")

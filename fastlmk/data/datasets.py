@@ -12,6 +12,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from .annotations import Annotation, load_image, read_300w, read_cofw, read_csv, read_json, read_wflw
+from .synthetic import SyntheticFaces
 from .transforms import FLIP_PERMUTATIONS, Augment, apply_affine, box_from_landmarks, crop_affine, invert_affine, \
     warp
 
@@ -106,7 +107,6 @@ def open_dataset(spec: str, split: str, *, size: int, augment: bool = False, see
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     if kind == "synthetic":
-        from .synthetic import SyntheticFaces
         counts = root.split(",") if root else []
         if len(counts) > 2 or not all(c.isdigit() and int(c) > 0 for c in counts):
             raise ValueError(f"spec {spec!r}: 'synthetic' takes optional face counts, 'synthetic:TRAIN[,TEST]'")

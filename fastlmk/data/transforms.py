@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ..geometry.morphable import MIRROR_68
 
-__all__ = ["FLIP_PERMUTATIONS", "Augment", "apply_affine", "box_from_landmarks", "crop_affine",
+__all__ = ["FLIP_PERMUTATIONS", "Augment", "apply_affine", "box_from_landmarks", "check_box", "crop_affine",
            "invert_affine", "warp"]
 
 ArrayLike = Union[np.ndarray, Sequence[Sequence[float]], Tensor]
@@ -91,10 +91,27 @@ def crop_affine(box: ArrayLike, size: int, scale: float = 1.25) -> np.ndarray:
     side = scale * max(x1 - x0, y1 - y0)
     if not (size > 0 and math.isfinite(side) and side > 0):
         raise ValueError(f"crop_affine: need size > 0 and a box of positive extent, got size={size}, "
-                         f"box={[x0, y0, x1, y1]}, scale={scale}")
+                         f"box=({x0:g}, {y0:g}, {x1:g}, {y1:g}), scale={scale:g}")
     s = size / side
     return np.array([[s, 0.0, s * (side / 2 - (x0 + x1) / 2) - 0.5],
                      [0.0, s, s * (side / 2 - (y0 + y1) / 2) - 0.5]])
+
+
+def check_box(box: ArrayLike, width: int, height: int, name: str = "box") -> np.ndarray:
+    """``box`` ``(x_min, y_min, x_max, y_max)`` as float64 (4,), checked against a ``width`` x ``height`` image:
+    finite, ``x_min < x_max`` and ``y_min < y_max``, and overlapping the image's pixels ``[-0.5, width - 0.5]
+    x [-0.5, height - 0.5]`` (a box may reach past the border, as a face at the edge of a photo does).
+    ``ValueError`` naming ``name`` otherwise."""
+    b = np.asarray(box, dtype=np.float64).reshape(-1)
+    text = " ".join(f"{v:g}" for v in b)
+    if b.shape != (4,) or not np.isfinite(b).all():
+        raise ValueError(f"{name} must be 4 finite numbers X0 Y0 X1 Y1, got {text}")
+    x0, y0, x1, y1 = b
+    if not (x0 < x1 and y0 < y1):
+        raise ValueError(f"{name} {text}: need X0 < X1 and Y0 < Y1 (corners top-left, then bottom-right)")
+    if x1 <= -0.5 or y1 <= -0.5 or x0 >= width - 0.5 or y0 >= height - 0.5:
+        raise ValueError(f"{name} {text} lies outside the {width}x{height} image")
+    return b
 
 
 def warp(image: Tensor, affine: ArrayLike, size: int) -> Tensor:
