@@ -38,7 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     b = commands.add_parser("bench", help="benchmark the ops against pure PyTorch and the physical floor",
                             description="Benchmark the ops against pure PyTorch and the physical floor; prints a "
-                                        "markdown table.")
+                                        "markdown table.", epilog=bench.LEGEND.replace("`", ""),
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     b.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto: cuda if available, else cpu (default)")
     b.add_argument("--family", choices=sorted(bench.FAMILIES), action="append",
@@ -317,8 +318,7 @@ def _bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     device = torch.device(args.device)
     families = args.family or list(bench.FAMILIES)
     suites = [s for name in families for s in bench.FAMILIES[name](device, args.quick)]
-    rows = bench.run(suites, min_time=bench.QUICK_MIN_TIME if args.quick else bench.MIN_TIME)
-    table = bench.format_table(rows, bench.device_name(device))
+    table = bench.report(suites, device, min_time=bench.QUICK_MIN_TIME if args.quick else bench.MIN_TIME)
     print(table, end="")
     if args.markdown:
         args.markdown.write_text(table)

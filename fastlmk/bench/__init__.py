@@ -17,11 +17,12 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from . import codecs, decode, encode, splat, train, xnor
-from .harness import (MIN_TIME, QUICK_MIN_TIME, ROLES, Case, Result, Suite, device_name, format_table, measure, run,
-                      synchronized)
+from .harness import (LEGEND, MIN_TIME, QUICK_MIN_TIME, ROLES, Case, Result, Suite, calls_per_sample, device_name,
+                      format_table, load_average, measure, percentile, report, run, synchronized)
 
-__all__ = ["FAMILIES", "MIN_TIME", "QUICK_MIN_TIME", "ROLES", "Case", "Result", "Suite", "device_name",
-           "format_table", "measure", "run", "script", "synchronized"]
+__all__ = ["FAMILIES", "LEGEND", "MIN_TIME", "QUICK_MIN_TIME", "ROLES", "Case", "Result", "Suite", "calls_per_sample",
+           "device_name", "format_table", "load_average", "measure", "percentile", "report", "run", "script",
+           "synchronized"]
 
 FAMILIES: dict[str, Callable[[torch.device, bool], list[Suite]]] = {
     "encode": encode.suites, "decode": decode.suites, "splat": splat.suites, "xnor": xnor.suites,
@@ -31,14 +32,15 @@ FAMILIES: dict[str, Callable[[torch.device, bool], list[Suite]]] = {
 def script(family: str, doc: str, argv: Optional[Sequence[str]] = None) -> None:
     """Command line of the ``benchmarks/bench_<family>.py`` scripts: the family's suites at full size, printed
     as a markdown table (``--markdown PATH`` also writes it)."""
-    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=doc, epilog=LEGEND.replace("`", ""),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--markdown", type=Path, metavar="PATH", help="also write the table to PATH")
     args = parser.parse_args(argv)
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(args.device)
-    table = format_table(run(FAMILIES[family](device, False)), device_name(device))
+    table = report(FAMILIES[family](device, False), device)
     print(table, end="")
     if args.markdown:
         args.markdown.write_text(table)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 import platform
 import statistics
 import time
@@ -12,36 +14,66 @@ import torch
 from tqdm import tqdm
 
 ROLES = ("fastlmk", "floor", "baseline")
-MIN_TIME = 0.3
+MIN_TIME = 0.5  # seconds of timed calls per case, all rounds together
 QUICK_MIN_TIME = 0.05
+ROUNDS = 5  # interleaved passes over every case
+SAMPLE_TIME = 0.02  # a sample times enough back-to-back calls to last this long (timer and scheduler granularity)
+UNRELIABLE_SPREAD = 0.2  # a p20-p80 spread over this fraction of the median marks a row unreliable
+BUSY_LOAD = 0.5  # a 1-minute load average over this many runnable tasks per CPU, at the start, marks the run busy
+LEGEND = """\
+Columns: `median` is the median time of one call over every sample of every round (a sample times enough
+back-to-back calls to last 20 ms; the rounds interleave all cases, so a load that comes and goes hits them alike);
+`p20-p80` is the spread of those samples (20th to 80th percentile), and `(!)` marks a row whose spread exceeds
+20% of its median (not to be quoted); `fastlmk is` compares fastlmk's median with that row's (`3.00x faster`:
+the row takes 3x fastlmk's time); `x floor` is fastlmk's median over the floor's, the time of the memory traffic
+the op cannot avoid (1.00x is the best possible). Before the timed rounds every case runs untimed (first-call
+costs: torch._dynamo's import, Triton's compilation, allocator caches)."""
 
 
 # ------------------------------------------------------------------------------------------------- timing
 
-def measure(fn: Callable[[], object], *, device: torch.device, min_time: float = MIN_TIME, min_repeats: int = 5,
-            warmup: int = 3) -> float:
-    """Median seconds per call of ``fn`` on ``device``: ``warmup`` untimed calls, then timed calls until they
-    add up to ``min_time`` seconds and number at least ``min_repeats``. On CUDA each call is timed with
-    events on the current stream, after the queue has drained."""
-    for _ in range(warmup):
-        fn()
+def calls_per_sample(fn: Callable[[], object], *, device: torch.device, sample_time: float = SAMPLE_TIME) -> int:
+    """Warm ``fn`` up (two untimed calls: the first pays one-off costs) and return how many back-to-back calls
+    make a sample of about ``sample_time`` seconds, from the time of a third call."""
+    fn()
+    fn()
+    once = measure(fn, device=device, seconds=0.0, number=1)[0]
+    return max(1, min(10_000, math.ceil(sample_time / max(once, 1e-7))))
+
+
+def measure(fn: Callable[[], object], *, device: torch.device, seconds: float, number: int = 1) -> list[float]:
+    """Seconds per call of ``fn``, one value per sample of ``number`` back-to-back calls, for samples until they
+    add up to ``seconds`` (at least one sample). On CUDA a sample is timed with events on the current stream,
+    after the queue has drained."""
     cuda = torch.device(device).type == "cuda"
     if cuda:
         torch.cuda.synchronize(device)
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    times: list[float] = []
-    while sum(times) < min_time or len(times) < min_repeats:
+    samples: list[float] = []
+    while not samples or sum(samples) * number < seconds:
         if cuda:
             start.record()
-            fn()
+            for _ in range(number):
+                fn()
             end.record()
             end.synchronize()
-            times.append(start.elapsed_time(end) / 1e3)
+            elapsed = start.elapsed_time(end) / 1e3
         else:
             t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+            for _ in range(number):
+                fn()
+            elapsed = time.perf_counter() - t0
+        samples.append(elapsed / number)
+    return samples
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) of ``values``, linearly interpolated (NumPy's default)."""
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 @dataclass
@@ -80,8 +112,9 @@ class Suite:
 
 @dataclass
 class Result:
-    """One measured case. ``vs_fastlmk`` = time / time(fastlmk); ``vs_floor`` = time(fastlmk) / time(floor),
-    on the fastlmk row only (None elsewhere, or when the suite has no floor)."""
+    """One measured case: the median and the p20 / p80 of its per-call samples (seconds). ``vs_fastlmk`` =
+    median / median(fastlmk); ``vs_floor`` = median(fastlmk) / median(floor), on the fastlmk row only (None
+    elsewhere, or when the suite has no floor)."""
 
     op: str
     shape: str
@@ -89,77 +122,132 @@ class Result:
     case: str
     role: str
     seconds: float
+    p20: float
+    p80: float
     vs_fastlmk: float
     vs_floor: Optional[float]
     reference: bool
 
+    @property
+    def unreliable(self) -> bool:
+        """Whether the p20-p80 spread exceeds ``UNRELIABLE_SPREAD`` of the median."""
+        return self.p80 - self.p20 > UNRELIABLE_SPREAD * self.seconds
 
-def run(suites: list[Suite], progress: bool = True, min_time: float = MIN_TIME, rounds: int = 3) -> list[Result]:
+
+def run(suites: list[Suite], progress: bool = True, min_time: float = MIN_TIME, rounds: int = ROUNDS
+        ) -> list[Result]:
     """Measure every case of every suite in one process and return one row per case.
 
-    The cases are measured in ``rounds`` interleaved passes of ``min_time / rounds`` seconds each and a case's
-    time is the median over the passes, so a load that comes and goes (a shared machine) skews the ratios less.
+    Every case is first warmed up (:func:`calls_per_sample`), then measured in ``rounds`` interleaved passes of
+    ``min_time / rounds`` seconds each; a case's row summarises all its samples.
     """
-    samples: dict[tuple[int, str], list[float]] = {}
-    total = rounds * sum(len(s.cases) for s in suites)
-    with tqdm(total=total, disable=not progress, unit="case", leave=False) as bar:
+    cases = [(i, case) for i, suite in enumerate(suites) for case in suite.cases]
+    samples: dict[tuple[int, str], list[float]] = {(i, c.name): [] for i, c in cases}
+    with tqdm(total=(rounds + 1) * len(cases), disable=not progress, unit="case", leave=False) as bar:
+        number = {}
+        for i, case in cases:
+            bar.set_description(f"warm-up {suites[i].op}: {case.name}")
+            number[i, case.name] = calls_per_sample(case.fn, device=suites[i].device)
+            bar.update()
         for _ in range(rounds):
-            for i, suite in enumerate(suites):
-                for case in suite.cases:
-                    bar.set_description(f"{suite.op}: {case.name}")
-                    seconds = measure(case.fn, device=suite.device, min_time=min_time / rounds)
-                    samples.setdefault((i, case.name), []).append(seconds)
-                    bar.update()
-    timed = {key: statistics.median(times) for key, times in samples.items()}
+            for i, case in cases:
+                bar.set_description(f"{suites[i].op}: {case.name}")
+                samples[i, case.name] += measure(case.fn, device=suites[i].device, seconds=min_time / rounds,
+                                                 number=number[i, case.name])
+                bar.update()
+    median = {key: statistics.median(times) for key, times in samples.items()}
     rows = []
     for i, suite in enumerate(suites):
-        by_role = {c.role: timed[i, c.name] for c in suite.cases if c.role != "baseline"}
+        by_role = {c.role: median[i, c.name] for c in suite.cases if c.role != "baseline"}
         ours, floor = by_role["fastlmk"], by_role.get("floor")
         for case in suite.cases:
-            seconds = timed[i, case.name]
+            times = samples[i, case.name]
+            seconds = median[i, case.name]
             vs_floor = ours / floor if case.role == "fastlmk" and floor is not None else None
-            rows.append(Result(suite.op, suite.shape, suite.backend, case.name, case.role, seconds, seconds / ours,
-                               vs_floor, case.name == suite.reference))
+            rows.append(Result(suite.op, suite.shape, suite.backend, case.name, case.role, seconds,
+                               percentile(times, 20), percentile(times, 80), seconds / ours, vs_floor,
+                               case.name == suite.reference))
     return rows
 
 
 # --------------------------------------------------------------------------------------------- reporting
 
 def device_name(device: torch.device) -> str:
-    """The GPU's name, or the CPU model and the number of threads torch uses."""
+    """The GPU's name, or the CPU model, the instruction set fastlmk's CPU kernels run with and the number of
+    threads torch uses."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
+    from .. import _native
     model = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
             model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
     except OSError:
         pass
-    return f"{model}, {torch.get_num_threads()} threads"
+    isa = _native.cpu.isa() if _native.cpu is not None else "none (fastlmk._C is not built)"
+    return f"{model}; fastlmk ISA {isa}; {torch.get_num_threads()} threads"
 
 
-def format_table(rows: list[Result], device_name: str) -> str:
-    """A markdown table of ``rows`` headed by the device, the torch version and the fastlmk backends, followed
-    by one headline per op (speed-up over its reference baseline, distance to the floor)."""
+def load_average() -> Optional[tuple[float, int]]:
+    """(1-minute load average, number of CPUs), or None where the OS does not report it."""
+    try:
+        return os.getloadavg()[0], os.cpu_count() or 1
+    except (AttributeError, OSError):
+        return None
+
+
+def _speed(ratio: float) -> str:
+    """``ratio`` = time(row) / time(fastlmk) as fastlmk's speed against the row."""
+    return f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x slower"
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3g}" if seconds < 1e-3 else f"{seconds * 1e3:.2f}"
+
+
+def format_table(rows: list[Result], device_name: str, load: Optional[tuple[float, int]] = None) -> str:
+    """A markdown table of ``rows`` headed by the device, the torch version, the fastlmk backends and ``load``
+    (:func:`load_average` before the run), a warning when the figures are unreliable (a busy machine, or rows
+    whose spread exceeds ``UNRELIABLE_SPREAD``), one headline per op (its speed against its reference
+    baseline, its distance to the floor) and the legend."""
     backends = ", ".join(sorted({r.backend for r in rows}))
-    lines = [f"Device: {device_name}; torch {torch.__version__}; fastlmk backend: {backends}", ""]
+    header = f"Device: {device_name}; torch {torch.__version__}; fastlmk backend: {backends}"
+    if load is not None:
+        header += f"; load average {load[0]:.2f} on {load[1]} CPUs at the start"
+    lines = [header, ""]
+    shaky = [r for r in rows if r.unreliable]
+    busy = load is not None and load[0] > BUSY_LOAD * load[1]
+    if busy or shaky:
+        why = ([f"the machine was busy (load average {load[0]:.2f} on {load[1]} CPUs)"] if busy else []) + \
+              ([f"{len(shaky)} of {len(rows)} rows spread over {UNRELIABLE_SPREAD:.0%} of their median, marked (!)"]
+               if shaky else [])
+        lines += [f"**Unreliable figures**: {'; '.join(why)}. Rerun on an idle machine before quoting them.", ""]
     suites = dict.fromkeys((r.op, r.shape) for r in rows)
     lines += [f"- `{op}`: {shape}" for op, shape in suites] + [""]
-    lines += ["| op | implementation | time (ms) | vs fastlmk | x floor |", "| --- | --- | ---: | ---: | ---: |"]
+    lines += ["| op | implementation | median (ms) | p20-p80 (ms) | fastlmk is | x floor |",
+              "| --- | --- | ---: | ---: | ---: | ---: |"]
     for r in rows:
         name = f"{r.case} (reference)" if r.reference else r.case
         name = f"**{name}**" if r.role == "fastlmk" else name
+        spread = f"{_ms(r.p20)}-{_ms(r.p80)}" + (" (!)" if r.unreliable else "")
+        speed = "" if r.role == "fastlmk" else _speed(r.vs_fastlmk)
         floor = "" if r.vs_floor is None else f"{r.vs_floor:.2f}x"
-        lines.append(f"| {r.op} | {name} | {r.seconds * 1e3:.3f} | {r.vs_fastlmk:.2f}x | {floor} |")
+        lines.append(f"| {r.op} | {name} | {_ms(r.seconds)} | {spread} | {speed} | {floor} |")
     lines.append("")
     for op, shape in suites:
         suite = [r for r in rows if (r.op, r.shape) == (op, shape)]
         ref = next(r for r in suite if r.reference)
         ours = next(r for r in suite if r.role == "fastlmk")
         floor = "" if ours.vs_floor is None else f", {ours.vs_floor:.2f}x the floor"
-        lines.append(f"- `{op}`: fastlmk {ref.vs_fastlmk:.2f}x faster than {ref.case}{floor}")
-    return "\n".join(lines) + "\n"
+        lines.append(f"- `{op}`: fastlmk {_speed(ref.vs_fastlmk)} than {ref.case}{floor}")
+    return "\n".join(lines + ["", LEGEND]) + "\n"
+
+
+def report(suites: list[Suite], device: torch.device, min_time: float = MIN_TIME, progress: bool = True) -> str:
+    """:func:`run` the suites and :func:`format_table` the rows, with the load average taken before the run."""
+    load = load_average()
+    return format_table(run(suites, progress=progress, min_time=min_time), device_name(device), load)
 
 
 def synchronized(fn: Callable[[], object], device: torch.device) -> Callable[[], None]:
