@@ -88,3 +88,19 @@ def test_cited_name_resolves(name):
             obj = getattr(obj, attr)
         return
     pytest.fail(f"{name} does not resolve")
+
+
+def test_python_m_pytest_works_from_the_root():
+    """``python -m pytest`` puts the root on sys.path, where the source folder fastlmk/ would shadow the
+    installed package; the root conftest.py takes it off, so collection imports the package (fastlmk.models)."""
+    done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                           "tests/test_docs.py"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "error" not in done.stdout.lower(), done.stdout[-2000:] + done.stderr[-2000:]
+
+
+def test_importing_the_source_folder_fails_clearly():
+    """From the root, ``import fastlmk`` finds the source folder first: with an editable install that is the
+    package, after a regular install it is an ImportError saying so, never a silent fallback to the reference."""
+    done = subprocess.run([sys.executable, "-c", "import fastlmk.ops, fastlmk.models, fastlmk._C"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 or "imported from the source folder" in done.stderr, done.stderr[-2000:]
