@@ -50,27 +50,44 @@ def _row(case: str, role: str, seconds: float, spread: float = 0.0, ours: float 
 def test_report_reads_faster_and_slower_and_explains_its_columns():
     rows = [_row("fastlmk", "fastlmk", 1e-3), _row("floor", "floor", 4e-4), _row("ref", "baseline", 3e-3),
             _row("peer", "baseline", 5e-4)]
-    table = bench.format_table(rows, "Test CPU; fastlmk ISA avx2; 2 threads", load=(0.1, 2))
+    table = bench.format_table(rows, "Test CPU; fastlmk ISA avx2; 2 threads", busy=0.05)
     assert "| op | peer | 0.5 | 0.5-0.5 | 2.00x slower |  |" in table
     assert "| op | ref (reference) | 3.00 | 3.00-3.00 | 3.00x faster |  |" in table
     assert "| op | **fastlmk** | 1.00 | 1.00-1.00 |  | 2.50x |" in table
     assert "- `op`: fastlmk 3.00x faster than ref, 2.50x the floor" in table
-    assert "fastlmk ISA avx2; 2 threads" in table and "load average 0.10 on 2 CPUs" in table
+    assert "fastlmk ISA avx2; 2 threads" in table and "other processes used 5% of the CPUs" in table
     assert "Unreliable" not in table and "(!) |" not in table and "0.50x" not in table
     assert bench.LEGEND in table
     for column in ("`median`", "`p20-p80`", "`fastlmk is`", "`x floor`", "`(!)`"):
         assert column in bench.LEGEND
 
 
-@pytest.mark.parametrize("load, spread, why", [
-    ((1.9, 2), 0.0, "the machine was busy (load average 1.90 on 2 CPUs)"),
-    ((0.1, 2), 0.5, "1 of 2 rows spread over 20% of their median, marked (!)"),
+@pytest.mark.parametrize("busy, spread, why", [
+    (0.6, 0.0, "the machine was busy (60% of the CPUs in use before the run)"),
+    (0.0, 0.5, "1 of 2 rows spread over 20% of their median, marked (!)"),
+    (None, 0.5, "1 of 2 rows spread over 20% of their median, marked (!)"),
 ])
-def test_report_warns_when_the_figures_are_unreliable(load, spread, why):
+def test_report_warns_when_the_figures_are_unreliable(busy, spread, why):
     rows = [_row("fastlmk", "fastlmk", 1e-3), _row("ref", "baseline", 3e-3, spread)]
-    table = bench.format_table(rows, "Test CPU", load=load)
+    table = bench.format_table(rows, "Test CPU", busy=busy)
     assert f"**Unreliable figures**: {why}. Rerun on an idle machine" in table
     assert ("(!) |" in table) == (spread > bench.harness.UNRELIABLE_SPREAD)
+
+
+def test_cpu_busy_sees_another_process():
+    """A busy-looping child process shows in cpu_busy (at least a quarter of one CPU of the machine's)."""
+    import os
+    import subprocess
+    import sys
+    if bench.cpu_busy(0.05) is None:
+        pytest.skip("no /proc/stat")
+    child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)
+        assert bench.cpu_busy(0.5) >= 0.25 / (os.cpu_count() or 1)
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_bench_help_has_the_legend(capsys):

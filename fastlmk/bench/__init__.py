@@ -17,11 +17,11 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from . import codecs, decode, encode, splat, train, xnor
-from .harness import (LEGEND, MIN_TIME, QUICK_MIN_TIME, ROLES, Case, Result, Suite, calls_per_sample, device_name,
-                      format_table, load_average, measure, percentile, report, run, synchronized)
+from .harness import (LEGEND, MIN_TIME, QUICK_MIN_TIME, ROLES, Case, Result, Suite, calls_per_sample, cpu_busy,
+                      device_name, format_table, measure, percentile, report, run, synchronized)
 
 __all__ = ["FAMILIES", "LEGEND", "MIN_TIME", "QUICK_MIN_TIME", "ROLES", "Case", "Result", "Suite", "calls_per_sample",
-           "device_name", "format_table", "load_average", "measure", "percentile", "report", "run", "script",
+           "cpu_busy", "device_name", "format_table", "measure", "percentile", "report", "run", "script",
            "synchronized"]
 
 FAMILIES: dict[str, Callable[[torch.device, bool], list[Suite]]] = {

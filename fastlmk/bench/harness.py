@@ -14,17 +14,17 @@ import torch
 from tqdm import tqdm
 
 ROLES = ("fastlmk", "floor", "baseline")
-MIN_TIME = 0.5  # seconds of timed calls per case, all rounds together
+MIN_TIME = 0.7  # seconds of timed calls per case, all rounds together
 QUICK_MIN_TIME = 0.05
-ROUNDS = 5  # interleaved passes over every case
+ROUNDS = 7  # interleaved passes over every case
 SAMPLE_TIME = 0.02  # a sample times enough back-to-back calls to last this long (timer and scheduler granularity)
 UNRELIABLE_SPREAD = 0.2  # a p20-p80 spread over this fraction of the median marks a row unreliable
-BUSY_LOAD = 0.5  # a 1-minute load average over this many runnable tasks per CPU, at the start, marks the run busy
+BUSY = 0.25  # other processes using this fraction of the CPUs just before the run mark it busy
 LEGEND = """\
-Columns: `median` is the median time of one call over every sample of every round (a sample times enough
-back-to-back calls to last 20 ms; the rounds interleave all cases, so a load that comes and goes hits them alike);
-`p20-p80` is the spread of those samples (20th to 80th percentile), and `(!)` marks a row whose spread exceeds
-20% of its median (not to be quoted); `fastlmk is` compares fastlmk's median with that row's (`3.00x faster`:
+Columns: the cases run in 7 interleaved rounds (a load that comes and goes hits them alike), each round timing
+samples of enough back-to-back calls to last 20 ms; `median` is the median over the rounds of each round's
+median time per call, `p20-p80` the 20th to 80th percentile of those round medians, and `(!)` marks a row whose
+spread exceeds 20% of its median (not to be quoted); `fastlmk is` compares fastlmk's median with that row's (`3.00x faster`:
 the row takes 3x fastlmk's time); `x floor` is fastlmk's median over the floor's, the time of the memory traffic
 the op cannot avoid (1.00x is the best possible). Before the timed rounds every case runs untimed (first-call
 costs: torch._dynamo's import, Triton's compilation, allocator caches)."""
@@ -112,7 +112,7 @@ class Suite:
 
 @dataclass
 class Result:
-    """One measured case: the median and the p20 / p80 of its per-call samples (seconds). ``vs_fastlmk`` =
+    """One measured case: the median and the p20 / p80 of its round times (seconds per call). ``vs_fastlmk`` =
     median / median(fastlmk); ``vs_floor`` = median(fastlmk) / median(floor), on the fastlmk row only (None
     elsewhere, or when the suite has no floor)."""
 
@@ -139,10 +139,11 @@ def run(suites: list[Suite], progress: bool = True, min_time: float = MIN_TIME, 
     """Measure every case of every suite in one process and return one row per case.
 
     Every case is first warmed up (:func:`calls_per_sample`), then measured in ``rounds`` interleaved passes of
-    ``min_time / rounds`` seconds each; a case's row summarises all its samples.
+    ``min_time / rounds`` seconds each; a round's time is the median of its samples, and a case's row gives the
+    median and the p20 / p80 of its round times.
     """
     cases = [(i, case) for i, suite in enumerate(suites) for case in suite.cases]
-    samples: dict[tuple[int, str], list[float]] = {(i, c.name): [] for i, c in cases}
+    per_round: dict[tuple[int, str], list[float]] = {(i, c.name): [] for i, c in cases}
     with tqdm(total=(rounds + 1) * len(cases), disable=not progress, unit="case", leave=False) as bar:
         number = {}
         for i, case in cases:
@@ -152,16 +153,17 @@ def run(suites: list[Suite], progress: bool = True, min_time: float = MIN_TIME, 
         for _ in range(rounds):
             for i, case in cases:
                 bar.set_description(f"{suites[i].op}: {case.name}")
-                samples[i, case.name] += measure(case.fn, device=suites[i].device, seconds=min_time / rounds,
-                                                 number=number[i, case.name])
+                samples = measure(case.fn, device=suites[i].device, seconds=min_time / rounds,
+                                  number=number[i, case.name])
+                per_round[i, case.name].append(statistics.median(samples))
                 bar.update()
-    median = {key: statistics.median(times) for key, times in samples.items()}
+    median = {key: statistics.median(times) for key, times in per_round.items()}
     rows = []
     for i, suite in enumerate(suites):
         by_role = {c.role: median[i, c.name] for c in suite.cases if c.role != "baseline"}
         ours, floor = by_role["fastlmk"], by_role.get("floor")
         for case in suite.cases:
-            times = samples[i, case.name]
+            times = per_round[i, case.name]
             seconds = median[i, case.name]
             vs_floor = ours / floor if case.role == "fastlmk" and floor is not None else None
             rows.append(Result(suite.op, suite.shape, suite.backend, case.name, case.role, seconds,
@@ -189,12 +191,25 @@ def device_name(device: torch.device) -> str:
     return f"{model}; fastlmk ISA {isa}; {torch.get_num_threads()} threads"
 
 
-def load_average() -> Optional[tuple[float, int]]:
-    """(1-minute load average, number of CPUs), or None where the OS does not report it."""
+def cpu_busy(seconds: float = 0.5) -> Optional[float]:
+    """The fraction of the machine's CPU time (all CPUs) that other processes used during ``seconds``: the
+    non-idle time of ``/proc/stat`` less this process's own (its threads may still spin after the suites'
+    setup); None where there is no /proc."""
+    def ticks() -> list[int]:
+        with open("/proc/stat") as f:
+            return [int(v) for v in f.readline().split()[1:]]
     try:
-        return os.getloadavg()[0], os.cpu_count() or 1
-    except (AttributeError, OSError):
+        before, own = ticks(), os.times()
+        time.sleep(seconds)
+        after, own_after = ticks(), os.times()
+    except (OSError, ValueError):
         return None
+    delta = [b - a for a, b in zip(before, after)]
+    if sum(delta) <= 0:
+        return None
+    idle = delta[3] + (delta[4] if len(delta) > 4 else 0)  # idle + iowait
+    mine = (own_after.user + own_after.system - own.user - own.system) * os.sysconf("SC_CLK_TCK")
+    return min(1.0, max(0.0, (sum(delta) - idle - mine) / sum(delta)))
 
 
 def _speed(ratio: float) -> str:
@@ -206,20 +221,20 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:.3g}" if seconds < 1e-3 else f"{seconds * 1e3:.2f}"
 
 
-def format_table(rows: list[Result], device_name: str, load: Optional[tuple[float, int]] = None) -> str:
-    """A markdown table of ``rows`` headed by the device, the torch version, the fastlmk backends and ``load``
-    (:func:`load_average` before the run), a warning when the figures are unreliable (a busy machine, or rows
+def format_table(rows: list[Result], device_name: str, busy: Optional[float] = None) -> str:
+    """A markdown table of ``rows`` headed by the device, the torch version, the fastlmk backends and ``busy``
+    (:func:`cpu_busy` just before the run), a warning when the figures are unreliable (a busy machine, or rows
     whose spread exceeds ``UNRELIABLE_SPREAD``), one headline per op (its speed against its reference
     baseline, its distance to the floor) and the legend."""
     backends = ", ".join(sorted({r.backend for r in rows}))
     header = f"Device: {device_name}; torch {torch.__version__}; fastlmk backend: {backends}"
-    if load is not None:
-        header += f"; load average {load[0]:.2f} on {load[1]} CPUs at the start"
+    if busy is not None:
+        header += f"; other processes used {busy:.0%} of the CPUs just before the run"
     lines = [header, ""]
     shaky = [r for r in rows if r.unreliable]
-    busy = load is not None and load[0] > BUSY_LOAD * load[1]
-    if busy or shaky:
-        why = ([f"the machine was busy (load average {load[0]:.2f} on {load[1]} CPUs)"] if busy else []) + \
+    if (busy is not None and busy > BUSY) or shaky:
+        why = ([f"the machine was busy ({busy:.0%} of the CPUs in use before the run)"]
+               if busy is not None and busy > BUSY else []) + \
               ([f"{len(shaky)} of {len(rows)} rows spread over {UNRELIABLE_SPREAD:.0%} of their median, marked (!)"]
                if shaky else [])
         lines += [f"**Unreliable figures**: {'; '.join(why)}. Rerun on an idle machine before quoting them.", ""]
@@ -245,9 +260,9 @@ def format_table(rows: list[Result], device_name: str, load: Optional[tuple[floa
 
 
 def report(suites: list[Suite], device: torch.device, min_time: float = MIN_TIME, progress: bool = True) -> str:
-    """:func:`run` the suites and :func:`format_table` the rows, with the load average taken before the run."""
-    load = load_average()
-    return format_table(run(suites, progress=progress, min_time=min_time), device_name(device), load)
+    """:func:`run` the suites and :func:`format_table` the rows, with the machine's load taken just before."""
+    busy = cpu_busy()
+    return format_table(run(suites, progress=progress, min_time=min_time), device_name(device), busy)
 
 
 def synchronized(fn: Callable[[], object], device: torch.device) -> Callable[[], None]:
