@@ -23,11 +23,37 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
 Scalar = Union[float, int]
 
 
-def floating(name: str, t: object) -> Tensor:
+def dtype_names(dtypes: Sequence[torch.dtype]) -> str:
+    """``float32 or float64``: the accepted dtypes, for a message."""
+    names = [str(d).replace("torch.", "") for d in dtypes]
+    return f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
+
+
+def describe(value: object) -> str:
+    """``value`` as a message shows it: a Tensor by its shape, not its repr (which can be long)."""
+    return f"a Tensor of shape {tuple(value.shape)}" if isinstance(value, Tensor) else repr(value)
+
+
+def python_number(name: str, value: object, kind: str = "float") -> None:
+    """A TypeError for a Tensor where the op takes a Python number: the raw ops' schemas take one, and
+    reading a tensor's value would synchronise a GPU and break a torch.compile graph."""
+    if isinstance(value, Tensor):
+        raise TypeError(f"{name} must be a Python {kind}, got {describe(value)} (use {name}={kind}(t))")
+
+
+def _dtype_error(name: str, t: Tensor, dtypes: Sequence[torch.dtype]) -> str:
+    """The message for ``t`` of a dtype not in ``dtypes``, which it lists exactly."""
+    names = dtype_names(dtypes)
+    want = f"be {names}" if t.dtype.is_floating_point else f"have a floating dtype ({names})"
+    return f"{name} must {want}, got {t.dtype}"
+
+
+def floating(name: str, t: object, dtypes: Sequence[torch.dtype] = FLOATING) -> Tensor:
+    """``t``, a Tensor of one of ``dtypes`` (floating ones)."""
     if not isinstance(t, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.dtype not in FLOATING:
-        raise TypeError(f"{name} must have a floating dtype {FLOATING}, got {t.dtype}")
+    if t.dtype not in dtypes:
+        raise TypeError(_dtype_error(name, t, dtypes))
     return t
 
 
@@ -47,7 +73,7 @@ def size2(size: object, name: str = "size") -> tuple[int, int]:
         size = (size, size)
     if (not isinstance(size, Sequence) or len(size) != 2
             or not all(isinstance(s, int) and not isinstance(s, bool) for s in size)):
-        raise TypeError(f"{name} must be an int or a pair of ints (H, W), got {size!r}")
+        raise TypeError(f"{name} must be an int or a pair of ints (H, W), got {describe(size)}")
     if size[0] <= 0 or size[1] <= 0:
         raise ValueError(f"{name} must be positive (empty spatial size), got {tuple(size)}")
     return int(size[0]), int(size[1])
@@ -78,15 +104,24 @@ def cast(t: Tensor, dtype: torch.dtype) -> Tensor:
     return t if t.dtype == dtype else t.to(dtype)
 
 
-def _check_values(name: str, t: Tensor, positive: bool) -> None:
-    if not checkable(t) or t.numel() == 0:
-        return
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} must be finite")
-    if positive and not bool((t > 0).all()):
-        raise ValueError(f"{name} must be positive, got min {t.min().item()}")
-    if not positive and not bool((t >= 0).all()):
-        raise ValueError(f"{name} must be non-negative, got min {t.min().item()}")
+def _refuse(name: str, t: Tensor, bad: Tensor, want: str) -> None:
+    """A ValueError naming the first entry of ``t`` where ``bad`` holds, if any."""
+    if bool(bad.any()):
+        index = tuple(bad.nonzero()[0].tolist())
+        raise ValueError(f"{name} must be {want}, got {t[index].item()}" + (f" at {index}" if index else ""))
+
+
+def finite(name: str, t: Tensor, note: str = "") -> None:
+    """Refuses a NaN or inf in ``t`` where ``checkable``; ``note`` follows "must be finite"."""
+    if checkable(t):
+        _refuse(name, t, ~torch.isfinite(t), "finite" + note)
+
+
+def _check_values(name: str, t: Tensor, positive: bool, note: str = "") -> None:
+    """Refuses a non-finite, or a non-positive (``positive``) or negative entry of ``t`` where ``checkable``."""
+    if checkable(t):
+        _refuse(name, t, ~torch.isfinite(t), "finite")
+        _refuse(name, t, t <= 0 if positive else t < 0, ("positive" if positive else "non-negative") + note)
 
 
 def per_keypoint(name: str, value: object, b: int, k: int, like: Tensor, compute: torch.dtype,
@@ -113,32 +148,33 @@ def per_keypoint(name: str, value: object, b: int, k: int, like: Tensor, compute
 
 def weights(value: Optional[Tensor], b: int, k: int, device: torch.device, n: Optional[int] = None) -> Optional[Tensor]:
     """Optional (B, K) per-channel weights, or (B, N, K) per instance when ``n`` is given (0 = ignore),
-    checked (the raw ops cast them)."""
+    checked: finite and >= 0 where ``checkable`` (the raw ops cast them and read no values)."""
     if value is None:
         return None
     floating("weights", value)
-    shape, want = ((b, k), "(B, K)") if n is None else ((b, n, k), "(B, N, K)")
+    shape, want, unit = ((b, k), "(B, K)", "a channel") if n is None else ((b, n, k), "(B, N, K)", "an instance")
     if tuple(value.shape) != shape:
         raise ValueError(f"weights must have shape {want} = {shape}, got {tuple(value.shape)}")
     same_device(device, weights=value)
-    if checkable(value) and not bool(torch.isfinite(value).all()):
-        raise ValueError("weights must be finite")
+    _check_values("weights", value, positive=False, note=f" (0 leaves {unit} out)")
     return value
 
 
 def choice(name: str, value: object, options: Sequence[str]) -> str:
     if value not in options:
-        raise ValueError(f"{name} must be one of {tuple(options)}, got {value!r}")
+        raise ValueError(f"{name} must be one of {tuple(options)}, got {describe(value)}")
     return value
 
 
 def positive_float(name: str, value: object) -> float:
+    python_number(name, value)
     if not isinstance(value, Real) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a finite positive number, got {value!r}")
     return float(value)
 
 
 def nonneg_float(name: str, value: object) -> float:
+    python_number(name, value)
     if not isinstance(value, Real) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite non-negative number, got {value!r}")
     return float(value)
@@ -153,7 +189,7 @@ def _raw_floating(op: str, name: str, t: object) -> None:
     if not isinstance(t, Tensor):
         raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
     if t.dtype not in FLOATING:
-        raise TypeError(f"{op}: {name} must have a floating dtype {FLOATING}, got {t.dtype}")
+        raise TypeError(f"{op}: {_dtype_error(name, t, FLOATING)}")
 
 
 def raw(op: str, name: str, t: object, shape: Sequence[Optional[int]], device: torch.device,

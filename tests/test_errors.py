@@ -1,9 +1,12 @@
 """Bad input: a clear ValueError/TypeError naming the argument, raised before any kernel runs."""
 
+import re
+
 import pytest
 import torch
 
-from fastlmk import ops
+from fastlmk import _checks, export, ops
+from fastlmk.reference import xnor as ref_xnor
 
 KP = torch.rand(2, 3, 2) * 8
 PRED = torch.rand(2, 3, 8, 8)
@@ -27,6 +30,10 @@ PRED = torch.rand(2, 3, 8, 8)
     (dict(sigma=torch.ones(3, 2)), ValueError, r"sigma must be a scalar or have shape"),
     (dict(weights=torch.ones(3, 2)), ValueError, r"weights must have shape \(B, K\)"),
     (dict(weights=torch.tensor([[1.0, float("nan"), 1.0]] * 2)), ValueError, "weights must be finite"),
+    (dict(weights=torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, -1.5]])), ValueError,
+     r"weights must be non-negative \(0 leaves a channel out\), got -1.5 at \(1, 2\)"),
+    (dict(weights=torch.tensor([[1.0, 1.0, 1.0], [float("inf"), 1.0, 1.0]])), ValueError,
+     r"weights must be finite, got inf at \(1, 0\)"),
     (dict(weights=torch.ones(2, 3, dtype=torch.int32)), TypeError, "weights must have a floating dtype"),
     (dict(center="floor"), ValueError, "center must be one of"),
     (dict(radius=-1.0), ValueError, "radius must be a finite non-negative"),
@@ -154,3 +161,170 @@ def test_nan_maps_decode_to_nan_without_touching_the_input():
         coords, scores = ops.decode(maps, method)
         assert coords[0, 1].isnan().all() and scores[0, 1].isnan() and not coords[0, 0].isnan().any()
     assert torch.equal(maps.isnan(), before.isnan()) and torch.equal(maps[0, 0], before[0, 0])
+
+
+NEGATIVE = torch.tensor([[1.0, 0.0, 1.0], [1.0, -1.5, 1.0]])
+
+
+@pytest.mark.parametrize("call", [
+    lambda w: ops.render_gaussian(KP, 8, 2.0, weights=w),
+    lambda w: ops.render_disc(KP, 8, 1.0, weights=w),
+    lambda w: ops.render_offsets(KP, 8, weights=w),
+    lambda w: ops.render_simcc(KP, (8, 8), weights=w),
+    lambda w: ops.encode_hih(KP, 8, weights=w),
+    lambda w: ops.encode_h3r(KP, 8, weights=w),
+    lambda w: ops.heatmap_loss(PRED, KP, 2.0, weights=w),
+    lambda w: ops.heatmap_loss(PRED, KP, 2.0, weights=w, backend="reference"),
+    lambda w: ops.render_gaussian(KP[:, None].expand(2, 2, 3, 2), 8, 2.0, weights=w[:, None].expand(2, 2, 3)),
+], ids=["gaussian", "disc", "offsets", "simcc", "hih", "h3r", "loss", "loss-reference", "instances"])
+def test_every_public_op_refuses_negative_weights(call):
+    kp, pred, w = KP.clone(), PRED.clone(), NEGATIVE.clone()
+    with pytest.raises(ValueError, match=r"weights must be non-negative \(0 leaves (a channel|an instance) out\), "
+                                         r"got -1.5 at \((1, 1|1, \d, 1)\)"):
+        call(w)
+    assert torch.equal(kp, KP) and torch.equal(pred, PRED) and torch.equal(w, NEGATIVE)
+    with pytest.raises(ValueError, match="weights must be finite, got nan"):
+        call(torch.where(NEGATIVE < 0, float("nan"), NEGATIVE))
+
+
+def test_raw_ops_read_no_weight_values():
+    """torch.ops.fastlmk.* check what their kernels read, not values: a negative weight scales its channel as
+    the reference formula does (the public functions refuse it)."""
+    args = (KP, torch.full((2, 3), 2.0), NEGATIVE, 8, 8, "continuous", 3.0, torch.float32)
+    torch.testing.assert_close(torch.ops.fastlmk.render_gaussian(*args), export.reference("render_gaussian")(*args))
+
+
+NAN_AFFINE = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], [[1.0, 0.0, float("nan")], [0.0, 1.0, 0.0]]])
+
+
+@pytest.mark.parametrize("value, got", [(float("nan"), "nan"), (float("inf"), "inf"), (-float("inf"), "-inf")])
+@pytest.mark.parametrize("call", [
+    lambda a: ops.decode(MAPS, affine=a),
+    lambda a: ops.decode(MAPS, "dark", affine=a, backend="reference"),
+    lambda a: ops.decode_hih(MAPS, MAPS, affine=a),
+], ids=["decode", "decode-reference", "decode_hih"])
+def test_non_finite_affine_is_refused(call, value, got):
+    affine = torch.where(NAN_AFFINE.isnan(), value, NAN_AFFINE)
+    before = affine.clone()
+    with pytest.raises(ValueError, match=rf"affine must be finite, got {got} at \(1, 0, 2\)"):
+        call(affine)
+    assert torch.equal(affine.nan_to_num(), before.nan_to_num())
+    call(torch.nan_to_num(affine, nan=0.5, posinf=0.5, neginf=0.5))
+
+
+def _x(dtype, shape=(1, 70, 6, 6)):
+    return torch.randn(shape).to(dtype)
+
+
+PW = ref_xnor.pack_bits(torch.randn(4, 70, 3, 3))
+DTYPE_CALLS = {  # an op, called with its tensors of one dtype
+    "render_gaussian": lambda dt: ops.render_gaussian(KP.to(dt), 8, 2.0, weights=torch.ones(2, 3).to(dt)),
+    "render_simcc": lambda dt: ops.render_simcc(KP.to(dt), (8, 8)),
+    "heatmap_loss": lambda dt: ops.heatmap_loss(PRED.to(dt), KP, 2.0),
+    "decode": lambda dt: ops.decode(MAPS.to(dt), affine=torch.rand(2, 2, 3).to(dt)),
+    "decode_simcc": lambda dt: ops.decode_simcc(MAPS[..., 0].to(dt), MAPS[..., 1].to(dt)),
+    "soft_argmax": lambda dt: ops.soft_argmax(MAPS.to(dt)),
+    "splat": lambda dt: ops.splat(_x(dt, (2, 5, 2)), _x(dt, (2, 5)), _x(dt, (2, 5)), 6),
+    "splat (raw)": lambda dt: torch.ops.fastlmk.splat(_x(dt, (2, 5, 2)), _x(dt, (2, 5)), _x(dt, (2, 5)), 6, 6,
+                                                      1.0, 3.0),
+    "pack_bits": lambda dt: ops.pack_bits(_x(dt)),
+    "binary_conv2d alpha": lambda dt: ops.binary_conv2d(_x(torch.float32), PW, _x(dt, (4,)).abs(),
+                                                        bias=_x(dt, (4,))),
+    "binary_conv2d x": lambda dt: ops.binary_conv2d(ref_xnor.pack_bits(_x(torch.float32)) if dt == torch.int64
+                                                    else _x(dt), PW, torch.ones(4), in_channels=70),
+}
+
+
+@pytest.mark.parametrize("name", DTYPE_CALLS)
+def test_dtype_errors_list_exactly_the_accepted_dtypes(name):
+    call = DTYPE_CALLS[name]
+    with pytest.raises((TypeError, ValueError)) as info:
+        call(torch.int32)
+    message = str(info.value)
+    listed = {d for d in (*_checks.FLOATING, torch.int64) if re.search(rf"\b{str(d)[6:]}\b", message)}
+    assert listed, message
+    for dtype in (*_checks.FLOATING, torch.int64):
+        if dtype in listed:
+            call(dtype)
+        else:
+            with pytest.raises((TypeError, ValueError)):
+                call(dtype)
+
+
+def test_splat_messages_name_vertices_q():
+    xy, depth, value = torch.rand(2, 5, 2), torch.rand(2, 5), torch.rand(2, 5)
+    raw = torch.ops.fastlmk
+    image, weight_sum, visible = raw.splat(xy, depth, value, 6, 6, 1.0, 3.0)
+    for call, match in ((lambda: ops.splat(xy[..., :1], depth, value, 6), r"xy must have shape \(B, Q, 2\)"),
+                        (lambda: ops.splat(xy, depth[:, :4], value, 6), r"depth must have shape \(B, Q\)"),
+                        (lambda: ops.splat(xy, depth, value[None], 6), r"value must have shape \(B, Q\)"),
+                        (lambda: raw.splat(xy, depth[None], value, 6, 6, 1.0, 3.0),
+                         r"splat needs xy \(B, Q, 2\), depth \(B, Q\), value \(B, Q\).*depth \(1, 2, 5\)"),
+                        (lambda: raw.splat_backward(image, xy, value[0], image, weight_sum, visible, 1.0, 3.0),
+                         r"xy \(B, Q, 2\), value \(B, Q\) and visible \(B, Q\).*value \(5,\)")):
+        with pytest.raises(ValueError, match=match) as info:
+            call()
+        assert "K" not in str(info.value)
+    assert "(B, K" not in ops.splat.__doc__ and "(B, Q, 2)" in ops.splat.__doc__
+
+
+@pytest.mark.parametrize("call, name, kind", [
+    (lambda t: ops.soft_argmax(MAPS, beta=t), "beta", "float"),
+    (lambda t: ops.decode(MAPS, "topk", k=t), "k", "int"),
+    (lambda t: ops.decode(MAPS, "dark", blur=t), "blur", "int"),
+    (lambda t: ops.decode(MAPS, "local_softargmax", window=t), "window", "int"),
+    (lambda t: ops.render_gaussian(KP, 8, 2.0, radius=t), "radius", "float"),
+    (lambda t: ops.heatmap_loss(PRED, KP, 2.0, radius=t), "radius", "float"),
+    (lambda t: ops.heatmap_loss(PRED, KP, 2.0, kind="awing", theta=t), "theta", "float"),
+    (lambda t: ops.render_simcc(KP, (8, 8), sigma=(t, 2.0)), "sigma", "float"),
+    (lambda t: ops.render_simcc(KP, (8, 8), kind="standard", smoothing=t), "smoothing", "float"),
+    (lambda t: ops.splat(torch.rand(1, 3, 2), torch.rand(1, 3), torch.rand(1, 3), 4, sigma=t), "sigma", "float"),
+    (lambda t: ops.splat(torch.rand(1, 3, 2), torch.rand(1, 3), torch.rand(1, 3), 4, radius=t), "radius", "float"),
+])
+def test_a_tensor_where_a_python_number_is_expected(call, name, kind):
+    with pytest.raises(TypeError, match=rf"^{name} must be a Python {kind}, got a Tensor of shape \(\) "
+                                        rf"\(use {name}={kind}\(t\)\)$"):
+        call(torch.tensor(0.5 if kind == "float" else 3))
+    call(0.5 if kind == "float" else 3)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: ops.render_gaussian(KP, torch.tensor([8, 8]), 2.0),
+    lambda: ops.render_simcc(KP, torch.tensor([8, 8])),
+    lambda: ops.render_simcc(KP, (8, 8), sigma=torch.tensor([1.0, 2.0])),
+    lambda: ops.decode(MAPS, torch.tensor(1)),
+    lambda: ops.decode(MAPS, flipped=MAPS, shift_heatmap=torch.tensor(True)),
+    lambda: ops.binary_conv2d(_x(torch.float32), PW, torch.ones(4), stride=torch.tensor([1, 1])),
+    lambda: ops.binary_conv2d(_x(torch.float32), PW, torch.ones(4), groups=torch.tensor(1)),
+    lambda: ops.binary_conv2d(ref_xnor.pack_bits(_x(torch.float32)), PW, torch.ones(4), in_channels=torch.tensor(70)),
+])
+def test_messages_show_a_tensor_argument_by_its_shape(call):
+    with pytest.raises((TypeError, ValueError), match=r"got a Tensor of shape \(\d*,?\)") as info:
+        call()
+    assert "tensor(" not in str(info.value)
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda x: ops.binary_conv2d(x, PW, torch.ones(4), in_channels=70), ValueError,
+     r"x must have a floating dtype \(float16, bfloat16, float32 or float64\) as \(N, C, H, W\), or be the int64 "
+     r"packed signs \(N, H, W, ceil\(in_channels/64\)\) from pack_bits; got torch.int64 of shape \(1, 70, 6, 6\): "
+     r"x has 6 words per position but 70 channels pack into 2"),
+    (lambda x: ops.binary_conv2d(x, PW, torch.ones(4)), ValueError,
+     r"got torch.int64 of shape \(1, 70, 6, 6\): in_channels is required with a packed x"),
+    (lambda x: ops.binary_conv2d(x.int(), PW, torch.ones(4), in_channels=70), TypeError,
+     r"x must have a floating dtype \(float16, bfloat16, float32 or float64\) as \(N, C, H, W\), or be the int64 "
+     r"packed signs .* got torch.int32 of shape \(1, 70, 6, 6\)$"),
+    (lambda x: ops.binary_linear(x[..., 0, 0], PW[:, 0, 0], torch.ones(4), in_features=70), ValueError,
+     r"as \(N, C\), or be the int64 packed signs \(N, ceil\(in_features/64\)\) from pack_bits; got torch.int64 of "
+     r"shape \(1, 70\): x has 70 words per position but 70 channels pack into 2"),
+    (lambda x: ops.binary_linear(x[..., 0, 0], PW[:, 0, 0], torch.ones(4)), ValueError,
+     r"got torch.int64 of shape \(1, 70\): in_features is required with a packed x"),
+    (lambda x: ops.binary_linear(x[..., 0, 0].short(), PW[:, 0, 0], torch.ones(4)), TypeError,
+     r"x must have a floating dtype .* as \(N, C\), or be the int64 packed signs"),
+])
+def test_integer_x_in_float_layout_is_not_taken_for_packed_signs(call, error, match):
+    x = torch.randint(-3, 3, (1, 70, 6, 6))  # int64 (N, C, H, W), not pack_bits' (N, H, W, words)
+    before = x.clone()
+    with pytest.raises(error, match=match):
+        call(x)
+    assert torch.equal(x, before)

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import functools
 import importlib
-import math
-from numbers import Integral, Real
+from numbers import Integral
 from typing import Optional, Sequence
 
 import torch
@@ -72,7 +71,7 @@ def _flip_args(flipped: Optional[Tensor], flip_indices: Optional[Sequence[int]],
                heatmaps: Tensor, k: int) -> Optional[list[int]]:
     """The public check of the flip test's arguments; returns ``flip_indices`` as a list of ints."""
     if not isinstance(shift_heatmap, bool):
-        raise TypeError(f"shift_heatmap must be a bool, got {shift_heatmap!r}")
+        raise TypeError(f"shift_heatmap must be a bool, got {_checks.describe(shift_heatmap)}")
     if flipped is None:
         if flip_indices is not None or shift_heatmap:
             raise ValueError("flip_indices and shift_heatmap need the flipped image's maps (flipped)")
@@ -169,18 +168,21 @@ def _maps(name: str, t: object) -> tuple[int, int, int, int]:
 
 
 def _int(name: str, value: object, low: int) -> int:
+    _checks.python_number(name, value, "int")
     if not isinstance(value, Integral) or isinstance(value, bool) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     return int(value)
 
 
 def _affine(affine: Optional[Tensor], b: int, device: torch.device) -> None:
+    """The public check of ``affine`` (B, 2, 3): finite, where ``_checks.checkable``."""
     if affine is None:
         return
     _checks.floating("affine", affine)
     if tuple(affine.shape) != (b, 2, 3):
         raise ValueError(f"affine must have shape (B, 2, 3) = ({b}, 2, 3), got {tuple(affine.shape)}")
     _checks.same_device(device, affine=affine)
+    _checks.finite("affine", affine)
 
 
 def decode(heatmaps: Tensor, method: str = "argmax", *, blur: int = 11, window: int = 1, k: int = 9,
@@ -516,13 +518,12 @@ def soft_argmax(heatmaps: Tensor, *, beta: float = 1.0, normalize: str = "softma
     _maps("heatmaps", heatmaps)
     flip_indices = _flip_args(flipped, flip_indices, shift_heatmap, heatmaps, heatmaps.shape[1])
     normalize = _checks.choice("normalize", normalize, ("softmax", "relu"))
-    if not isinstance(beta, Real) or isinstance(beta, bool) or not math.isfinite(beta) or beta <= 0:
-        raise ValueError(f"beta must be a finite positive number, got {beta!r}")
+    beta = _checks.positive_float("beta", beta)
     backend = _dispatch.select("soft_argmax", BACKENDS, heatmaps.device, backend)
     if backend == "reference":
-        return ref.soft_argmax(heatmaps, float(beta), normalize, flipped, flip_indices, shift_heatmap)[0]
+        return ref.soft_argmax(heatmaps, beta, normalize, flipped, flip_indices, shift_heatmap)[0]
     with _dispatch.kernel(backend):
         # a copy: the op's own output is saved for backward, so the caller may modify what it gets in place
-        return _soft_argmax_op(heatmaps.contiguous(), float(beta), normalize == "relu",
+        return _soft_argmax_op(heatmaps.contiguous(), beta, normalize == "relu",
                                None if flipped is None else flipped.contiguous(), flip_indices,
                                shift_heatmap)[0].clone()

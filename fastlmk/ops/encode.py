@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import math
+from numbers import Real
 from typing import Optional, Sequence, Union
 
 import torch
@@ -252,12 +253,14 @@ def render_simcc(keypoints: Tensor, bins: tuple[int, int], sigma: Union[float, t
     b, k = keypoints.shape[:2]
     if (not isinstance(bins, (tuple, list)) or len(bins) != 2
             or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in bins)):
-        raise ValueError(f"bins must be a pair of positive ints (x bins, y bins), got {bins!r}")
-    sigmas = (sigma, sigma) if isinstance(sigma, (int, float)) else tuple(sigma)
+        raise ValueError(f"bins must be a pair of positive ints (x bins, y bins), got {_checks.describe(bins)}")
+    sigmas = (sigma, sigma) if isinstance(sigma, Real) else tuple(sigma) if isinstance(sigma, (tuple, list)) else ()
     if len(sigmas) != 2:
-        raise ValueError(f"sigma must be a number or a pair (x, y), got {sigma!r}")
+        error = ValueError if isinstance(sigma, (tuple, list)) else TypeError
+        raise error(f"sigma must be a Python number or a pair (x, y), got {_checks.describe(sigma)}")
     sigmas = tuple(_checks.positive_float("sigma", v) for v in sigmas)
     kind = _checks.choice("kind", kind, SIMCC_KINDS)
+    _checks.python_number("smoothing", smoothing)
     smoothing = float(smoothing)
     if not 0.0 <= smoothing <= 1.0:
         raise ValueError(f"smoothing must be in [0, 1], got {smoothing}")
@@ -484,7 +487,10 @@ def heatmap_loss(pred: Tensor, keypoints: Tensor, sigma: Param, *, kind: str = "
     center = _checks.choice("center", center, CENTERS)
     reduction = _checks.choice("reduction", reduction, REDUCTIONS)
     radius = _checks.nonneg_float("radius", radius)
-    awing = [float(v) for v in (alpha, omega, epsilon, theta)]
+    awing = dict(alpha=alpha, omega=omega, epsilon=epsilon, theta=theta)
+    for name, value in awing.items():
+        _checks.python_number(name, value)
+    awing = [float(v) for v in awing.values()]
     if kind == "awing" and not (awing[1] > 0 and awing[2] > 0 and awing[3] > 0):
         raise ValueError(f"omega, epsilon and theta must be positive, got {awing[1:]}")
     cd = _checks.compute_dtype(pred.dtype)

@@ -31,8 +31,8 @@ def _same_kind(**tensors: Tensor) -> torch.dtype:
     first = next(iter(tensors.values()))
     for name, t in tensors.items():
         if t.dtype != first.dtype or t.dtype not in DTYPES or t.device != first.device:
-            raise ValueError(f"splat: {name} is {t.dtype} on {t.device}; all inputs must share one dtype of "
-                             f"{DTYPES} and one device")
+            raise ValueError(f"splat: {name} is {t.dtype} on {t.device}; all inputs must share one dtype "
+                             f"({_checks.dtype_names(DTYPES)}) and one device")
     return first.dtype
 
 
@@ -44,9 +44,11 @@ def _splat_op(xy: Tensor, depth: Tensor, value: Tensor, h: int, w: int, sigma: f
 
 def _splat_inputs(xy, depth, value, h, w, sigma, radius):
     """The forward kernels' fields shared by both devices (contiguous buffers, checked) and its outputs."""
-    b, q = depth.shape
+    b, q = depth.shape if depth.dim() == 2 else (-1, -1)
     if tuple(xy.shape) != (b, q, 2) or tuple(value.shape) != (b, q) or not (sigma > 0 and radius >= 0):
-        raise ValueError("splat needs xy (B, Q, 2), depth and value (B, Q), sigma > 0 and radius >= 0")
+        raise ValueError(f"splat needs xy (B, Q, 2), depth (B, Q), value (B, Q), sigma > 0 and radius >= 0, got "
+                         f"xy {tuple(xy.shape)}, depth {tuple(depth.shape)}, value {tuple(value.shape)}, "
+                         f"sigma={sigma}, radius={radius}")
     radius = ref.dtype_radius(radius, _same_kind(xy=xy, depth=depth, value=value))
     image = xy.new_empty((b, 1, h, w))
     outputs = image, torch.empty_like(image), torch.empty((b, q), dtype=torch.bool, device=xy.device)
@@ -92,12 +94,15 @@ def _splat_backward_op(grad_image: Tensor, xy: Tensor, value: Tensor, image: Ten
 
 
 def _splat_backward_inputs(grad_image, xy, value, image, weight_sum, visible, sigma, radius):
-    b, q = value.shape
-    h, w = image.shape[-2:]
+    b, q, h, w = (*value.shape, *image.shape[2:]) if value.dim() == 2 and image.dim() == 4 else (-1,) * 4
     if not (tuple(xy.shape) == (b, q, 2) and tuple(visible.shape) == (b, q) and visible.dtype == torch.bool
             and tuple(grad_image.shape) == tuple(image.shape) == tuple(weight_sum.shape) == (b, 1, h, w)
             and visible.device == xy.device):
-        raise ValueError("splat_backward: the shapes do not match those of a splat forward")
+        got = ", ".join(f"{name} {tuple(t.shape)}" for name, t in (("grad_image", grad_image), ("image", image),
+                        ("weight_sum", weight_sum), ("xy", xy), ("value", value), ("visible", visible)))
+        raise ValueError("splat_backward: the shapes do not match those of a splat forward: grad_image, image and "
+                         "weight_sum (B, 1, H, W), xy (B, Q, 2), value (B, Q) and visible (B, Q) bool on xy's "
+                         f"device; got {got} ({visible.dtype} on {visible.device})")
     grad_image = grad_image.to(xy.dtype)
     radius = ref.dtype_radius(radius, _same_kind(grad_image=grad_image, xy=xy, value=value, image=image,
                                                  weight_sum=weight_sum))
@@ -177,7 +182,7 @@ _splat_backward_op.register_autograd(_double_backward, setup_context=_backward_s
 
 
 def _per_vertex(name: str, t: object, b: int, q: int, dtype: torch.dtype) -> Tensor:
-    _checks.floating(name, t)
+    _checks.floating(name, t, DTYPES)
     if t.dtype != dtype:
         raise TypeError(f"{name} has dtype {t.dtype} but xy has {dtype}")
     if tuple(t.shape) != (b, q):
@@ -202,9 +207,10 @@ def splat(xy: Tensor, depth: Tensor, value: Tensor, size: int | tuple[int, int],
     the saved image and weight sum, so it needs no atomics; memory is O(B H W + B Q). Twice differentiable
     (the double backward is the PyTorch formula).
     """
-    b, q = _checks.keypoints(xy, "xy")
-    if xy.dtype not in DTYPES:
-        raise TypeError(f"xy must be float32 or float64, got {xy.dtype}")
+    _checks.floating("xy", xy, DTYPES)
+    if xy.dim() != 3 or xy.shape[-1] != 2:
+        raise ValueError(f"xy must have shape (B, Q, 2), got {tuple(xy.shape)}")
+    b, q = xy.shape[:2]
     _per_vertex("depth", depth, b, q, xy.dtype)
     _per_vertex("value", value, b, q, xy.dtype)
     _checks.same_device(xy.device, depth=depth, value=value)
@@ -215,8 +221,7 @@ def splat(xy: Tensor, depth: Tensor, value: Tensor, size: int | tuple[int, int],
     if (h + 2 * m) * (w + 2 * m) > MAX_CELLS or q >= 1 << 31:
         raise ValueError(f"radius {radius} with size {(h, w)} needs a z-buffer of {(h + 2 * m) * (w + 2 * m)} "
                          f"cells per batch (at most {MAX_CELLS}), or Q = {q} >= 2^31")
-    if value.device.type == "cpu" and not torch.compiler.is_compiling() and not bool(torch.isfinite(value).all()):
-        raise ValueError("value must be finite (skip a vertex with a non-finite xy or depth instead)")
+    _checks.finite("value", value, " (skip a vertex with a non-finite xy or depth instead)")
     backend = _dispatch.select("splat", BACKENDS, xy.device, backend)
     if backend == "reference":
         return ref.splat(xy, depth.detach(), value, (h, w), sigma, ref.dtype_radius(radius, xy.dtype))[0]

@@ -29,18 +29,8 @@ def _stream(t: Tensor) -> int:
     return torch.cuda.current_stream(t.device).cuda_stream
 
 
-def _checkable(t: Tensor) -> bool:
-    """Value checks run on CPU tensors in eager mode (elsewhere they would synchronise or break a graph)."""
-    return t.device.type == "cpu" and not torch.compiler.is_compiling()
-
-
-def _finite(name: str, t: Tensor) -> None:
-    if _checkable(t) and not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} must be finite")
-
-
 def _no_nan(x: Tensor) -> None:
-    if _checkable(x) and bool(torch.isnan(x).any()):
+    if _checks.checkable(x) and bool(torch.isnan(x).any()):
         raise ValueError("x contains NaN, whose sign is undefined")
 
 
@@ -187,7 +177,7 @@ def _(x, weight, alpha, bias, scale, shift, in_channels, stride, padding, dilati
 def _pair(name: str, value: IntPair, minimum: int) -> tuple[int, int]:
     pair = (value, value) if isinstance(value, int) else tuple(value) if isinstance(value, Sequence) else ()
     if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
-        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+        raise TypeError(f"{name} must be an int or a pair of ints, got {_checks.describe(value)}")
     if min(pair) < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
     return pair
@@ -196,12 +186,12 @@ def _pair(name: str, value: IntPair, minimum: int) -> tuple[int, int]:
 def _affine(name: str, t: Optional[Tensor], o: int, alpha: Tensor) -> Optional[Tensor]:
     if t is None:
         return None
-    _checks.floating(name, t)
+    _checks.floating(name, t, AFFINE_DTYPES)
     if t.dtype != alpha.dtype:
         raise TypeError(f"{name} has dtype {t.dtype} but alpha has {alpha.dtype}")
     if tuple(t.shape) != (o,):
         raise ValueError(f"{name} must have shape (O,) = ({o},), got {tuple(t.shape)}")
-    _finite(name, t)
+    _checks.finite(name, t)
     return t
 
 
@@ -232,18 +222,42 @@ def unpack_bits(packed: Tensor, channels: int, *, dtype: torch.dtype = torch.flo
     return ref.unpack_bits(packed, channels, _checks.dtype(dtype))
 
 
-def _packed(name: str, t: object, channels: int, rank: int) -> Tensor:
+def _packed(name: str, t: object, channels: int, rank: int, layouts: str = "") -> Tensor:
+    """``t``, int64 signs of ``channels`` channels packed by pack_bits into ``rank`` dims; ``layouts`` starts
+    the message of a wrong word count."""
     if not isinstance(t, Tensor) or t.dtype != torch.int64:
         raise TypeError(f"{name} must be a packed int64 tensor (from pack_bits), got "
                         f"{t.dtype if isinstance(t, Tensor) else type(t).__name__}")
     if not isinstance(channels, int) or isinstance(channels, bool) or channels <= 0:
-        raise ValueError(f"the channel count of {name} must be a positive int, got {channels!r}")
+        raise ValueError(f"the channel count of {name} must be a positive int, got {_checks.describe(channels)}")
     if t.dim() != rank or t.dim() < 2:
         raise ValueError(f"{name} must have {rank} dims (N, ..., words), got shape {tuple(t.shape)}")
     if t.shape[-1] != ref.words(channels):
-        raise ValueError(f"{name} has {t.shape[-1]} words per position but {channels} channels pack into "
+        raise ValueError(f"{layouts}{name} has {t.shape[-1]} words per position but {channels} channels pack into "
                          f"{ref.words(channels)}: not packed for this channel count (or not channels-last)")
     return t
+
+
+def _input_channels(x: Tensor, channels: Optional[int], arg: str) -> int:
+    """The channel count of binary_conv2d's x (N, C, H, W) / (N, H, W, words) or binary_linear's x (N, C) /
+    (N, words), whose rank is checked: a floating x is packed here, an int64 one is taken for pack_bits'
+    output, which needs the channel count ``arg`` (its last dimension must be the word count of it)."""
+    conv = x.dim() == 4
+    layouts = (f"x must have a floating dtype ({_checks.dtype_names(_checks.FLOATING)}) as "
+               f"{'(N, C, H, W)' if conv else '(N, C)'}, or be the int64 packed signs "
+               f"({'N, H, W' if conv else 'N'}, ceil({arg}/64)) from pack_bits; got {x.dtype} of shape "
+               f"{tuple(x.shape)}")
+    if x.dtype == torch.int64:
+        if channels is None:
+            raise ValueError(f"{layouts}: {arg} is required with a packed x (the word count does not give it)")
+        _packed("x", x, channels, x.dim(), f"{layouts}: ")
+        return channels
+    if x.dtype not in _checks.FLOATING:
+        raise TypeError(layouts)
+    if channels is not None and channels != x.shape[1]:
+        raise ValueError(f"{arg}={_checks.describe(channels)} but x has {x.shape[1]} "
+                         f"{'channels' if conv else 'features'}")
+    return x.shape[1]
 
 
 def binary_conv2d(x: Tensor, weight_packed: Tensor, alpha: Tensor, *, in_channels: Optional[int] = None,
@@ -265,18 +279,9 @@ def binary_conv2d(x: Tensor, weight_packed: Tensor, alpha: Tensor, *, in_channel
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 4:
         raise ValueError(f"x must be 4-D: float (N, C, H, W) or packed (N, H, W, words), got {tuple(x.shape)}")
-    if x.dtype == torch.int64:
-        if in_channels is None:
-            raise ValueError("in_channels is required with a packed x (the word count does not give it)")
-        c = in_channels
-        _packed("x", x, c, 4)
-    else:
-        _checks.floating("x", x)
-        c = x.shape[1]
-        if in_channels is not None and in_channels != c:
-            raise ValueError(f"in_channels={in_channels} but x has {c} channels")
+    c = _input_channels(x, in_channels, "in_channels")
     if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
-        raise ValueError(f"groups must be a positive int, got {groups!r}")
+        raise ValueError(f"groups must be a positive int, got {_checks.describe(groups)}")
     if c % groups:
         raise ValueError(f"groups={groups} does not divide the {c} input channels")
     _packed("weight_packed", weight_packed, c // groups, 4)
@@ -284,12 +289,10 @@ def binary_conv2d(x: Tensor, weight_packed: Tensor, alpha: Tensor, *, in_channel
     if o == 0 or kh == 0 or kw == 0 or o % groups:
         raise ValueError(f"weight_packed (O, KH, KW, words) = {tuple(weight_packed.shape)} needs O, KH, KW > 0 "
                          f"and groups={groups} dividing O")
-    _checks.floating("alpha", alpha)
-    if alpha.dtype not in AFFINE_DTYPES:
-        raise TypeError(f"alpha must be float32 or float64, got {alpha.dtype}")
+    _checks.floating("alpha", alpha, AFFINE_DTYPES)
     if tuple(alpha.shape) != (o,):
         raise ValueError(f"alpha must have shape (O,) = ({o},), got {tuple(alpha.shape)}")
-    _finite("alpha", alpha)
+    _checks.finite("alpha", alpha)
     bias, scale, shift = (_affine(name, t, o, alpha) for name, t in (("bias", bias), ("scale", scale),
                                                                        ("shift", shift)))
     _checks.same_device(x.device, weight_packed=weight_packed, alpha=alpha, bias=bias, scale=scale, shift=shift)
@@ -322,13 +325,8 @@ def binary_linear(x: Tensor, weight_packed: Tensor, alpha: Tensor, *, in_feature
         raise ValueError(f"x must be a 2-D tensor (N, C) or packed (N, words), got {tuple(x.shape)}")
     if not isinstance(weight_packed, Tensor) or weight_packed.dim() != 2:
         raise ValueError("weight_packed must be a packed (O, words) tensor (pack_bits of an (O, C) weight)")
-    if x.dtype == torch.int64 and in_features is None:
-        raise ValueError("in_features is required with a packed x (the word count does not give it)")
+    in_features = _input_channels(x, in_features, "in_features")
     if x.dtype != torch.int64:
-        _checks.floating("x", x)
-        if in_features is not None and in_features != x.shape[1]:
-            raise ValueError(f"in_features={in_features} but x has {x.shape[1]} features")
-        in_features = x.shape[1]
         x = pack_bits(x, backend=backend)
     # the batch as one row of N pixels, so the kernels tile over it (an empty batch as one pixel, dropped)
     row = x[None, None] if x.shape[0] else x.new_zeros((1, 1, 1, x.shape[1]))
