@@ -23,11 +23,11 @@ BUSY = 0.25  # other processes using this fraction of the CPUs just before the r
 LEGEND = """\
 Columns: the cases run in 7 interleaved rounds (a load that comes and goes hits them alike), each round timing
 samples of enough back-to-back calls to last 20 ms; `median` is the median over the rounds of each round's
-median time per call, `p20-p80` the 20th to 80th percentile of those round medians, and `(!)` marks a row whose
-spread exceeds 20% of its median (not to be quoted); `fastlmk is` compares fastlmk's median with that row's (`3.00x faster`:
-the row takes 3x fastlmk's time); `x floor` is fastlmk's median over the floor's, the time of the memory traffic
-the op cannot avoid (1.00x is the best possible). Before the timed rounds every case runs untimed (first-call
-costs: torch._dynamo's import, Triton's compilation, allocator caches)."""
+median time per call, `p20-p80` the 20th to 80th percentile of those round medians, and `(!)` marks a row
+whose spread exceeds 20% of its median (not to be quoted); `fastlmk is` compares fastlmk's median with that
+row's (`3.00x faster`: the row takes 3x fastlmk's time); `x floor` is fastlmk's median over the floor's, the
+time of the memory traffic the op cannot avoid (1.00x is the best possible). Before the timed rounds every
+case runs untimed (first-call costs: torch._dynamo's import, Triton's compilation, allocator caches)."""
 
 
 # ------------------------------------------------------------------------------------------------- timing
