@@ -104,6 +104,8 @@ MISTAKES = [
      "--box 1000 1000 1200 1200 lies outside the 64x48 image"),
     (["predict", "{d}/face.png", "--checkpoint", "{d}/fan.pt", "--box", "-20", "5", "-0.5", "30"], "predict",
      "--box -20 5 -0.5 30 lies outside the 64x48 image"),
+    (["predict", "{d}/face.png", "--checkpoint", "{d}/fan.pt", "--box", "63.5", "5", "90", "30"], "predict",
+     "--box 63.5 5 90 30 lies outside the 64x48 image"),
     (["predict", "{d}/face.png", "--checkpoint", "{d}/fan.pt", "--box", "40", "30", "10", "5"], "predict",
      "--box 40 30 10 5: need X0 < X1 and Y0 < Y1"),
     (["predict", "{d}/face.png", "--checkpoint", "{d}/fan.pt", "--box", "0", "0", "nan", "9"], "predict",
