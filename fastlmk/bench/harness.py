@@ -53,15 +53,14 @@ def measure(fn: Callable[[], object], *, device: torch.device, seconds: float, n
     while not samples or sum(samples) * number < seconds:
         if cuda:
             start.record()
-            for _ in range(number):
-                fn()
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        if cuda:
             end.record()
             end.synchronize()
             elapsed = start.elapsed_time(end) / 1e3
         else:
-            t0 = time.perf_counter()
-            for _ in range(number):
-                fn()
             elapsed = time.perf_counter() - t0
         samples.append(elapsed / number)
     return samples
